@@ -1,0 +1,1 @@
+"""Data layer: converters that write webdataset shards, and the readers the stages train on."""

@@ -1,0 +1,165 @@
+"""Dataset converters: one function per source kind, registered by name, each returning the classes and
+three iterables of :class:`RawSample` (train, val, test). ``prepare.py`` writes them as shards.
+
+The validation split is held out of the *training* source (``data.val_size`` images, chosen by a fixed
+permutation), so model selection never touches the test split.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import DataError, UsageError
+
+from .shards import RawSample
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm")
+SPLIT_SEED = 12345  # fixed: the train/val/test split must not move with run.seed
+
+
+@dataclass
+class ConvertedDataset:
+    classes: list[str]
+    train: Callable[[], Iterator[RawSample]]
+    val: Callable[[], Iterator[RawSample]]
+    test: Callable[[], Iterator[RawSample]]
+
+
+CONVERTERS: dict[str, Callable] = {}
+
+
+def register_converter(name: str):
+    def wrap(fn):
+        CONVERTERS[name] = fn
+        return fn
+    return wrap
+
+
+def _holdout(n: int, val_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, val indices) — a fixed permutation, each part kept in source order."""
+    if val_size >= n:
+        raise UsageError(f"data.val_size={val_size} leaves no training images (the source has {n}); use a smaller value")
+    perm = np.random.default_rng(SPLIT_SEED).permutation(n)
+    return np.sort(perm[val_size:]), np.sort(perm[:val_size])
+
+
+def _from_arrays(images: np.ndarray, labels: np.ndarray, idx: np.ndarray) -> Callable[[], Iterator[RawSample]]:
+    return lambda: (RawSample(label=int(labels[i]), array=images[i]) for i in idx)
+
+
+@register_converter("digits")
+def digits(cfg) -> ConvertedDataset:
+    """scikit-learn's 1,797 real handwritten digits (shipped inside the package, no download),
+    8×8 grey levels 0–16 upsampled to ``data.image_size`` RGB. Fixed 70/30 train/test split."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    size = cfg.image_size
+    grey = (bunch.images * (255.0 / 16.0)).round().astype(np.uint8)  # (1797, 8, 8)
+    up = np.stack([np.asarray(Image.fromarray(g).resize((size, size), Image.BILINEAR)) for g in grey])
+    rgb = np.repeat(up[..., None], 3, axis=-1)  # (N, size, size, 3)
+    labels = bunch.target.astype(np.int64)
+    perm = np.random.default_rng(SPLIT_SEED).permutation(len(labels))
+    n_test = int(round(0.3 * len(labels)))
+    test_idx, rest = np.sort(perm[:n_test]), perm[n_test:]
+    train_local, val_local = _holdout(len(rest), cfg.val_size)
+    train_idx, val_idx = np.sort(rest[train_local]), np.sort(rest[val_local])
+    return ConvertedDataset([str(i) for i in range(10)], _from_arrays(rgb, labels, train_idx),
+                            _from_arrays(rgb, labels, val_idx), _from_arrays(rgb, labels, test_idx))
+
+
+class _ImageFolderSource:
+    """An ImageFolder layout (``.../<class>/<image>``) in a directory or in a tar of one."""
+
+    def __init__(self, path: str, key: str):
+        self.path = Path(path).expanduser()
+        if not self.path.exists():
+            raise UsageError(f"{key}={path!r} does not exist; point it at an ImageFolder directory or a .tar of one")
+        self.is_tar = self.path.is_file()
+        if self.is_tar and not tarfile.is_tarfile(self.path):
+            raise DataError(f"{key}={path!r} is a file but not a tar archive; give a directory or a .tar")
+        if self.is_tar:
+            with tarfile.open(self.path) as tf:
+                names = [m.name for m in tf.getmembers() if m.isfile()]
+        else:
+            names = [str(p.relative_to(self.path)) for p in self.path.rglob("*") if p.is_file()]
+        self.items = sorted((n, Path(n).parent.name) for n in names
+                            if n.lower().endswith(IMAGE_EXTS) and "/" in n.strip("/"))
+        if not self.items:
+            raise DataError(f"{key}={path!r} holds no images in <class>/<image> folders; check the layout")
+
+    def classes(self) -> list[str]:
+        return sorted({c for _, c in self.items})
+
+    def samples(self, idx: np.ndarray, class_index: dict[str, int], key: str) -> Iterator[RawSample]:
+        tf = tarfile.open(self.path) if self.is_tar else None
+        try:
+            for i in idx:
+                name, cls = self.items[i]
+                if cls not in class_index:
+                    raise DataError(f"{key}: class folder {cls!r} does not exist in the training source; "
+                                    "the test split must use the training split's classes")
+                data = tf.extractfile(name).read() if tf else (self.path / name).read_bytes()
+                ext = Path(name).suffix.lower().lstrip(".").replace("jpeg", "jpg")
+                yield RawSample(label=class_index[cls], data=data, ext=ext)
+        finally:
+            if tf:
+                tf.close()
+
+
+@register_converter("imagefolder")
+def imagefolder(cfg) -> ConvertedDataset:
+    """Any ImageFolder directory or tar of one (e.g. ``../shared/data/cifar10/train.tar``); class
+    labels are the sorted class-folder names."""
+    train_src = _ImageFolderSource(cfg.train_source, "data.train_source")
+    test_src = _ImageFolderSource(cfg.test_source, "data.test_source")
+    classes = train_src.classes()
+    index = {c: i for i, c in enumerate(classes)}
+    train_idx, val_idx = _holdout(len(train_src.items), cfg.val_size)
+    all_test = np.arange(len(test_src.items))
+    return ConvertedDataset(
+        classes,
+        lambda: train_src.samples(train_idx, index, "data.train_source"),
+        lambda: train_src.samples(val_idx, index, "data.train_source"),
+        lambda: test_src.samples(all_test, index, "data.test_source"),
+    )
+
+
+def _torchvision(name: str, cfg) -> ConvertedDataset:
+    import torchvision.datasets as tvd
+
+    root = Path(cfg.download_root).expanduser() / name
+    builders = {
+        "cifar10": lambda train: tvd.CIFAR10(root, train=train, download=True),
+        "cifar100": lambda train: tvd.CIFAR100(root, train=train, download=True),
+        "svhn": lambda train: tvd.SVHN(root, split="train" if train else "test", download=True),
+        "stl10": lambda train: tvd.STL10(root, split="train" if train else "test", download=True),
+    }
+    try:
+        train, test = builders[name](True), builders[name](False)
+    except Exception as exc:  # offline: URLError / OSError / RuntimeError depending on the dataset
+        raise DataError(f"could not download {name} to {root} ({type(exc).__name__}: {str(exc)[:80]}); "
+                        "connect to the internet, or convert a local copy with data.dataset=imagefolder") from None
+
+    def arrays(ds):
+        data = np.asarray(ds.data)
+        if data.ndim == 4 and data.shape[1] == 3:  # SVHN / STL10 store (N, C, H, W)
+            data = data.transpose(0, 2, 3, 1)
+        labels = np.asarray(getattr(ds, "targets", None) if hasattr(ds, "targets") else ds.labels)
+        return np.ascontiguousarray(data), labels
+
+    (x_tr, y_tr), (x_te, y_te) = arrays(train), arrays(test)
+    classes = list(getattr(train, "classes", [str(i) for i in range(int(y_tr.max()) + 1)]))
+    train_idx, val_idx = _holdout(len(y_tr), cfg.val_size)
+    return ConvertedDataset(classes, _from_arrays(x_tr, y_tr, train_idx), _from_arrays(x_tr, y_tr, val_idx),
+                            _from_arrays(x_te, y_te, np.arange(len(y_te))))
+
+
+for _name in ("cifar10", "cifar100", "svhn", "stl10"):
+    register_converter(_name)(lambda cfg, _n=_name: _torchvision(_n, cfg))

@@ -1,0 +1,183 @@
+"""Readers over webdataset shards.
+
+* :func:`stream_loader` — an endless, resampled, seeded stream for training (pretrain views or
+  augmented labeled samples). Each (process, worker) draws shards with its own seed, so several
+  processes and workers never need a shared shard split; each sample's augmentation is seeded by
+  (run seed, epoch, sample key), so a stream is reproducible whatever the worker count.
+* :func:`load_labeled` — a finite split in deterministic order, as tensors (validation and test sets
+  are small enough to hold: 10,000 CIFAR images are 30 MB as uint8).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import random
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import webdataset as wds
+from PIL import Image
+
+from pipeline.errors import DataError
+
+IMAGE_KEYS = ("png", "jpg", "jpeg", "webp", "bmp", "ppm")
+MAX_CONSECUTIVE_BAD = 1000  # a stream that yields nothing but bad samples stops instead of spinning
+
+
+def expand_urls(urls: str | list[str], key: str) -> list[str]:
+    """Expand brace patterns / lists; local files must exist. Raises DataError when nothing matches."""
+    if isinstance(urls, str):
+        expanded = wds.shardlists.expand_urls(urls)
+    else:
+        expanded = [u for pattern in urls for u in wds.shardlists.expand_urls(pattern)]
+    local = [u for u in expanded if not u.startswith(("pipe:", "http://", "https://", "gs://", "s3://"))]
+    missing = [u for u in local if not Path(u).is_file()]
+    if not expanded or len(missing) == len(expanded):
+        raise DataError(f"{key}={urls!r} matches no shard files; check the path/brace pattern (run `make data` for the quickstart)")
+    if missing:
+        raise DataError(f"{key}: {len(missing)} of {len(expanded)} shards are missing, e.g. {missing[0]}; fix the pattern or the files")
+    return expanded
+
+
+def decode_image(data: bytes, size: int, wrong_size: str) -> Image.Image:
+    """Bytes → RGB PIL image of ``size``×``size``. Raises ValueError on anything unusable."""
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    if img.size != (size, size):
+        if wrong_size == "error":
+            raise ValueError(f"image is {img.size[0]}x{img.size[1]}, expected {size}x{size} "
+                             "(set data.wrong_size=resize to resize)")
+        img = img.resize((size, size), Image.BILINEAR)
+    return img
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    # (H, W, 3) uint8 -> (3, H, W) float in [0,1]
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def _parse(sample: dict, size: int, wrong_size: str, need_label: bool) -> tuple[Image.Image, int]:
+    key = next((k for k in IMAGE_KEYS if k in sample), None)
+    if key is None:
+        raise ValueError("no image (.png/.jpg/...) in the sample")
+    label = -1
+    if "cls" in sample:
+        label = int(sample["cls"].decode().strip() if isinstance(sample["cls"], bytes) else sample["cls"])
+    elif need_label:
+        raise ValueError("labeled sample without .cls")
+    return decode_image(sample[key], size, wrong_size), label
+
+
+def sample_seed(seed: int, epoch: int, key: str) -> int:
+    return zlib.crc32(f"{seed}/{epoch}/{key}".encode())
+
+
+def _seeded(fn: Callable, seed: int):
+    """Run ``fn`` with torch/numpy/python RNGs seeded by ``seed``, restoring the callers' RNG state
+    (the training loop's RNG must not depend on how many samples a worker decoded)."""
+    t, n, p = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    torch.manual_seed(seed), np.random.seed(seed % 2**32), random.seed(seed)
+    try:
+        return fn()
+    finally:
+        torch.set_rng_state(t), np.random.set_state(n), random.setstate(p)
+
+
+def _transform_stream(src, transform, size, wrong_size, need_label, on_bad, seed, epoch, state):
+    """Decode + transform; bad samples raise DataError or are dropped and counted (``bad`` rides on the
+    next good sample, so the count reaches the main process even from DataLoader workers)."""
+    bad = 0
+    for sample in src:
+        try:
+            img, label = _parse(sample, size, wrong_size, need_label)
+            if need_label and label < 0:
+                raise ValueError(f"negative label {label}")
+        except Exception as exc:
+            where = f"sample {sample.get('__key__')} in {sample.get('__url__')}"
+            if on_bad == "error":
+                raise DataError(f"{where}: {exc}; fix the shard or set data.on_bad_sample=skip") from None
+            bad += 1
+            if bad + state["bad_shards"] >= MAX_CONSECUTIVE_BAD:
+                raise DataError(f"{MAX_CONSECUTIVE_BAD} bad samples in a row (last: {where}); the shards are unusable") from None
+            continue
+        out = _seeded(lambda img=img: transform(img), sample_seed(seed, epoch, sample["__key__"]))
+        yield (*out, label, bad + state["bad_shards"])
+        bad, state["bad_shards"] = 0, 0
+
+
+def _collate(batch):
+    """[(t1, .., tk, label, bad)] -> (stacked t1, .., stacked tk, labels, bad count)."""
+    cols = list(zip(*batch, strict=True))
+    tensors = [torch.stack(c) for c in cols[:-2]]
+    return (*tensors, torch.tensor(cols[-2], dtype=torch.long), int(sum(cols[-1])))
+
+
+def _worker_seed(seed: int, epoch: int, rank: int) -> int:
+    info = torch.utils.data.get_worker_info()
+    return seed * 1_000_003 + epoch * 10_007 + rank * 101 + (info.id if info else 0)
+
+
+def _shard_handler(on_bad: str, state: dict):
+    def handle(exc):
+        if on_bad == "error":
+            raise DataError(f"unreadable shard data ({type(exc).__name__}: {str(exc)[:100]}); "
+                            "re-create the shard or set data.on_bad_sample=skip") from None
+        state["bad_shards"] += 1
+        return True
+    return handle
+
+
+def stream_loader(urls: list[str], transform: Callable, *, batch_size: int, seed: int, epoch: int, rank: int,
+                  size: int, wrong_size: str = "resize", need_label: bool = False, on_bad: str = "error",
+                  num_workers: int = 0, shuffle_buffer: int = 2000) -> wds.WebLoader:
+    """Endless batches ``(*transform outputs, labels, bad_count)`` for one process.
+
+    ``transform(img) -> tuple of tensors`` (two SimCLR views, or one augmented image).
+    """
+    state = {"bad_shards": 0}  # per worker process: counts unreadable tar members
+    pipeline = wds.DataPipeline(
+        wds.ResampledShards(urls, seed=0, deterministic=True,
+                            worker_seed=functools.partial(_worker_seed, seed, epoch, rank)),
+        wds.tarfile_to_samples(handler=_shard_handler(on_bad, state)),
+        wds.shuffle(shuffle_buffer, initial=min(shuffle_buffer, 100),
+                    rng=random.Random(seed * 7919 + epoch * 31 + rank)),
+        functools.partial(_transform_stream, transform=transform, size=size, wrong_size=wrong_size,
+                          need_label=need_label, on_bad=on_bad, seed=seed, epoch=epoch, state=state),
+        wds.batched(batch_size, collation_fn=_collate, partial=False),
+    )
+    return wds.WebLoader(pipeline, batch_size=None, num_workers=num_workers,
+                         persistent_workers=False, prefetch_factor=4 if num_workers else None)
+
+
+def load_labeled(urls: list[str], *, size: int, num_classes: int, wrong_size: str = "resize",
+                 on_bad: str = "error", limit: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """A whole labeled split in shard order: (x uint8 (N,3,H,W), y long (N,), skipped count)."""
+    state = {"bad_shards": 0}
+    pipeline = wds.DataPipeline(
+        wds.SimpleShardList(urls),
+        wds.tarfile_to_samples(handler=_shard_handler(on_bad, state)),
+        functools.partial(_transform_stream, transform=lambda img: (torch.from_numpy(np.asarray(img).copy()),),
+                          size=size, wrong_size=wrong_size, need_label=True, on_bad=on_bad, seed=0, epoch=0,
+                          state=state),
+    )
+    xs, ys, skipped = [], [], 0
+    for img, label, bad in pipeline:
+        if label >= num_classes:
+            raise DataError(f"label {label} in {urls[0]}... is >= data.num_classes={num_classes}; "
+                            "set data.num_classes to the real number of classes or fix the labels")
+        xs.append(img)
+        ys.append(label)
+        skipped += bad
+        if limit and len(xs) >= limit:
+            break
+    skipped += state["bad_shards"]
+    if not xs:
+        raise DataError(f"no usable samples in {urls[0]} ({len(urls)} shards); check the shards")
+    x = torch.stack(xs).permute(0, 3, 1, 2).contiguous()  # (N, H, W, 3) -> (N, 3, H, W)
+    return x, torch.tensor(ys, dtype=torch.long), skipped

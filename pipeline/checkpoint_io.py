@@ -1,0 +1,85 @@
+"""Saving and loading models as timm folders (``model.safetensors`` + ``config.json``).
+
+Only safetensors are read: nothing in this project unpickles a weights file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import timm
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from . import models  # noqa: F401  (registers our architectures with timm before any local-dir load)
+from .errors import UsageError
+from .run import atomic_dir
+
+
+def save_timm_folder(model: nn.Module, folder: Path) -> Path:
+    """Write ``model`` as a timm folder, atomically (a crash leaves the previous folder or none)."""
+    model = model.eval()
+    with atomic_dir(Path(folder)) as tmp:
+        timm.models.save_for_hf(model, str(tmp), safe_serialization=True)
+    return Path(folder)
+
+
+def folder_architecture(folder: Path) -> str:
+    cfg_file = Path(folder) / "config.json"
+    if not cfg_file.is_file() or not (Path(folder) / "model.safetensors").is_file():
+        raise UsageError(f"{folder} is not an exported model folder (needs config.json and model.safetensors); "
+                         "run `make export` or point at another folder")
+    return json.loads(cfg_file.read_text()).get("architecture", "?")
+
+
+def load_timm_folder(folder: Path, **kwargs) -> nn.Module:
+    """``timm.create_model("local-dir:<folder>", pretrained=True)`` with a one-line error on bad folders."""
+    folder_architecture(folder)
+    try:
+        return timm.create_model(f"local-dir:{folder}", pretrained=True, **kwargs).eval()
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise UsageError(f"cannot load {folder}: {str(exc).splitlines()[0][:200]}") from None
+
+
+def load_backbone_weights(model: nn.Module, folder: Path, expected_arch: str, key: str) -> None:
+    """Copy a backbone folder's weights into ``model`` (a classifier of the same architecture); the
+    classifier head stays freshly initialised. Refuses folders of another architecture."""
+    arch = folder_architecture(folder)
+    if arch != expected_arch:
+        raise UsageError(f"{key}: {folder} holds a {arch!r} but model.name={expected_arch!r}; "
+                         f"set model.name={arch} or use a folder exported from {expected_arch}")
+    state = load_file(str(Path(folder) / "model.safetensors"))
+    head = {n for n, _ in model.get_classifier().named_parameters(prefix=_classifier_prefix(model))}
+    state = {k: v for k, v in state.items() if k not in head}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [m for m in missing if m not in head]
+    if missing or unexpected:
+        raise UsageError(f"{key}: weights in {folder} do not fit {expected_arch} "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]}); was it exported with other model args?")
+
+
+def _classifier_prefix(model: nn.Module) -> str:
+    head = model.get_classifier()
+    for name, module in model.named_modules():
+        if module is head:
+            return name
+    return ""
+
+
+def load_safetensors_into(model: nn.Module, file: Path) -> nn.Module:
+    """Load a bare ``.safetensors`` state dict (for ``timm name + weights file`` evaluation)."""
+    if not str(file).endswith(".safetensors"):
+        raise UsageError(f"{file} is not a .safetensors file; only safetensors weights are read (pickles can run code)")
+    if not Path(file).is_file():
+        raise UsageError(f"weights file {file} does not exist")
+    missing, unexpected = model.load_state_dict(load_file(str(file)), strict=False)
+    if missing or unexpected:
+        raise UsageError(f"{file} does not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.eval()
+
+
+@torch.no_grad()
+def max_logit_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
+    return float((a.eval()(x) - b.eval()(x)).abs().max())

@@ -1,0 +1,166 @@
+"""AutoAttack through the reference ``pyautoattack`` package, with per-attack attribution.
+
+``run_standard_evaluation`` only returns the final adversarial points. To learn which sub-attack
+broke each point we run the *same* ``AutoAttack`` object once per sub-attack (the library's own
+``run_standard_evaluation_individual`` does the same by setting ``attacks_to_run``), each time on the
+points still robust, in their original order. A direct run attacks exactly those points, in the same
+batches, with the same seed (every attack reseeds the global RNG with ``seed`` at the start of each
+batch), so the per-sample outcome is identical to one ``run_standard_evaluation`` call; a test checks it.
+
+pyautoattack reports its sanity checks (randomized model, probabilities instead of logits, dynamic
+defense, too few classes, zero gradients) through ``logging.getLogger('auto-attack').warning`` when it
+has a logger, which ``AutoAttack`` always passes; ``warnings.warn`` is only the fallback without one.
+We capture both.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from pyautoattack import AutoAttack
+
+from .counting import PassCount, PassCounter
+
+AA_LOGGER = "auto-attack"
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def capture_autoattack_warnings() -> Iterator[list[str]]:
+    """Collect the warnings pyautoattack emits (logger ``'auto-attack'`` and ``warnings``) in a list."""
+    logger = logging.getLogger(AA_LOGGER)
+    handler = _ListHandler()
+    old_level = logger.level
+    if logger.getEffectiveLevel() > logging.WARNING:
+        logger.setLevel(logging.WARNING)  # a quieter global setting must not hide the checks from us
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield handler.messages
+        for w in caught:
+            if "pyautoattack" in (w.filename or ""):
+                handler.messages.append(str(w.message))
+            else:  # not ours to swallow: re-emit
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+def make_autoattack(
+    model: torch.nn.Module,
+    *,
+    eps: float,
+    norm: str,
+    version: str,
+    attacks: list[str] | None,
+    seed: int,
+    device: torch.device,
+    num_classes: int,
+) -> AutoAttack:
+    """An ``AutoAttack`` with the standard hyperparameters.
+
+    ``version='custom'`` in pyautoattack leaves every attack at its constructor defaults (APGD with 5
+    restarts, FAB with 5); we want "the standard attacks, only fewer of them", so custom runs get the
+    standard settings via the library's own ``_set_version`` and then the requested attack list.
+    """
+    if version == "custom":
+        aa = AutoAttack(model, attacks=list(attacks or []), device=device, eps=eps, norm=norm, seed=seed, version="custom")
+        aa._set_version("standard")  # noqa: SLF001 - the library's single source of the standard settings
+        aa.attacks_to_run = list(attacks or [])
+        aa.version = "custom"
+    else:
+        aa = AutoAttack(model, device=device, eps=eps, norm=norm, seed=seed, version=version)
+    # Targeted attacks index the k-th most likely class for k up to n_target_classes + 1: with fewer than
+    # 10 classes the standard 9 targets would index out of range, so cap them (the authors' advice).
+    aa.apgd_targeted.n_target_classes = min(aa.apgd_targeted.n_target_classes, num_classes - 1)
+    aa.fab.n_target_classes = min(aa.fab.n_target_classes, num_classes - 1)
+    return aa
+
+
+@dataclass
+class AttributedResult:
+    """Outcome of an AutoAttack run with one entry per sub-attack, in the order they ran."""
+
+    attacks: list[str]
+    final_pred: torch.Tensor  # prediction on the final adversarial input (clean prediction if never broken)
+    x_adv: torch.Tensor  # final adversarial inputs (clean input where no attack succeeded)
+    pred_after: dict[str, torch.Tensor]  # per attack: prediction on its output, -1 where it did not run
+    robust_after: dict[str, float]  # per attack: cumulative robust accuracy after it (like pyautoattack's log)
+    seconds: dict[str, float] = field(default_factory=dict)
+    passes: dict[str, PassCount] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def run_attributed(
+    aa: AutoAttack,
+    counter: PassCounter,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    on_attack: Callable[[str], None] | None = None,
+) -> AttributedResult:
+    """Run ``aa``'s attacks one at a time on the still-robust points (see the module docstring).
+
+    Args:
+        aa: built by :func:`make_autoattack` around ``counter``.
+        counter: the counting wrapper ``aa`` calls, read before and after each sub-attack.
+        x: clean inputs in [0,1] (on ``aa.device``).
+        y: labels.
+        batch_size: pyautoattack's batch size (part of what makes results reproducible).
+        on_attack: called with each sub-attack's name before it runs (progress display).
+    """
+    attacks = list(aa.attacks_to_run)
+    n = y.shape[0]
+    result = AttributedResult(
+        attacks=attacks,
+        final_pred=torch.full_like(y, -1),
+        x_adv=x.clone(),
+        pred_after={a: torch.full_like(y, -1) for a in attacks},
+        robust_after={},
+    )
+    todo = torch.arange(n, device=y.device)  # points the next attack runs on, in their original order
+    with capture_autoattack_warnings() as messages:
+        for i, attack in enumerate(attacks):
+            if on_attack is not None:
+                on_attack(attack)
+            before, start = counter.snapshot(), time.perf_counter()
+            if todo.numel() > 0:
+                aa.attacks_to_run = [attack]
+                x_adv, y_adv = aa.run_standard_evaluation(x[todo], y[todo], batch_size=batch_size)
+                result.pred_after[attack][todo] = y_adv
+                if i == 0:  # the first call also measured clean accuracy on every point
+                    result.final_pred[todo] = y_adv
+                broken = y_adv != y[todo]
+                result.final_pred[todo[broken]] = y_adv[broken]
+                result.x_adv[todo[broken]] = x_adv[broken]
+                todo = todo[~broken]
+            result.seconds[attack] = time.perf_counter() - start
+            result.passes[attack] = counter.snapshot() - before
+            result.robust_after[attack] = todo.numel() / max(n, 1)
+        aa.attacks_to_run = attacks
+    result.final_pred[todo] = y[todo]  # never broken: correct prediction
+    result.warnings = list(messages)
+    return result
+
+
+def run_robust_flags(aa: AutoAttack, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, list[str]]:
+    """One plain ``run_standard_evaluation``; returns the final predictions and pyautoattack's warnings."""
+    with capture_autoattack_warnings() as messages:
+        _, y_adv = aa.run_standard_evaluation(x, y, batch_size=batch_size)
+    return y_adv, list(messages)

@@ -1,0 +1,178 @@
+"""Work units of an evaluation: fixed-size chunks, their seeds, fingerprints and files on disk.
+
+Results must not depend on how many processes run: a chunk's content, its seeds and the batching inside
+it depend only on the configuration and the chunk index, never on the rank or the world size. Chunks are
+stored as JSON (per-sample integers and floats) plus safetensors (probability matrices), never pickle,
+so reading a work directory cannot execute code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .config import EvaluateConfig
+
+FORMAT_VERSION = 1  # bump when the chunk layout or the computation changes meaning
+
+
+def derive_seed(seed: int, chunk: int, purpose: str) -> int:
+    """A 31-bit seed from the run seed, a chunk index and what it is used for.
+
+    Hashing (rather than ``seed + chunk``) keeps seeds of different chunks, purposes and run seeds from
+    colliding. The AutoAttack seed of chunk ``i`` is ``derive_seed(cfg.seed, i, "autoattack")``.
+    """
+    digest = hashlib.sha256(f"{seed}:{chunk}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One unit of work: examples ``[start, stop)`` and how many of them each component covers."""
+
+    index: int
+    start: int
+    stop: int
+    n_autoattack: int  # the first n_autoattack examples of the chunk are attacked by AutoAttack
+    n_sweep: int  # ... evaluated in the epsilon sweep
+    n_smoothing: int  # ... certified
+
+
+def _limit(sub: int, total: int) -> int:
+    # a component's n_examples of 0 means "all evaluated examples"
+    return total if sub == 0 else min(sub, total)
+
+
+def plan_chunks(n_examples: int, cfg: EvaluateConfig) -> list[Chunk]:
+    """Split ``n_examples`` into chunks of ``cfg.chunk_size`` (the last may be shorter)."""
+    aa = _limit(cfg.autoattack.n_examples, n_examples) if cfg.autoattack.enabled else 0
+    sw = _limit(cfg.sweep.n_examples, n_examples) if cfg.sweep.enabled else 0
+    sm = _limit(cfg.smoothing.n_examples, n_examples) if cfg.smoothing.enabled else 0
+    chunks = []
+    for index, start in enumerate(range(0, n_examples, cfg.chunk_size)):
+        stop = min(start + cfg.chunk_size, n_examples)
+
+        def covered(limit: int, start: int = start, stop: int = stop) -> int:
+            return max(0, min(stop, limit) - start)
+
+        chunks.append(Chunk(index, start, stop, covered(aa), covered(sw), covered(sm)))
+    return chunks
+
+
+def tensor_digest(*tensors: torch.Tensor) -> str:
+    """SHA-256 over the raw bytes, shapes and dtypes of tensors."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{tuple(t.shape)}{t.dtype}".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def model_digest(model: torch.nn.Module) -> str:
+    """Fingerprint of a model's class and state (parameters and buffers)."""
+    h = hashlib.sha256(type(model).__qualname__.encode())
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor_digest(t).encode())
+    return h.hexdigest()
+
+
+def _cfg_without_sizes(cfg: EvaluateConfig) -> dict[str, Any]:
+    # n_examples only decides which chunks exist and what they cover; the Chunk itself records that,
+    # so growing n_examples keeps the earlier chunks valid.
+    d = asdict(cfg)
+    for section in (d, d["autoattack"], d["sweep"], d["smoothing"]):
+        section.pop("n_examples")
+    return d
+
+
+def chunk_fingerprint(cfg: EvaluateConfig, chunk: Chunk, *, model_fp: str, data_fp: str, num_classes: int) -> str:
+    """Everything that determines a chunk's results, hashed."""
+    import pyautoattack
+
+    payload = {
+        "format": FORMAT_VERSION,
+        "cfg": _cfg_without_sizes(cfg),
+        "chunk": asdict(chunk),
+        "model": model_fp,
+        "data": data_fp,
+        "num_classes": num_classes,
+        "torch": torch.__version__,
+        "pyautoattack": pyautoattack.__version__,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+class ChunkStore:
+    """Finished chunks under ``<work_dir>/chunks/`` (or in memory when there is no work directory).
+
+    Args:
+        work_dir: the stage's work directory; ``None`` keeps results in memory (single process only).
+    """
+
+    def __init__(self, work_dir: str | os.PathLike | None) -> None:
+        self.dir = None if work_dir is None else Path(work_dir) / "chunks"
+        self._memory: dict[int, tuple[dict, dict[str, torch.Tensor]]] = {}
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+
+    def _paths(self, index: int) -> tuple[Path, Path]:
+        assert self.dir is not None
+        return self.dir / f"chunk_{index:06d}.json", self.dir / f"chunk_{index:06d}.safetensors"
+
+    def save(self, index: int, record: dict, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Store a finished chunk atomically: tensors first, then the JSON that marks it complete."""
+        if self.dir is None:
+            self._memory[index] = (record, dict(tensors))
+            return
+        json_path, st_path = self._paths(index)
+        tmp = st_path.with_name(st_path.name + f".tmp{os.getpid()}")
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+        os.replace(tmp, st_path)
+        record = dict(record, tensors_sha256=_file_sha256(st_path))
+        _atomic_write_text(json_path, json.dumps(record))
+
+    def load(self, index: int, fingerprint: str | None = None) -> tuple[dict, dict[str, torch.Tensor]] | None:
+        """A finished chunk, or ``None`` if absent, incomplete, corrupt or of another configuration."""
+        if self.dir is None:
+            found = self._memory.get(index)
+        else:
+            json_path, st_path = self._paths(index)
+            try:
+                record = json.loads(json_path.read_text())
+                if record.get("tensors_sha256") != _file_sha256(st_path):
+                    return None
+                found = (record, load_file(str(st_path)))
+            except (OSError, ValueError):
+                return None
+        if found is None or (fingerprint is not None and found[0].get("fingerprint") != fingerprint):
+            return None
+        return found
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temporary file in the same directory, then rename: readers see old or new, never half."""
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,116 @@
+"""SimCLR, ACL and DynACL objectives [0, 1, 2] on top of lightly's NT-Xent loss and projection head.
+
+One step of ``acl``/``dynacl`` (B images, two views each):
+  1. attack: PGD on the *local* NT-Xent of the projected views, both views perturbed jointly, model in
+     ``eval()`` and routed through the adversarial BN branch. eval(): the attack's forward passes must not
+     move BN running statistics (the reference does the same). Gradients are w.r.t. the input only.
+  2. train: clean views through the clean BN branch, adversarial views through the adversarial branch,
+     both in ``train()``; loss = w_clean·NT-Xent(clean) + w_adv·NT-Xent(adv), negatives gathered across
+     processes when there are several.
+
+[0] Chen et al., A Simple Framework for Contrastive Learning of Visual Representations, ICML 2020.
+[1] Jiang et al., Robust Pre-Training by Adversarial Contrastive Learning, NeurIPS 2020.
+[2] Luo et al., Rethinking the Effect of Data Augmentation in Adversarial Contrastive Learning, ICLR 2023.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import torch
+from lightly.loss import NTXentLoss
+from lightly.models.modules import SimCLRProjectionHead
+from torch import nn
+
+from ..attacks.pgd import pgd_attack
+from ..models import bn_branch
+
+
+class ContrastiveModel(nn.Module):
+    """backbone (pooled features) → projection head; ``(B, 3, H, W) -> (B, proj_dim)``."""
+
+    def __init__(self, backbone: nn.Module, hidden_dim: int, out_dim: int):
+        super().__init__()
+        self.backbone = backbone
+        self.head = SimCLRProjectionHead(backbone.num_features, hidden_dim, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+def dynacl_strength(epoch: int, total_epochs: int, cfg) -> float:
+    """Augmentation strength at ``epoch``: 1 at the start, lowered step-wise every K epochs towards
+    ``cfg.min_strength`` (DynACL's schedule: μ = 1 − ⌊e/K⌋·K/E, floored)."""
+    k = cfg.strength_period_epochs
+    drop = (epoch // k) * k / max(1, total_epochs)
+    return max(cfg.min_strength, 1.0 - drop * (1.0 - cfg.min_strength))
+
+
+def loss_weights(method: str, strength: float, pcfg) -> tuple[float, float]:
+    """(clean weight, adversarial weight). DynACL raises the adversarial weight as augmentations weaken."""
+    if method == "simclr":
+        return 1.0, 0.0
+    if method == "dynacl":
+        adv = pcfg.adv_weight + (pcfg.dynacl.adv_weight_final - pcfg.adv_weight) * (1.0 - strength)
+        return pcfg.clean_weight, adv
+    return pcfg.clean_weight, pcfg.adv_weight
+
+
+class ContrastiveObjective:
+    """``step(views, state) -> (loss, metrics)`` for simclr / acl / dynacl."""
+
+    def __init__(self, method: str, model: nn.Module, raw_model: nn.Module, pcfg, gather: bool):
+        self.method, self.model, self.raw, self.cfg = method, model, raw_model, pcfg
+        self.loss = NTXentLoss(temperature=pcfg.temperature, gather_distributed=gather)
+        # the attack maximises the per-process loss: gathering inside the attack would add 2 collectives
+        # per PGD step and couple ranks, for a perturbation of local samples only
+        self.attack_loss = NTXentLoss(temperature=pcfg.temperature, gather_distributed=False)
+        self.attack_cfg = replace(pcfg.attack)
+        self.strength = 1.0
+
+    def _attack(self, x: torch.Tensor, b: int) -> tuple[torch.Tensor, dict]:
+        losses = []
+        was_training = self.raw.training
+        self.raw.eval()
+        try:
+            with bn_branch(self.raw, "adv"):
+                x_adv = pgd_attack(lambda xa: self.attack_loss(self.raw(xa[:b]), self.raw(xa[b:])), x,
+                                   self.attack_cfg, on_step=lambda _, v: losses.append(v))
+        finally:
+            self.raw.train(was_training)
+        gain = (losses[-1] - losses[0]) if losses else 0.0
+        return x_adv, {"attack_loss_first": losses[0] if losses else None, "attack_gain": gain}
+
+    def step(self, batch, state) -> tuple[torch.Tensor, dict]:
+        v1, v2 = batch[0], batch[1]  # (B, 3, H, W) each, in [0,1]
+        b = v1.shape[0]
+        x = torch.cat([v1, v2])  # (2B, 3, H, W): both views, attacked jointly
+        w_clean, w_adv = loss_weights(self.method, self.strength, self.cfg)
+        metrics: dict = {"images": b, "strength": self.strength, "w_clean": w_clean, "w_adv": w_adv}
+        steps = self.attack_cfg.steps if self.method != "simclr" else 0
+        if self.method != "simclr":
+            x_adv, info = self._attack(x, b)
+            metrics.update(info)
+        with bn_branch(self.raw, "clean"):
+            z = self.model(x)  # (2B, D)
+        loss_clean = self.loss(z[:b], z[b:])
+        loss = w_clean * loss_clean
+        metrics["loss_clean"] = float(loss_clean.detach())
+        if self.method != "simclr":
+            with bn_branch(self.raw, "adv"):
+                z_adv = self.model(x_adv)
+            loss_adv = self.loss(z_adv[:b], z_adv[b:])
+            loss = loss + w_adv * loss_adv
+            metrics["loss_adv"] = float(loss_adv.detach())
+        # passes over the 2B images: attack (fwd + input-bwd) per PGD step, then 1 or 2 training fwd+bwd
+        n_train = 1 if self.method == "simclr" else 2
+        metrics.update(forward_passes=2 * b * (steps + n_train), backward_passes=2 * b * (steps + n_train))
+        return loss, metrics
+
+
+def strip_for_export(model: ContrastiveModel) -> tuple[nn.Module, nn.Module]:
+    """(backbone, projection head) as independent copies."""
+    return copy.deepcopy(model.backbone), copy.deepcopy(model.head)
+
+
