@@ -119,11 +119,26 @@ class PretrainConfig(TrainLoopConfig):
 class FinetuneConfig(TrainLoopConfig):
     init: str = "pretrain"  # pretrain (this run's backbone) | scratch | local-dir:<exported folder>
     protocol: str = "aff"  # slf (frozen, clean head) | alf (frozen, adversarial head) | aff (full)
-    objective: str = "trades"  # trades | pgd_at | ce
+    objective: str = ""  # trades | pgd_at | ce; "" = the protocol's own (slf: ce, alf: pgd_at, aff: trades)
     beta: float = 6.0  # TRADES weight of the robustness (KL) term
     bn_branch: str = "adv"  # which BN branch of a dual-BN pretrained backbone initialises the network
     val_attack_steps: int = 10  # PGD steps of the validation robust accuracy that selects "best"
     attack: AttackConfig = field(default_factory=lambda: AttackConfig(steps=10, start="normal"))
+
+
+@dataclass
+class EvaluateStageConfig(EvaluateConfig):
+    """The evaluation settings plus which model the stage evaluates."""
+
+    model: str = "finetune"  # finetune (this run's) | local-dir:<exported folder> | timm:<name>@<weights.safetensors>
+    checkpoint: str = "best"  # with model=finetune: best | final
+
+    def validate(self, path: str = "evaluate") -> None:
+        super().validate(path)
+        _check(self.model == "finetune" or self.model.startswith("local-dir:")
+               or (self.model.startswith("timm:") and "@" in self.model), f"{path}.model", self.model,
+               "use finetune, local-dir:<folder> or timm:<name>@<weights.safetensors>")
+        _check_choice(self.checkpoint, ("best", "final"), f"{path}.checkpoint")
 
 
 @dataclass
@@ -138,8 +153,16 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    evaluate: EvaluateStageConfig = field(default_factory=EvaluateStageConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+
+
+PROTOCOL_OBJECTIVE = {"slf": "ce", "alf": "pgd_at", "aff": "trades"}
+
+
+def finetune_objective(f: FinetuneConfig) -> str:
+    """The objective actually used: explicit, or the protocol's default."""
+    return f.objective or PROTOCOL_OBJECTIVE[f.protocol]
 
 
 def _one_line(exc: OmegaConfBaseException) -> str:
@@ -243,7 +266,11 @@ def validate(cfg: ExperimentConfig) -> None:
     f = cfg.finetune
     _check_loop(f, "finetune")
     _check_choice(f.protocol, PROTOCOLS, "finetune.protocol")
-    _check_choice(f.objective, OBJECTIVES, "finetune.objective")
+    if f.objective:
+        _check_choice(f.objective, OBJECTIVES, "finetune.objective")
+    if f.protocol == "slf" and f.objective not in ("", "ce"):
+        raise UsageError(f"finetune.protocol=slf trains the head on clean data but finetune.objective={f.objective}; "
+                         "use finetune.protocol=alf (or aff) for adversarial objectives, or finetune.objective=ce")
     _check_choice(f.bn_branch, ("clean", "adv"), "finetune.bn_branch")
     _check_attack(f.attack, "finetune.attack")
     _check(f.init in ("pretrain", "scratch") or f.init.startswith("local-dir:"), "finetune.init", f.init,

@@ -56,11 +56,11 @@ def square_check(d: CheckInput) -> tuple[list[str], list[str]]:
         return [], []
     k = len(d.first_broken_by)
     n = max(k, 1)
-    robust = (d.clean_pred[:k] == d.label[:k]).float().mean().item()
-    acc = {"clean": robust}
+    robust = int((d.clean_pred[:k] == d.label[:k]).sum())
+    acc = {"clean": robust / n}
     for attack in d.aa_attacks:
-        robust -= sum(1 for b in d.first_broken_by if b == attack) / n
-        acc[attack] = robust
+        robust -= d.first_broken_by.count(attack)
+        acc[attack] = robust / n
     with capture_autoattack_warnings() as messages:
         aa_checks.check_square_sr(acc, logger=logging.getLogger(AA_LOGGER))
     warnings = [f"[pyautoattack] {m}" for m in messages]

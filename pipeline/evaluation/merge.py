@@ -20,7 +20,7 @@ def _cat(records: list[dict], key: str, sub: str | None = None) -> torch.Tensor:
 
 
 def _accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
-    return float((pred == y[: pred.shape[0]]).float().mean()) if pred.numel() else math.nan
+    return float((pred == y[: pred.shape[0]]).double().mean()) if pred.numel() else math.nan
 
 
 def first_broken_by(clean_pred: torch.Tensor, y: torch.Tensor, attacks: list[str], pred_after: dict[str, torch.Tensor]) -> list[str]:
@@ -89,10 +89,10 @@ def _merge_autoattack(records, cfg, y, clean_pred, checks, per_sample, report) -
     checks.aa_attacks, checks.aa_pred_after, checks.aa_final, checks.first_broken_by = attacks, pred_after, final, broken_by
     robust = _accuracy(final, y)
     report.robust_accuracy["autoattack"] = robust
-    after, left = {}, float((clean_pred[:k] == y[:k]).float().mean()) if k else math.nan
+    after, left = {}, int((clean_pred[:k] == y[:k]).sum())
     for a in attacks:
-        left -= sum(1 for b in broken_by if b == a) / max(k, 1)
-        after[a] = left
+        left -= broken_by.count(a)
+        after[a] = left / k if k else math.nan
     report.autoattack = {
         "version": cfg.autoattack.version, "attacks": attacks, "n_examples": k,
         "batch_size": cfg.autoattack.batch_size or cfg.batch_size,

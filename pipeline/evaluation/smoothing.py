@@ -95,4 +95,4 @@ def certified_accuracy(pred: torch.Tensor, radius: torch.Tensor, y: torch.Tensor
     if y.numel() == 0:
         return [float("nan")] * len(radii)
     correct = pred == y
-    return [float((correct & (radius >= r)).float().mean()) for r in radii]
+    return [float((correct & (radius >= r)).double().mean()) for r in radii]

@@ -1,0 +1,57 @@
+# The user interface. `make help` lists the targets; CONFIG= picks the experiment YAML, ARGS= overrides keys.
+#   make pretrain finetune evaluate                       # the quickstart, end to end on a CPU
+#   make pretrain ARGS="pretrain.epochs=2 run.name=try1"  # dot-list overrides
+#   make data CONFIG=configs/cifar10_shared.yaml          # another experiment
+
+CONFIG ?= configs/quickstart.yaml
+ARGS ?=
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+RUN := $(PY) -m
+
+.DEFAULT_GOAL := help
+.PHONY: help setup data pretrain finetune evaluate export test test-slow bench lint experiment clean
+
+help: ## list the targets
+	@echo "usage: make <target> [CONFIG=configs/x.yaml] [ARGS=\"key=value ...\"]"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install the project (idempotent; other targets do it implicitly)
+
+data: $(STAMP) ## convert the dataset of CONFIG into webdataset shards
+	$(RUN) stages.data --config $(CONFIG) $(ARGS)
+
+pretrain: $(STAMP) ## self-supervised adversarial pretraining (SimCLR / ACL / DynACL)
+	$(RUN) stages.pretrain --config $(CONFIG) $(ARGS)
+
+finetune: $(STAMP) ## adversarial fine-tuning (SLF / ALF / AFF with TRADES, PGD-AT or CE)
+	$(RUN) stages.finetune --config $(CONFIG) $(ARGS)
+
+evaluate: $(STAMP) ## clean, PGD, AutoAttack (+ sweep, calibration, smoothing); writes report.md/json
+	$(RUN) stages.evaluate --config $(CONFIG) $(ARGS)
+
+export: $(STAMP) ## robust backbone + classifier as timm folders with a model card
+	$(RUN) stages.export --config $(CONFIG) $(ARGS)
+
+test: $(STAMP) ## the test suite (fast; slow tests excluded)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP) ## only the slow tests (real CIFAR-10 when ../shared/data/cifar10 exists)
+	$(PY) -m pytest -q -m slow
+
+bench: $(STAMP) ## benchmarks; numbers go to BENCHMARKS.md
+	$(PY) bench/run_all.py
+
+lint: $(STAMP) ## ruff
+	$(PY) -m ruff check pipeline stages data tests bench
+
+clean: ## delete runs/ (your results!) — asks first
+	@read -p "delete runs/? [y/N] " a && [ "$$a" = y ] && rm -rf runs || true

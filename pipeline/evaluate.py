@@ -1,0 +1,64 @@
+"""The evaluate stage: load the model to evaluate and the test split, run the evaluation library
+(``pipeline.evaluation``) split over accelerate processes, write the report and print its summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+from accelerate.utils import set_seed
+from torch import nn
+
+from data.prepare import ensure_data
+from data.readers import expand_urls, load_labeled
+
+from .checkpoint_io import load_safetensors_into, load_timm_folder
+from .config import to_yaml
+from .errors import UsageError
+from .evaluation import evaluate_model, write_report
+from .models import MODELS
+from .pretrain import upstream_summary
+from .run import StageRun, read_manifest, stage_dir
+from .train import make_accelerator
+
+
+def load_model_to_evaluate(cfg) -> tuple[nn.Module, dict]:
+    """The classifier named by ``evaluate.model`` and a description of where it came from."""
+    source = cfg.evaluate.model
+    if source == "finetune":
+        manifest = read_manifest(cfg, "finetune")
+        folder = stage_dir(cfg, "finetune") / manifest["outputs"][cfg.evaluate.checkpoint]
+        return load_timm_folder(folder), {**upstream_summary(manifest), "checkpoint": cfg.evaluate.checkpoint}
+    if source.startswith("local-dir:"):
+        return load_timm_folder(Path(source.split(":", 1)[1])), {"model": source}
+    name, weights = source[len("timm:"):].split("@", 1)
+    if name not in MODELS and not timm.is_model(name):
+        raise UsageError(f"evaluate.model: {name!r} is not a timm model; check the name (timm.list_models())")
+    model = timm.create_model(name, num_classes=cfg.data.num_classes)
+    return load_safetensors_into(model, Path(weights)), {"model": source}
+
+
+def run_evaluate(cfg) -> dict:
+    e = cfg.evaluate
+    acc = make_accelerator(cfg)
+    set_seed(e.seed)
+    yaml = to_yaml(cfg)
+    with acc.main_process_first():
+        data = ensure_data(cfg, yaml, cfg.run.progress and acc.is_main_process)
+    model, origin = load_model_to_evaluate(cfg)
+    test = data["outputs"]["splits"].get("test")
+    if test is None:
+        raise UsageError("the dataset has no test split; set data.test_urls")
+    x, y, skipped = load_labeled(expand_urls(test["urls"], "data.test_urls"), size=data["outputs"]["image_size"],
+                                 num_classes=cfg.data.num_classes, wrong_size=cfg.data.wrong_size,
+                                 on_bad=cfg.data.on_bad_sample, limit=e.n_examples)
+    with StageRun(cfg, "evaluate", yaml, {"data": upstream_summary(data), "model": origin}, acc.is_main_process) as run:
+        report = evaluate_model(model, x.float().div(255.0), y, e, num_classes=cfg.data.num_classes,
+                                work_dir=run.dir, accelerator=acc, progress=cfg.run.progress)
+        if acc.is_main_process:
+            write_report(report, run.dir)
+            run.outputs.update(report="report.json", report_md="report.md", per_sample="per_sample.csv",
+                               n_examples=len(y), skipped_samples=skipped)
+            print(report.summary_table())
+        acc.wait_for_everyone()
+    return run.outputs

@@ -1,0 +1,168 @@
+"""The public entry points: evaluate a model on tensors or on an iterable of batches.
+
+Distribution: the evaluation set is cut into fixed chunks (``cfg.chunk_size``); chunk ``i`` is computed
+by rank ``i % world_size``. Each finished chunk is saved atomically under ``work_dir/chunks/``, which
+also makes the evaluation resumable. After a barrier every rank reads all chunks and builds the same
+report; this assumes ``work_dir`` is on a filesystem all ranks share (one machine, or NFS/Lustre across
+nodes).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+
+import torch
+from tqdm.auto import tqdm
+
+from pipeline.errors import UsageError
+
+from .chunk_eval import EvalContext, evaluate_chunk
+from .chunks import ChunkStore, chunk_fingerprint, model_digest, plan_chunks, tensor_digest
+from .config import EvaluateConfig
+from .counting import PassCounter
+from .merge import build_report
+from .report import EvalReport
+
+
+def _check_inputs(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> None:
+    if x.dim() != 4 or not x.is_floating_point():
+        raise UsageError(f"evaluation images must be a float NCHW tensor, got {tuple(x.shape)} {x.dtype}; convert with x.float() / 255")
+    if y.dim() != 1 or y.shape[0] != x.shape[0] or y.dtype != torch.long:
+        raise UsageError(f"evaluation labels must be a long tensor of {x.shape[0]} class indices, got {tuple(y.shape)} {y.dtype}")
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise UsageError(f"evaluation images must be in [0, 1] (got [{x.min():.3g}, {x.max():.3g}]); "
+                         "normalisation belongs inside the model, so that eps is in pixel units")
+    if y.numel() and (y.min() < 0 or y.max() >= num_classes):
+        raise UsageError(f"labels must lie in [0, {num_classes}) but range over [{y.min()}, {y.max()}]; check num_classes")
+
+
+def _versions() -> dict[str, str]:
+    import pyautoattack
+
+    return {"torch": torch.__version__, "pyautoattack": pyautoattack.__version__}
+
+
+def evaluate_model(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: EvaluateConfig,
+    *,
+    num_classes: int,
+    work_dir: str | os.PathLike | None = None,
+    accelerator=None,
+    progress: bool = True,
+) -> EvalReport:
+    """Evaluate any classifier mapping [0, 1] NCHW images to logits.
+
+    Measures clean accuracy, PGD-k, AutoAttack (pyautoattack) with per-attack attribution, an
+    epsilon sweep, calibration under attack and randomized-smoothing certificates, as configured, and
+    runs the gradient-masking checks. The model is put in ``eval()`` and its parameters stop requiring
+    gradients during the call (attacks only need input gradients); both are restored afterwards.
+
+    Args:
+        model: the classifier; normalisation must happen inside it.
+        x: images in [0, 1], (N, C, H, W), on any device (chunks are moved to the model's device).
+        y: labels, (N,), long.
+        cfg: the ``evaluate`` settings (validated here).
+        num_classes: number of logits.
+        work_dir: where finished chunks are kept (resume; shared between ranks). ``None`` keeps them in
+            memory, which is only allowed in a single process.
+        accelerator: an ``accelerate.Accelerator`` to split chunks over its processes (the model is moved
+            to ``accelerator.device``); ``None`` runs in this process alone.
+        progress: show tqdm progress bars.
+
+    Returns:
+        The same :class:`EvalReport` on every rank; write it from the main process only.
+
+    Raises:
+        UsageError: bad configuration or inputs.
+    """
+    wall = time.perf_counter()
+    cfg.validate()
+    _check_inputs(x, y, num_classes)
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
+    if world > 1 and work_dir is None:
+        raise UsageError("evaluation on several processes needs work_dir (on a filesystem all ranks share) to exchange chunks")
+    notes = []
+    n = cfg.n_examples or x.shape[0]
+    if n > x.shape[0]:
+        notes.append(f"evaluate.n_examples={n} but the test split has {x.shape[0]} examples; evaluated all of them")
+        n = x.shape[0]
+    if accelerator is not None:
+        model.to(accelerator.device)
+    device = accelerator.device if accelerator is not None else _model_device(model)
+    chunks = plan_chunks(n, cfg)
+    store = ChunkStore(work_dir)
+    was_training = model.training
+    requires_grad = [p.requires_grad for p in model.parameters()]
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)  # input gradients only: autograd then skips every weight-gradient kernel
+    try:
+        ctx = EvalContext(PassCounter(model), torch.device(device), cfg, num_classes)
+        model_fp = model_digest(model)
+        fps = [chunk_fingerprint(cfg, c, model_fp=model_fp, data_fp=tensor_digest(x[c.start:c.stop], y[c.start:c.stop]),
+                                 num_classes=num_classes) for c in chunks]
+        reused = _run_my_chunks(ctx, x, y, chunks, fps, store, rank, world, progress)
+        if accelerator is not None:
+            accelerator.wait_for_everyone()  # every chunk file exists once all ranks pass this point
+            reused = int(accelerator.reduce(torch.tensor(reused, device=accelerator.device), "sum"))
+        loaded = [store.load(c.index, fp) for c, fp in zip(chunks, fps)]
+        missing = [c.index for c, got in zip(chunks, loaded) if got is None]
+        if missing:
+            raise RuntimeError(f"chunks {missing[:10]} are missing or stale after the barrier; is {work_dir} shared by all ranks?")
+    finally:
+        model.train(was_training)
+        for p, flag in zip(model.parameters(), requires_grad):
+            p.requires_grad_(flag)
+    extra = {"notes": notes, "versions": _versions(), "wall_seconds": time.perf_counter() - wall,
+             "distributed": {"world_size": world, "n_chunks": len(chunks), "chunk_size": cfg.chunk_size, "chunks_reused": reused}}
+    return build_report([r for r, _ in loaded], [t for _, t in loaded], cfg, num_classes=num_classes, extra=extra)
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _run_my_chunks(ctx: EvalContext, x, y, chunks, fps, store: ChunkStore, rank: int, world: int, progress: bool) -> int:
+    """Compute this rank's chunks that are not already on disk; returns how many were reused."""
+    mine = [c for c in chunks if c.index % world == rank]
+    bar = tqdm(mine, desc=f"evaluate [rank {rank}/{world}]", position=rank, disable=not progress, unit="chunk")
+    reused = 0
+    for chunk in bar:
+        if store.load(chunk.index, fps[chunk.index]) is not None:
+            reused += 1
+            continue
+        ctx.status = lambda phase, i=chunk.index: bar.set_postfix_str(f"chunk {i}: {phase}", refresh=True)
+        record, tensors = evaluate_chunk(ctx, x[chunk.start : chunk.stop], y[chunk.start : chunk.stop], chunk)
+        record["fingerprint"] = fps[chunk.index]
+        store.save(chunk.index, record, tensors)
+    bar.close()
+    return reused
+
+
+def evaluate_batches(
+    model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], cfg: EvaluateConfig, *, num_classes: int, **kwargs
+) -> EvalReport:
+    """Like :func:`evaluate_model` on the concatenation of ``(x, y)`` batches (e.g. a DataLoader).
+
+    Reading stops once ``cfg.n_examples`` examples are collected (all of them when it is 0). Every rank
+    must see the same batches in the same order: pass an unsharded loader, not an accelerate-prepared one.
+    """
+    xs, ys, total = [], [], 0
+    for xb, yb in batches:
+        xs.append(xb.detach().cpu())
+        ys.append(yb.detach().cpu().long())
+        total += yb.shape[0]
+        if cfg.n_examples and total >= cfg.n_examples:
+            break
+    if not xs:
+        raise UsageError("the evaluation loader produced no batches; check the test split path")
+    x, y = torch.cat(xs), torch.cat(ys)
+    if cfg.n_examples:
+        x, y = x[: cfg.n_examples], y[: cfg.n_examples]
+    return evaluate_model(model, x, y, cfg, num_classes=num_classes, **kwargs)

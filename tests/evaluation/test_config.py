@@ -1,0 +1,63 @@
+"""The evaluate config: defaults, OmegaConf compatibility, one-line errors naming the key."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from pipeline.errors import UsageError
+from pipeline.evaluation import EvaluateConfig
+
+
+def test_defaults_are_valid_and_structured():
+    cfg = EvaluateConfig()
+    cfg.validate()
+    merged = OmegaConf.merge(OmegaConf.structured(EvaluateConfig),
+                             OmegaConf.from_dotlist(["eps=0.0157", "autoattack.version=plus", "sweep.eps=[0,0.5]"]))
+    obj = OmegaConf.to_object(merged)
+    assert isinstance(obj, EvaluateConfig) and obj.eps == 0.0157 and obj.sweep.eps == [0, 0.5]
+    obj.validate()
+    assert EvaluateConfig().pgd.steps == 20 and EvaluateConfig().calibration.n_bins == 15
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "hint"),
+    [
+        ({"eps": 2.0}, "evaluate.eps=2.0", "(0, 1]"),
+        ({"eps": 0.0}, "evaluate.eps=0.0", "(0, 1]"),
+        ({"norm": "L3"}, "evaluate.norm='L3'", "Linf, L2, L1"),
+        ({"batch_size": 0}, "evaluate.batch_size=0", ">= 1"),
+        ({"chunk_size": 0}, "evaluate.chunk_size=0", ">= 1"),
+        ({"pgd.steps": -1}, "evaluate.pgd.steps=-1", ">= 0"),
+        ({"autoattack.version": "fast"}, "evaluate.autoattack.version='fast'", "standard, plus, rand, custom"),
+        ({"autoattack.version": "custom"}, "evaluate.autoattack.attacks is empty", "apgd-ce"),
+        ({"autoattack.version": "custom", "autoattack.attacks": ["pgd"]}, "evaluate.autoattack.attacks", "apgd-t"),
+        ({"autoattack.attacks": ["square"]}, "evaluate.autoattack.attacks", "version=custom"),
+        ({"sweep.eps": [0.0, 1.5]}, "evaluate.sweep.eps[1]=1.5", "[0, 1]"),
+        ({"sweep.attacks": ["fgsm"]}, "evaluate.sweep.attacks", "apgd-ce"),
+        ({"smoothing.n0": 0}, "evaluate.smoothing.n0=0", ">= 1"),
+        ({"smoothing.n": 0}, "evaluate.smoothing.n=0", ">= 1"),
+        ({"smoothing.alpha": 1.0}, "evaluate.smoothing.alpha=1.0", "(0, 1)"),
+        ({"smoothing.sigma": 0.0}, "evaluate.smoothing.sigma=0.0", "> 0"),
+        ({"norm": "L1", "eps": 12.0}, "evaluate.pgd.steps=20", "pgd.steps=0"),
+    ],
+)
+def test_invalid_values_name_the_key_and_fix(overrides, key, hint):
+    merged = OmegaConf.merge(OmegaConf.structured(EvaluateConfig), OmegaConf.from_dotlist([f"{k}={v}" for k, v in overrides.items()]))
+    cfg = OmegaConf.to_object(merged)
+    with pytest.raises(UsageError) as err:
+        cfg.validate()
+    msg = str(err.value)
+    assert key in msg and hint in msg and "\n" not in msg
+
+
+def test_large_l2_and_l1_radii_are_allowed():
+    EvaluateConfig(norm="L2", eps=1.5, sweep=EvaluateConfig().sweep).validate()
+    cfg = EvaluateConfig(norm="L1", eps=12.0)
+    cfg.pgd.steps = 0
+    cfg.validate()
+
+
+def test_path_prefix_is_used():
+    with pytest.raises(UsageError, match=r"^cfg\.evaluate\.eps=-1"):
+        EvaluateConfig(eps=-1).validate("cfg.evaluate")
