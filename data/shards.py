@@ -74,7 +74,8 @@ def write_split(samples: Iterable[RawSample], out_dir: Path, split: str, image_s
         old.unlink()
     stats = SplitStats()
     pattern = str(out_dir / f"{split}-%06d.tar")
-    with wds.ShardWriter(pattern, maxcount=shard_size, verbose=0) as sink:
+    # fixed mtime: the same source gives byte-identical shards (stable checksums in dataset.json)
+    with wds.ShardWriter(pattern, maxcount=shard_size, verbose=0, mtime=0.0) as sink:
         for i, sample in enumerate(samples):
             key = f"{split}_{i:07d}"  # no dots: webdataset splits keys from extensions at the first dot
             data, ext = _normalise(sample, image_size, wrong_size, f"{split} sample {i}", stats)

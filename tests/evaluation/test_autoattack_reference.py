@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import torch
 from pyautoattack import AutoAttack
 
@@ -17,18 +18,22 @@ def _cfg(**kw) -> EvaluateConfig:
     return cfg
 
 
-def test_per_sample_equals_direct_run_standard_evaluation(tiny_model, tiny_data):
+@pytest.mark.parametrize(
+    ("n", "chunk_size"),
+    [(24, 24), pytest.param(30, 15, marks=pytest.mark.slow)],  # the two-chunk case costs twice as much
+)
+def test_per_sample_equals_direct_run_standard_evaluation(tiny_model, tiny_data, n, chunk_size):
     """Attribution runs the attacks one by one; the outcome must equal one direct standard run per chunk."""
     x, y = tiny_data
-    x, y = x[:30], y[:30]
-    cfg = _cfg(eps=12 / 255, seed=5, chunk_size=15, batch_size=64)
-    cfg.autoattack.batch_size = 6  # several batches per chunk, including a short last one
+    x, y = x[:n], y[:n]
+    cfg = _cfg(eps=12 / 255, seed=5, chunk_size=chunk_size, batch_size=64)
+    cfg.autoattack.batch_size = 10  # several batches per chunk, including a short last one
     report = evaluate_model(tiny_model, x, y, cfg, num_classes=10, progress=False)
 
     direct = []
-    for chunk, start in enumerate(range(0, 30, 15)):
+    for chunk, start in enumerate(range(0, n, chunk_size)):
         aa = AutoAttack(tiny_model, eps=cfg.eps, norm="Linf", version="standard", seed=derive_seed(5, chunk, "autoattack"))
-        _, y_adv = aa.run_standard_evaluation(x[start : start + 15], y[start : start + 15], batch_size=6)
+        _, y_adv = aa.run_standard_evaluation(x[start : start + chunk_size], y[start : start + chunk_size], batch_size=10)
         direct.append(y_adv)
     direct = torch.cat(direct)
 
@@ -38,7 +43,7 @@ def test_per_sample_equals_direct_run_standard_evaluation(tiny_model, tiny_data)
     broken_by = report.per_sample["first_broken_by"]
     assert [b == "none" for b in broken_by] == (direct == y).tolist()
     counts = report.autoattack["first_broken_by"]
-    assert sum(counts.values()) == 30 and counts["apgd-ce"] > 0 and counts["apgd-ce"] + counts["clean"] < 30
+    assert sum(counts.values()) == n and counts["apgd-ce"] > 0 and counts["apgd-ce"] + counts["clean"] < n
     after = report.autoattack["robust_accuracy_after"]
     assert after["square"] == report.robust_accuracy["autoattack"]
     assert list(after.values()) == sorted(after.values(), reverse=True)

@@ -1,0 +1,83 @@
+"""Sanity checks: eps=0 is clean accuracy, large eps is at most chance, masked gradients are flagged."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from eval_helpers import MaskedNet
+
+from pipeline.evaluation import EvaluateConfig, evaluate_model
+from pipeline.evaluation.masking import CheckInput, run_checks
+
+
+@pytest.fixture(scope="module")
+def healthy_report(tiny_model, tiny_data):
+    x, y = tiny_data
+    cfg = EvaluateConfig(eps=16 / 255, seed=3, chunk_size=40, batch_size=64)
+    cfg.autoattack.version = "custom"
+    cfg.autoattack.attacks = ["apgd-ce", "apgd-t"]
+    cfg.sweep.eps = [0.0, 16 / 255, 0.5]
+    return evaluate_model(tiny_model, x[:30], y[:30], cfg, num_classes=10, progress=False)
+
+
+def test_eps_zero_gives_exactly_clean_accuracy(healthy_report):
+    r = healthy_report
+    assert r.sweep["robust_accuracy"][0] == r.clean_accuracy
+    assert r.per_sample["sweep_pred_eps=0"] == r.per_sample["clean_pred"]
+
+
+def test_undefended_model_is_at_most_chance_at_large_eps(healthy_report):
+    r = healthy_report
+    assert r.clean_accuracy > 0.9
+    assert r.sweep["robust_accuracy"][-1] <= 1 / r.num_classes
+    assert r.sweep["robust_accuracy"] == sorted(r.sweep["robust_accuracy"], reverse=True)
+
+
+def test_healthy_model_raises_no_warning(healthy_report):
+    assert healthy_report.warnings == []
+    assert healthy_report.robust_accuracy["pgd"] >= healthy_report.robust_accuracy["autoattack"]
+
+
+def test_masked_gradients_are_flagged(tiny_model, tiny_data):
+    """Zero input gradients: PGD and APGD stall; pyautoattack's zero-gradient check and ours must fire."""
+    x, y = tiny_data
+    cfg = EvaluateConfig(eps=16 / 255, seed=3, chunk_size=40, batch_size=64)
+    cfg.autoattack.version = "custom"
+    cfg.autoattack.attacks = ["apgd-ce", "apgd-t", "square"]
+    cfg.sweep.eps = [0.5]
+    cfg.sweep.attacks = ["apgd-ce"]
+    report = evaluate_model(MaskedNet(tiny_model), x[:20], y[:20], cfg, num_classes=10, progress=False)
+    text = "\n".join(report.warnings)
+    assert "zero gradient" in text  # pyautoattack's own check (APGD-T's DLR loss), captured from its logger
+    assert "Square Attack has decreased the robust accuracy" in text  # pyautoattack's Square check on merged numbers
+    assert "grey image" in text  # ours: eps=0.5 leaves the grey image within reach, yet points survive
+    assert report.autoattack["first_broken_by"]["square"] > 0
+
+
+def _check_input(**kw) -> CheckInput:
+    base = dict(label=torch.tensor([0, 1, 2, 3]), clean_pred=torch.tensor([0, 1, 2, 0]), num_classes=4, norm="Linf",
+                eps=0.03, grey_pred=0, grey_dist=torch.full((4,), 0.4))
+    return CheckInput(**(base | kw))
+
+
+def test_sweep_and_pgd_checks_on_synthetic_results():
+    # eps=0 disagrees with the clean pass on one point; accuracy rises from eps 0.01 to 0.02
+    sweep_pred = torch.tensor([[0, 1, 0, 0], [0, 9, 9, 0], [0, 1, 9, 0]])
+    d = _check_input(sweep_eps=[0.0, 0.01, 0.02], sweep_pred=sweep_pred, pgd_pred=torch.tensor([9, 9, 2, 0]),
+                     aa_final=torch.tensor([0, 9, 2, 0]))
+    warnings, notes = run_checks(d, [["[pyautoattack] it seems to be a randomized defense!"], []])
+    text = "\n".join(warnings)
+    assert "randomized defense! (in 1 of 2 chunks)" in text
+    assert "at eps=0 the attacks changed 1/4" in text
+    assert "rises from 25.00% at eps=0.01 to 50.00% at eps=0.02" in text
+    assert "PGD robust accuracy 25.00% is below AutoAttack's 50.00%" in text
+    assert any("broken by PGD survive AutoAttack" in n for n in notes)
+
+
+def test_grey_check_uses_the_exact_bound():
+    # every point is within 0.4 of grey; labels 1 and 2 differ from f(grey)=0 and must be broken at eps=0.5
+    d = _check_input(sweep_eps=[0.5], sweep_pred=torch.tensor([[0, 1, 9, 9]]))
+    warnings, _ = run_checks(d, [])
+    assert len(warnings) == 1 and "1 point(s) survive" in warnings[0] and "<= 25.00%" in warnings[0]
+    d = _check_input(sweep_eps=[0.3], sweep_pred=torch.tensor([[0, 1, 9, 9]]))  # grey out of reach: no claim
+    assert run_checks(d, [])[0] == []

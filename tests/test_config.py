@@ -1,0 +1,69 @@
+"""Config errors: one line, naming the key and the fix, exit code 2, nothing written."""
+
+import subprocess
+from pathlib import Path
+import sys
+
+import pytest
+
+from pipeline.config import load_config
+from pipeline.errors import UsageError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("pretrain.attack.eps=2", "pretrain.attack.eps=2.0 is invalid; use a value in (0, 1]"),
+    ("finetune.attack.eps=0", "finetune.attack.eps=0.0 is invalid"),
+    ("pretrain.batch_size=0", "pretrain.batch_size=0 is invalid; use a batch size of at least 1"),
+    ("finetune.attack.steps=-1", "finetune.attack.steps=-1 is invalid; use 0 or more steps"),
+    ("model.name=resnet99", "model.name='resnet99' is not a registered model; use one of: resnet10_cifar_tiny"),
+    ("data.dataset=mnistx", "data.dataset='mnistx' is invalid; use one of: digits"),
+    ("evaluate.autoattack.version=custom", "evaluate.autoattack.attacks is empty"),
+    ("pretrain.method=byol", "pretrain.method='byol' is invalid; use one of: simclr, acl, dynacl"),
+    ("pretrain.nope=1", "unknown config key"),
+    ("pretrain.epochs=many", "config key 'pretrain.epochs'"),
+    ("finetune.protocol=slf", None),  # valid: objective defaults to the protocol's (ce)
+])
+def test_config_errors_are_one_line(override, expected):
+    if expected is None:
+        assert load_config(None, [override]).finetune.protocol == "slf"
+        return
+    with pytest.raises(UsageError) as err:
+        load_config(None, [override])
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_yaml_then_dotlist_precedence(tmp_path):
+    y = tmp_path / "x.yaml"
+    y.write_text("pretrain:\n  epochs: 7\n  batch_size: 64\n")
+    cfg = load_config(y, ["pretrain.epochs=3"])
+    assert (cfg.pretrain.epochs, cfg.pretrain.batch_size) == (3, 64)
+
+
+def test_missing_yaml_file():
+    with pytest.raises(UsageError, match="does not exist"):
+        load_config("configs/nope.yaml", [])
+
+
+def test_slf_with_adversarial_objective_is_refused():
+    with pytest.raises(UsageError, match="finetune.protocol=slf trains the head on clean data"):
+        load_config(None, ["finetune.protocol=slf", "finetune.objective=trades"])
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["pretrain.attack.eps=2"], "pretrain.attack.eps"),
+    (["pretrain.bogus=1"], "unknown config key"),
+    (["data.dataset=imagefolder", "data.train_source=/nonexistent/train.tar", "data.test_source=/nonexistent/t.tar"],
+     "does not exist"),
+])
+def test_cli_usage_errors_exit_2_and_write_nothing(tmp_path, args, expected):
+    proc = subprocess.run([sys.executable, "-m", "stages.pretrain", "--config", "configs/quickstart.yaml",
+                           f"run.root={tmp_path / 'runs'}", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], proc.stderr
+    # the data stage may have created its directory before failing on the source, but no shards or manifest
+    assert not list((tmp_path / "runs").rglob("*.tar"))
+    assert not (tmp_path / "runs" / "quickstart" / "pretrain").exists()
