@@ -151,7 +151,9 @@ def stream_loader(urls: list[str], transform: Callable, *, batch_size: int, seed
                           need_label=need_label, on_bad=on_bad, seed=seed, epoch=epoch, state=state),
         wds.batched(batch_size, collation_fn=_collate, partial=False),
     )
-    return wds.WebLoader(pipeline, batch_size=None, num_workers=num_workers,
+    # an own generator: creating the DataLoader iterator would otherwise draw from the global RNG, and a
+    # resumed run (which creates it at another point of the RNG stream) would diverge
+    return wds.WebLoader(pipeline, batch_size=None, num_workers=num_workers, generator=torch.Generator().manual_seed(seed),
                          persistent_workers=False, prefetch_factor=4 if num_workers else None)
 
 

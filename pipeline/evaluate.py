@@ -38,6 +38,13 @@ def load_model_to_evaluate(cfg) -> tuple[nn.Module, dict]:
     return load_safetensors_into(model, Path(weights)), {"model": source}
 
 
+def check_num_classes(model: nn.Module, num_classes: int, origin: str) -> None:
+    classes = getattr(model, "num_classes", None)
+    if classes is not None and classes != num_classes:
+        raise UsageError(f"{origin} has a head with {classes} classes but data.num_classes={num_classes}; "
+                         "evaluate it on its own dataset or set data.num_classes to match")
+
+
 def run_evaluate(cfg) -> dict:
     e = cfg.evaluate
     acc = make_accelerator(cfg)
@@ -46,6 +53,7 @@ def run_evaluate(cfg) -> dict:
     with acc.main_process_first():
         data = ensure_data(cfg, yaml, cfg.run.progress and acc.is_main_process)
     model, origin = load_model_to_evaluate(cfg)
+    check_num_classes(model, cfg.data.num_classes, f"evaluate.model={e.model}")
     test = data["outputs"]["splits"].get("test")
     if test is None:
         raise UsageError("the dataset has no test split; set data.test_urls")

@@ -70,8 +70,18 @@ def _accuracy(model, x, y):
     return (model(x).argmax(1) == y).sum()
 
 
-def validate(raw: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor, attack, acc, batch: int) -> dict:
-    """Clean and PGD accuracy on this process's stride of the validation split, summed over processes."""
+def validate(raw: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor, attack, acc, batch: int, seed: int = 0) -> dict:
+    """Clean and PGD accuracy on this process's stride of the validation split, summed over processes.
+
+    The attack's random start is seeded (and the training RNG left untouched), so the same weights
+    always get the same score: model selection is reproducible.
+    """
+    with torch.random.fork_rng(devices=[acc.device] if acc.device.type == "cuda" else []):
+        torch.manual_seed(seed + acc.process_index)
+        return _validate(raw, x_val, y_val, attack, acc, batch)
+
+
+def _validate(raw, x_val, y_val, attack, acc, batch) -> dict:
     raw.eval()
     idx = torch.arange(acc.process_index, len(y_val), acc.num_processes)
     counts = torch.zeros(3, device=acc.device)  # correct clean, correct robust, n
@@ -128,7 +138,7 @@ def run_finetune(cfg) -> dict:
         def on_epoch_end(epoch: int, state: TrainState) -> dict:
             if x_val is None:
                 return {}
-            metrics = validate(raw, x_val, y_val, val_attack, acc, 2 * batch)
+            metrics = validate(raw, x_val, y_val, val_attack, acc, 2 * batch, cfg.run.seed)
             best = state.extra.get("best_val_robust_acc", -1.0)
             if metrics["val_robust_acc"] > best and acc.is_main_process:
                 save_timm_folder(_plain(raw), run.dir / "best")

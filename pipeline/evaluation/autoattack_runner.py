@@ -80,7 +80,9 @@ def make_autoattack(
     standard settings via the library's own ``_set_version`` and then the requested attack list.
     """
     if version == "custom":
-        aa = AutoAttack(model, attacks=list(attacks or []), device=device, eps=eps, norm=norm, seed=seed, version="custom")
+        aa = AutoAttack(
+            model, attacks=list(attacks or []), device=device, eps=eps, norm=norm, seed=seed, version="custom"
+        )
         aa._set_version("standard")  # noqa: SLF001 - the library's single source of the standard settings
         aa.attacks_to_run = list(attacks or [])
         aa.version = "custom"
@@ -101,7 +103,9 @@ class AttributedResult:
     final_pred: torch.Tensor  # prediction on the final adversarial input (clean prediction if never broken)
     x_adv: torch.Tensor  # final adversarial inputs (clean input where no attack succeeded)
     pred_after: dict[str, torch.Tensor]  # per attack: prediction on its output, -1 where it did not run
-    robust_after: dict[str, float]  # per attack: cumulative robust accuracy after it (like pyautoattack's log)
+    robust_after: dict[
+        str, float
+    ]  # per attack: cumulative robust accuracy after it (like pyautoattack's log)
     seconds: dict[str, float] = field(default_factory=dict)
     passes: dict[str, PassCount] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -159,7 +163,9 @@ def run_attributed(
     return result
 
 
-def run_robust_flags(aa: AutoAttack, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, list[str]]:
+def run_robust_flags(
+    aa: AutoAttack, x: torch.Tensor, y: torch.Tensor, batch_size: int
+) -> tuple[torch.Tensor, list[str]]:
     """One plain ``run_standard_evaluation``; returns the final predictions and pyautoattack's warnings."""
     with capture_autoattack_warnings() as messages:
         _, y_adv = aa.run_standard_evaluation(x, y, batch_size=batch_size)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 
 import torch
-from torchmetrics.classification import MulticlassCalibrationError
+from torchmetrics.functional.classification import multiclass_calibration_error
 
 
-def expected_calibration_error(probs: torch.Tensor, y: torch.Tensor, num_classes: int, n_bins: int = 15) -> float:
+def expected_calibration_error(
+    probs: torch.Tensor, y: torch.Tensor, num_classes: int, n_bins: int = 15
+) -> float:
     """ECE with equal-width confidence bins and the l1 norm, via ``torchmetrics``.
 
     ECE = Σ_b (|B_b| / N) · |acc(B_b) - conf(B_b)|, where conf is the top-1 probability.
@@ -24,9 +26,12 @@ def expected_calibration_error(probs: torch.Tensor, y: torch.Tensor, num_classes
     """
     if y.numel() == 0:
         return float("nan")
-    metric = MulticlassCalibrationError(num_classes=num_classes, n_bins=n_bins, norm="l1")
-    metric.update(probs.float(), y)
-    return float(metric.compute())
+    # The functional form on purpose: the MulticlassCalibrationError *module* all-gathers its state across
+    # ranks in compute() whenever torch.distributed is up, which would count every point world_size times
+    # here (each rank merges all chunks) and hang if only some ranks computed it.
+    return float(
+        multiclass_calibration_error(probs.float(), y, num_classes=num_classes, n_bins=n_bins, norm="l1")
+    )
 
 
 def reliability_bins(probs: torch.Tensor, y: torch.Tensor, n_bins: int = 15) -> dict[str, list[float]]:
@@ -48,8 +53,12 @@ def reliability_bins(probs: torch.Tensor, y: torch.Tensor, n_bins: int = 15) -> 
         "lower": edges[:-1].tolist(),
         "upper": edges[1:].tolist(),
         "count": [int(c) for c in count.tolist()],
-        "confidence": [c if n else math.nan for c, n in zip((conf_sum / safe).tolist(), count.tolist())],
-        "accuracy": [a if n else math.nan for a, n in zip((acc_sum / safe).tolist(), count.tolist())],
+        "confidence": [
+            c if n else math.nan for c, n in zip((conf_sum / safe).tolist(), count.tolist(), strict=True)
+        ],
+        "accuracy": [
+            a if n else math.nan for a, n in zip((acc_sum / safe).tolist(), count.tolist(), strict=True)
+        ],
     }
 
 

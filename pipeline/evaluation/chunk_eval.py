@@ -64,7 +64,9 @@ def _logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> torch.T
         return torch.cat([model(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
 
 
-def evaluate_chunk(ctx: EvalContext, x: torch.Tensor, y: torch.Tensor, chunk: Chunk) -> tuple[dict, dict[str, torch.Tensor]]:
+def evaluate_chunk(
+    ctx: EvalContext, x: torch.Tensor, y: torch.Tensor, chunk: Chunk
+) -> tuple[dict, dict[str, torch.Tensor]]:
     """Measure one chunk.
 
     Args:
@@ -78,8 +80,15 @@ def evaluate_chunk(ctx: EvalContext, x: torch.Tensor, y: torch.Tensor, chunk: Ch
     """
     cfg = ctx.cfg
     x, y = x.to(ctx.device), y.to(ctx.device)
-    rec: dict = {"index": chunk.index, "start": chunk.start, "stop": chunk.stop, "label": y.tolist(),
-                 "seconds": {}, "passes": {}, "warnings": []}
+    rec: dict = {
+        "index": chunk.index,
+        "start": chunk.start,
+        "stop": chunk.stop,
+        "label": y.tolist(),
+        "seconds": {},
+        "passes": {},
+        "warnings": [],
+    }
     tensors: dict[str, torch.Tensor] = {}
     devices = [ctx.device] if ctx.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # seeding below must not disturb the caller's RNG
@@ -94,26 +103,39 @@ def evaluate_chunk(ctx: EvalContext, x: torch.Tensor, y: torch.Tensor, chunk: Ch
             tensors["probs_clean"] = logits.float().softmax(dim=1)
         if cfg.pgd.steps > 0:
             with _phase(ctx, rec, "pgd"):
-                rec["pgd_pred"] = _pgd_predictions(ctx, x, y, clean_pred, derive_seed(cfg.seed, chunk.index, "pgd")).tolist()
+                rec["pgd_pred"] = _pgd_predictions(
+                    ctx, x, y, clean_pred, derive_seed(cfg.seed, chunk.index, "pgd")
+                ).tolist()
         if chunk.n_autoattack > 0:
             _autoattack(ctx, x, y, clean_pred, chunk, rec, tensors)
         if chunk.n_sweep > 0:
             _sweep(ctx, x[: chunk.n_sweep], y[: chunk.n_sweep], chunk, rec)
         if chunk.n_smoothing > 0:
             with _phase(ctx, rec, "smoothing"):
-                certs = certify(ctx.counter, x[: chunk.n_smoothing], cfg.smoothing, ctx.num_classes,
-                                derive_seed(cfg.seed, chunk.index, "smoothing"))
-            rec["smoothing"] = {key: [getattr(c, key) for c in certs] for key in ("prediction", "radius", "p_lower", "n_top")}
+                certs = certify(
+                    ctx.counter,
+                    x[: chunk.n_smoothing],
+                    cfg.smoothing,
+                    ctx.num_classes,
+                    derive_seed(cfg.seed, chunk.index, "smoothing"),
+                )
+            rec["smoothing"] = {
+                key: [getattr(c, key) for c in certs] for key in ("prediction", "radius", "p_lower", "n_top")
+            }
     return rec, tensors
 
 
-def _pgd_predictions(ctx: EvalContext, x: torch.Tensor, y: torch.Tensor, clean_pred: torch.Tensor, seed: int) -> torch.Tensor:
+def _pgd_predictions(
+    ctx: EvalContext, x: torch.Tensor, y: torch.Tensor, clean_pred: torch.Tensor, seed: int
+) -> torch.Tensor:
     """Predictions after PGD-k; misclassified points are not attacked (as in AutoAttack).
 
     Each restart only attacks the points still robust, so a point counts as broken if any restart broke it.
     """
     cfg = ctx.cfg
-    atk = AttackConfig(norm=cfg.norm, eps=cfg.eps, step_size=cfg.pgd.step_size, steps=cfg.pgd.steps, start="uniform")
+    atk = AttackConfig(
+        norm=cfg.norm, eps=cfg.eps, step_size=cfg.pgd.step_size, steps=cfg.pgd.steps, start="uniform"
+    )
     pred = clean_pred.clone()
     todo = (clean_pred == y).nonzero().squeeze(1)
     torch.manual_seed(seed)
@@ -128,16 +150,36 @@ def _pgd_predictions(ctx: EvalContext, x: torch.Tensor, y: torch.Tensor, clean_p
     return pred
 
 
-def _autoattack(ctx: EvalContext, x: torch.Tensor, y: torch.Tensor, clean_pred: torch.Tensor, chunk: Chunk,
-                rec: dict, tensors: dict[str, torch.Tensor]) -> None:
+def _autoattack(
+    ctx: EvalContext,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    clean_pred: torch.Tensor,
+    chunk: Chunk,
+    rec: dict,
+    tensors: dict[str, torch.Tensor],
+) -> None:
     """AutoAttack with attribution on the chunk's first ``n_autoattack`` points; fills ``rec['autoattack']``."""
     cfg, k = ctx.cfg, chunk.n_autoattack
     xs, ys = x[:k], y[:k]
-    aa = make_autoattack(ctx.counter, eps=cfg.eps, norm=cfg.norm, version=cfg.autoattack.version,
-                         attacks=list(cfg.autoattack.attacks), seed=derive_seed(cfg.seed, chunk.index, "autoattack"),
-                         device=ctx.device, num_classes=ctx.num_classes)
-    res = run_attributed(aa, ctx.counter, xs, ys, cfg.autoattack.batch_size or cfg.batch_size,
-                         on_attack=lambda a: ctx.status(f"autoattack:{a}"))
+    aa = make_autoattack(
+        ctx.counter,
+        eps=cfg.eps,
+        norm=cfg.norm,
+        version=cfg.autoattack.version,
+        attacks=list(cfg.autoattack.attacks),
+        seed=derive_seed(cfg.seed, chunk.index, "autoattack"),
+        device=ctx.device,
+        num_classes=ctx.num_classes,
+    )
+    res = run_attributed(
+        aa,
+        ctx.counter,
+        xs,
+        ys,
+        cfg.autoattack.batch_size or cfg.batch_size,
+        on_attack=lambda a: ctx.status(f"autoattack:{a}"),
+    )
     wrong = clean_pred[:k] != ys
     for name in res.attacks:
         res.pred_after[name][wrong] = -1  # misclassified points are never attacked: leave the column blank
@@ -161,9 +203,16 @@ def _sweep(ctx: EvalContext, x: torch.Tensor, y: torch.Tensor, chunk: Chunk, rec
     for eps in cfg.sweep.eps:
         with _phase(ctx, rec, "sweep"):
             ctx.status(f"sweep eps={eps:.4g}")
-            aa = make_autoattack(ctx.counter, eps=eps, norm=cfg.norm, version="custom", attacks=list(cfg.sweep.attacks),
-                                 seed=derive_seed(cfg.seed, chunk.index, f"sweep:{eps!r}"), device=ctx.device,
-                                 num_classes=ctx.num_classes)
+            aa = make_autoattack(
+                ctx.counter,
+                eps=eps,
+                norm=cfg.norm,
+                version="custom",
+                attacks=list(cfg.sweep.attacks),
+                seed=derive_seed(cfg.seed, chunk.index, f"sweep:{eps!r}"),
+                device=ctx.device,
+                num_classes=ctx.num_classes,
+            )
             y_adv, msgs = run_robust_flags(aa, x, y, cfg.autoattack.batch_size or cfg.batch_size)
         preds.append(y_adv.tolist())
         messages += msgs

@@ -96,7 +96,9 @@ def _cfg_without_sizes(cfg: EvaluateConfig) -> dict[str, Any]:
     return d
 
 
-def chunk_fingerprint(cfg: EvaluateConfig, chunk: Chunk, *, model_fp: str, data_fp: str, num_classes: int) -> str:
+def chunk_fingerprint(
+    cfg: EvaluateConfig, chunk: Chunk, *, model_fp: str, data_fp: str, num_classes: int
+) -> str:
     """Everything that determines a chunk's results, hashed."""
     import pyautoattack
 

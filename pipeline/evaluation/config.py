@@ -8,7 +8,6 @@ All radii are in pixel units of images scaled to [0, 1].
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
 
 from pipeline.errors import UsageError
 
@@ -33,7 +32,9 @@ class AutoAttackConfig:
 
     enabled: bool = True  # run AutoAttack at evaluate.eps
     version: str = "standard"  # standard | plus | rand | custom
-    attacks: List[str] = field(default_factory=list)  # version=custom only: subset of apgd-ce apgd-dlr fab square apgd-t fab-t
+    attacks: list[str] = field(
+        default_factory=list
+    )  # version=custom only: subset of apgd-ce apgd-dlr fab square apgd-t fab-t
     n_examples: int = 0  # attack the first k evaluated examples; 0 = all of evaluate.n_examples
     batch_size: int = 0  # pyautoattack batch size; 0 = evaluate.batch_size
 
@@ -43,8 +44,12 @@ class SweepConfig:
     """Robust accuracy as a function of the radius (masking check and curve)."""
 
     enabled: bool = True  # run the sweep
-    eps: List[float] = field(default_factory=lambda: [0.0, 2 / 255, 4 / 255, 8 / 255, 16 / 255, 0.5])  # radii, pixel units; keep 0 and a large one for the checks
-    attacks: List[str] = field(default_factory=lambda: ["apgd-ce", "apgd-t"])  # pyautoattack attacks run at each radius
+    eps: list[float] = field(
+        default_factory=lambda: [0.0, 2 / 255, 4 / 255, 8 / 255, 16 / 255, 0.5]
+    )  # radii, pixel units; keep 0 and a large one for the checks
+    attacks: list[str] = field(
+        default_factory=lambda: ["apgd-ce", "apgd-t"]
+    )  # pyautoattack attacks run at each radius
     n_examples: int = 0  # first k evaluated examples; 0 = all of evaluate.n_examples
 
 
@@ -66,7 +71,9 @@ class SmoothingConfig:
     n: int = 100_000  # noise samples used to bound its probability
     alpha: float = 0.001  # failure probability of the certificate
     batch_size: int = 1000  # noisy copies per forward pass
-    radii: List[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])  # L2 radii for certified accuracy
+    radii: list[float] = field(
+        default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0]
+    )  # L2 radii for certified accuracy
     n_examples: int = 100  # certify the first k evaluated examples; 0 = all of evaluate.n_examples
 
 
@@ -136,7 +143,9 @@ class EvaluateConfig:
         sw = self.sweep
         _check_int(f"{path}.n_examples", sw.n_examples, minimum=0)
         if sw.enabled and not sw.eps:
-            raise UsageError(f"{path}.eps is empty; list radii such as [0, 0.0157, 0.0314] or set {path}.enabled=false")
+            raise UsageError(
+                f"{path}.eps is empty; list radii such as [0, 0.0157, 0.0314] or set {path}.enabled=false"
+            )
         for i, eps in enumerate(sw.eps):
             _check_eps(f"{path}.eps[{i}]", eps, self.norm, allow_zero=True)
         if sw.enabled and not sw.attacks:
@@ -161,7 +170,7 @@ def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
         raise UsageError(f"{key}={value!r} is not known; use one of {', '.join(allowed)}")
 
 
-def _check_attacks(key: str, attacks: List[str]) -> None:
+def _check_attacks(key: str, attacks: list[str]) -> None:
     for name in attacks:
         if name not in ATTACKS:
             raise UsageError(f"{key} contains unknown attack {name!r}; use names from {', '.join(ATTACKS)}")
@@ -182,6 +191,10 @@ def _check_eps(key: str, value: float, norm: str, allow_zero: bool) -> None:
     too_low = value < 0 or (value == 0 and not allow_zero)
     # Linf radii live in [0, 1] for [0,1] images; L2/L1 radii grow with the image size, so only the sign is checked.
     if norm == "Linf" and (too_low or value > 1):
-        raise UsageError(f"{key}={value} is out of range; use a value in {low}, 1] (pixel units: 8/255 = 0.0314)")
+        raise UsageError(
+            f"{key}={value} is out of range; use a value in {low}, 1] (pixel units: 8/255 = 0.0314)"
+        )
     if too_low:
-        raise UsageError(f"{key}={value} is out of range; use a value {'>=' if allow_zero else '>'} 0 ({norm}, pixel units)")
+        raise UsageError(
+            f"{key}={value} is out of range; use a value {'>=' if allow_zero else '>'} 0 ({norm}, pixel units)"
+        )

@@ -65,9 +65,15 @@ def square_check(d: CheckInput) -> tuple[list[str], list[str]]:
         aa_checks.check_square_sr(acc, logger=logging.getLogger(AA_LOGGER))
     warnings = [f"[pyautoattack] {m}" for m in messages]
     by_square = sum(1 for b in d.first_broken_by if b == "square")
-    notes = [f"Square broke {by_square} point(s) that every white-box attack before it missed"] if by_square else []
+    notes = (
+        [f"Square broke {by_square} point(s) that every white-box attack before it missed"]
+        if by_square
+        else []
+    )
     if by_square / n > 0.002 and not warnings:
-        warnings.append(f"[check] Square broke {by_square}/{n} points the white-box attacks missed: gradients may be masked")
+        warnings.append(
+            f"[check] Square broke {by_square}/{n} points the white-box attacks missed: gradients may be masked"
+        )
     return warnings, notes
 
 
@@ -83,17 +89,23 @@ def sweep_checks(d: CheckInput) -> tuple[list[str], list[str]]:
         if eps == 0:
             diff = int((robust[j] != (d.clean_pred[:k] == y)).sum())
             if diff:
-                warnings.append(f"[check] at eps=0 the attacks changed {diff}/{k} correctness outcomes vs the clean "
-                                "pass: the model is randomized or batch-dependent (eval mode? BatchNorm?)")
+                warnings.append(
+                    f"[check] at eps=0 the attacks changed {diff}/{k} correctness outcomes vs the clean "
+                    "pass: the model is randomized or batch-dependent (eval mode? BatchNorm?)"
+                )
     order = sorted(range(len(d.sweep_eps)), key=lambda j: d.sweep_eps[j])
     accs = robust.float().mean(dim=1)
-    for a, b in zip(order, order[1:]):
+    for a, b in zip(order, order[1:], strict=False):
         if accs[b] > accs[a]:
-            warnings.append(f"[check] robust accuracy rises from {accs[a]:.2%} at eps={d.sweep_eps[a]:.4g} to "
-                            f"{accs[b]:.2%} at eps={d.sweep_eps[b]:.4g}: the attack is failing at the larger radius")
+            warnings.append(
+                f"[check] robust accuracy rises from {accs[a]:.2%} at eps={d.sweep_eps[a]:.4g} to "
+                f"{accs[b]:.2%} at eps={d.sweep_eps[b]:.4g}: the attack is failing at the larger radius"
+            )
         flips = int((robust[b] & ~robust[a]).sum())
         if flips:
-            notes.append(f"{flips} point(s) broken at eps={d.sweep_eps[a]:.4g} survive eps={d.sweep_eps[b]:.4g}")
+            notes.append(
+                f"{flips} point(s) broken at eps={d.sweep_eps[a]:.4g} survive eps={d.sweep_eps[b]:.4g}"
+            )
     return warnings, notes
 
 
@@ -128,8 +140,10 @@ def pgd_vs_autoattack(d: CheckInput) -> tuple[list[str], list[str]]:
     pgd_robust, aa_robust = d.pgd_pred[:k] == y, d.aa_final == y
     warnings, notes = [], []
     if pgd_robust.float().mean() < aa_robust.float().mean():
-        warnings.append(f"[check] PGD robust accuracy {pgd_robust.float().mean():.2%} is below AutoAttack's "
-                        f"{aa_robust.float().mean():.2%} on the same points: AutoAttack underperforms")
+        warnings.append(
+            f"[check] PGD robust accuracy {pgd_robust.float().mean():.2%} is below AutoAttack's "
+            f"{aa_robust.float().mean():.2%} on the same points: AutoAttack underperforms"
+        )
     only_pgd = int((aa_robust & ~pgd_robust).sum())
     if only_pgd:
         notes.append(f"{only_pgd} point(s) broken by PGD survive AutoAttack")

@@ -23,11 +23,13 @@ def _accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
     return float((pred == y[: pred.shape[0]]).double().mean()) if pred.numel() else math.nan
 
 
-def first_broken_by(clean_pred: torch.Tensor, y: torch.Tensor, attacks: list[str], pred_after: dict[str, torch.Tensor]) -> list[str]:
+def first_broken_by(
+    clean_pred: torch.Tensor, y: torch.Tensor, attacks: list[str], pred_after: dict[str, torch.Tensor]
+) -> list[str]:
     """Per point: 'clean' if misclassified without attack, else the first sub-attack that broke it, else ''."""
     after = {a: pred_after[a].tolist() for a in attacks}
     out = []
-    for i, (label, clean) in enumerate(zip(y.tolist(), clean_pred.tolist())):
+    for i, (label, clean) in enumerate(zip(y.tolist(), clean_pred.tolist(), strict=True)):
         if clean != label:
             out.append("clean")
             continue
@@ -35,8 +37,14 @@ def first_broken_by(clean_pred: torch.Tensor, y: torch.Tensor, attacks: list[str
     return out
 
 
-def build_report(records: list[dict], tensors: list[dict[str, torch.Tensor]], cfg: EvaluateConfig, *,
-                 num_classes: int, extra: dict) -> EvalReport:
+def build_report(
+    records: list[dict],
+    tensors: list[dict[str, torch.Tensor]],
+    cfg: EvaluateConfig,
+    *,
+    num_classes: int,
+    extra: dict,
+) -> EvalReport:
     """Merge chunk records (in chunk order) and compute every metric and check.
 
     Args:
@@ -47,18 +55,30 @@ def build_report(records: list[dict], tensors: list[dict[str, torch.Tensor]], cf
         extra: run facts to copy into the report (``distributed``, ``versions``, ``notes``, ``wall_seconds``).
     """
     y, clean_pred = _cat(records, "label"), _cat(records, "clean_pred")
-    per_sample: dict[str, list] = {"index": list(range(y.shape[0])), "label": y.tolist(), "clean_pred": clean_pred.tolist()}
-    checks = CheckInput(label=y, clean_pred=clean_pred, num_classes=num_classes, norm=cfg.norm, eps=cfg.eps,
-                        grey_pred=records[0]["grey_pred"], grey_dist=_cat(records, "grey_dist"))
-    report = EvalReport(n_examples=int(y.shape[0]), num_classes=num_classes, clean_accuracy=_accuracy(clean_pred, y),
-                        robust_accuracy={"pgd": None, "autoattack": None},
-                        threat_model={"norm": cfg.norm, "eps": cfg.eps}, seed=cfg.seed)
+    per_sample: dict[str, list] = {
+        "index": list(range(y.shape[0])),
+        "label": y.tolist(),
+        "clean_pred": clean_pred.tolist(),
+    }
+    checks = CheckInput(
+        label=y,
+        clean_pred=clean_pred,
+        num_classes=num_classes,
+        norm=cfg.norm,
+        eps=cfg.eps,
+        grey_pred=records[0]["grey_pred"],
+        grey_dist=_cat(records, "grey_dist"),
+    )
+    report = EvalReport(
+        n_examples=int(y.shape[0]),
+        num_classes=num_classes,
+        clean_accuracy=_accuracy(clean_pred, y),
+        robust_accuracy={"pgd": None, "autoattack": None},
+        threat_model={"norm": cfg.norm, "eps": cfg.eps},
+        seed=cfg.seed,
+    )
     if cfg.pgd.steps > 0:
-        checks.pgd_pred = _cat(records, "pgd_pred")
-        per_sample["pgd_pred"] = checks.pgd_pred.tolist()
-        report.robust_accuracy["pgd"] = _accuracy(checks.pgd_pred, y)
-        report.pgd = {"steps": cfg.pgd.steps, "step_size": cfg.pgd.step_size, "restarts": cfg.pgd.restarts,
-                      "n_examples": int(y.shape[0]), "robust_accuracy": report.robust_accuracy["pgd"]}
+        _merge_pgd(records, cfg, y, checks, per_sample, report)
     if cfg.autoattack.enabled:
         _merge_autoattack(records, cfg, y, clean_pred, checks, per_sample, report)
     if cfg.sweep.enabled:
@@ -79,14 +99,34 @@ def build_report(records: list[dict], tensors: list[dict[str, torch.Tensor]], cf
     return report
 
 
+def _merge_pgd(records, cfg, y, checks, per_sample, report) -> None:
+    checks.pgd_pred = _cat(records, "pgd_pred")
+    per_sample["pgd_pred"] = checks.pgd_pred.tolist()
+    report.robust_accuracy["pgd"] = _accuracy(checks.pgd_pred, y)
+    report.pgd = {
+        "steps": cfg.pgd.steps,
+        "step_size": cfg.pgd.step_size,
+        "restarts": cfg.pgd.restarts,
+        "n_examples": int(y.shape[0]),
+        "robust_accuracy": report.robust_accuracy["pgd"],
+    }
+
+
 def _merge_autoattack(records, cfg, y, clean_pred, checks, per_sample, report) -> None:
     recs = [r for r in records if r.get("autoattack")]
     attacks = recs[0]["autoattack"]["attacks"] if recs else []
     final = _cat(records, "autoattack", "final_pred")
     k = final.shape[0]
-    pred_after = {a: torch.tensor([v for r in recs for v in r["autoattack"]["pred_after"][a]]) for a in attacks}
+    pred_after = {
+        a: torch.tensor([v for r in recs for v in r["autoattack"]["pred_after"][a]]) for a in attacks
+    }
     broken_by = first_broken_by(clean_pred[:k], y[:k], attacks, pred_after)
-    checks.aa_attacks, checks.aa_pred_after, checks.aa_final, checks.first_broken_by = attacks, pred_after, final, broken_by
+    checks.aa_attacks, checks.aa_pred_after, checks.aa_final, checks.first_broken_by = (
+        attacks,
+        pred_after,
+        final,
+        broken_by,
+    )
     robust = _accuracy(final, y)
     report.robust_accuracy["autoattack"] = robust
     after, left = {}, int((clean_pred[:k] == y[:k]).sum())
@@ -94,9 +134,12 @@ def _merge_autoattack(records, cfg, y, clean_pred, checks, per_sample, report) -
         left -= broken_by.count(a)
         after[a] = left / k if k else math.nan
     report.autoattack = {
-        "version": cfg.autoattack.version, "attacks": attacks, "n_examples": k,
+        "version": cfg.autoattack.version,
+        "attacks": attacks,
+        "n_examples": k,
         "batch_size": cfg.autoattack.batch_size or cfg.batch_size,
-        "clean_accuracy": _accuracy(clean_pred[:k], y), "robust_accuracy": robust,
+        "clean_accuracy": _accuracy(clean_pred[:k], y),
+        "robust_accuracy": robust,
         "robust_accuracy_after": after,
         "first_broken_by": {name: broken_by.count(name) for name in ["clean", *attacks, ""]},
         "seed_rule": "derive_seed(seed, chunk_index, 'autoattack') per chunk",
@@ -112,11 +155,18 @@ def _merge_autoattack(records, cfg, y, clean_pred, checks, per_sample, report) -
 def _merge_sweep(records, cfg, y, checks, per_sample, report, num_classes) -> None:
     recs = [r for r in records if r.get("sweep")]
     eps = list(cfg.sweep.eps)
-    pred = torch.tensor([[v for r in recs for v in r["sweep"]["pred"][j]] for j in range(len(eps))]).reshape(len(eps), -1)
+    pred = torch.tensor([[v for r in recs for v in r["sweep"]["pred"][j]] for j in range(len(eps))]).reshape(
+        len(eps), -1
+    )
     checks.sweep_eps, checks.sweep_pred = eps, pred
     k = pred.shape[1]
-    report.sweep = {"eps": eps, "attacks": list(cfg.sweep.attacks), "n_examples": k,
-                    "robust_accuracy": [_accuracy(p, y) for p in pred], "chance": 1.0 / num_classes}
+    report.sweep = {
+        "eps": eps,
+        "attacks": list(cfg.sweep.attacks),
+        "n_examples": k,
+        "robust_accuracy": [_accuracy(p, y) for p in pred],
+        "chance": 1.0 / num_classes,
+    }
     for j, e in enumerate(eps):
         per_sample[f"sweep_pred_eps={e:.6g}"] = pred[j].tolist() + [None] * (y.shape[0] - k)
 
@@ -130,10 +180,13 @@ def _merge_calibration(tensors, cfg, y, report, num_classes) -> None:
             continue
         probs = torch.cat(parts)
         yy = y[: probs.shape[0]]
-        out[name] = {"n_examples": int(probs.shape[0]), "ece": expected_calibration_error(probs, yy, num_classes, nb),
-                     "mean_confidence": float(probs.max(dim=1).values.mean()),
-                     "mean_confidence_of_wrong": mean_confidence_of_wrong(probs, yy),
-                     "bins": reliability_bins(probs, yy, nb)}
+        out[name] = {
+            "n_examples": int(probs.shape[0]),
+            "ece": expected_calibration_error(probs, yy, num_classes, nb),
+            "mean_confidence": float(probs.max(dim=1).values.mean()),
+            "mean_confidence_of_wrong": mean_confidence_of_wrong(probs, yy),
+            "bins": reliability_bins(probs, yy, nb),
+        }
     report.calibration = out
 
 
@@ -141,10 +194,19 @@ def _merge_smoothing(records, cfg, y, per_sample, report) -> None:
     sm = cfg.smoothing
     pred, radius = _cat(records, "smoothing", "prediction"), _cat(records, "smoothing", "radius").double()
     k = pred.shape[0]
-    report.smoothing = {"sigma": sm.sigma, "n0": sm.n0, "n": sm.n, "alpha": sm.alpha, "n_examples": k,
-                        "radii": list(sm.radii), "certified_accuracy": certified_accuracy(pred, radius, y[:k], list(sm.radii)),
-                        "abstain_rate": float((pred == ABSTAIN).float().mean()) if k else math.nan,
-                        "mean_certified_radius_of_correct": float(radius[pred == y[:k]].mean()) if (pred == y[:k]).any() else math.nan}
+    report.smoothing = {
+        "sigma": sm.sigma,
+        "n0": sm.n0,
+        "n": sm.n,
+        "alpha": sm.alpha,
+        "n_examples": k,
+        "radii": list(sm.radii),
+        "certified_accuracy": certified_accuracy(pred, radius, y[:k], list(sm.radii)),
+        "abstain_rate": float((pred == ABSTAIN).float().mean()) if k else math.nan,
+        "mean_certified_radius_of_correct": float(radius[pred == y[:k]].mean())
+        if (pred == y[:k]).any()
+        else math.nan,
+    }
     pad = [None] * (y.shape[0] - k)
     per_sample["smooth_pred"] = pred.tolist() + pad
     per_sample["smooth_radius"] = radius.tolist() + pad

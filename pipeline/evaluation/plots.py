@@ -29,7 +29,11 @@ def sweep_figure(report: EvalReport, path: Path) -> Path:
     fig = Figure(figsize=(5, 3.5))
     ax = fig.add_subplot()
     scale = 255 if report.threat_model["norm"] == "Linf" else 1
-    ax.plot([e * scale for e in s["eps"]], [100 * (a if a is not None else float("nan")) for a in s["robust_accuracy"]], "o-")
+    ax.plot(
+        [e * scale for e in s["eps"]],
+        [100 * (a if a is not None else float("nan")) for a in s["robust_accuracy"]],
+        "o-",
+    )
     ax.axhline(100 * s["chance"], ls="--", c="grey", label="chance")
     ax.set_xlabel("eps × 255" if scale == 255 else f"eps ({report.threat_model['norm']})")
     ax.set_ylabel("robust accuracy (%)")
@@ -42,11 +46,13 @@ def sweep_figure(report: EvalReport, path: Path) -> Path:
 def reliability_figure(stats: dict, title: str, path: Path) -> Path:
     """Reliability diagram: accuracy per confidence bin against the diagonal, bin counts below."""
     bins = stats["bins"]
-    centers = [(lo + hi) / 2 for lo, hi in zip(bins["lower"], bins["upper"])]
+    centers = [(lo + hi) / 2 for lo, hi in zip(bins["lower"], bins["upper"], strict=True)]
     width = bins["upper"][0] - bins["lower"][0]
     fig = Figure(figsize=(4, 5))
     ax, ax_count = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    ax.bar(centers, [a if a == a else 0 for a in bins["accuracy"]], width=width, edgecolor="k", label="accuracy")
+    ax.bar(
+        centers, [a if a == a else 0 for a in bins["accuracy"]], width=width, edgecolor="k", label="accuracy"
+    )
     ax.plot([0, 1], [0, 1], "--", c="grey", label="perfect calibration")
     ax.set_ylabel("accuracy")
     ax.set_title(f"{title}: ECE {100 * stats['ece']:.2f}% (n={stats['n_examples']})")

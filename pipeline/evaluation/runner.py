@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 from tqdm.auto import tqdm
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm
 from pipeline.errors import UsageError
 
 from .chunk_eval import EvalContext, evaluate_chunk
-from .chunks import ChunkStore, chunk_fingerprint, model_digest, plan_chunks, tensor_digest
+from .chunks import Chunk, ChunkStore, chunk_fingerprint, model_digest, plan_chunks, tensor_digest
 from .config import EvaluateConfig
 from .counting import PassCounter
 from .merge import build_report
@@ -28,14 +29,24 @@ from .report import EvalReport
 
 def _check_inputs(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> None:
     if x.dim() != 4 or not x.is_floating_point():
-        raise UsageError(f"evaluation images must be a float NCHW tensor, got {tuple(x.shape)} {x.dtype}; convert with x.float() / 255")
+        raise UsageError(
+            f"evaluation images must be a float NCHW tensor, got {tuple(x.shape)} {x.dtype}; convert with x.float() / 255"
+        )
+    if x.shape[0] == 0:
+        raise UsageError("the evaluation set is empty; check the test split and evaluate.n_examples")
     if y.dim() != 1 or y.shape[0] != x.shape[0] or y.dtype != torch.long:
-        raise UsageError(f"evaluation labels must be a long tensor of {x.shape[0]} class indices, got {tuple(y.shape)} {y.dtype}")
+        raise UsageError(
+            f"evaluation labels must be a long tensor of {x.shape[0]} class indices, got {tuple(y.shape)} {y.dtype}"
+        )
     if x.numel() and (x.min() < 0 or x.max() > 1):
-        raise UsageError(f"evaluation images must be in [0, 1] (got [{x.min():.3g}, {x.max():.3g}]); "
-                         "normalisation belongs inside the model, so that eps is in pixel units")
+        raise UsageError(
+            f"evaluation images must be in [0, 1] (got [{x.min():.3g}, {x.max():.3g}]); "
+            "normalisation belongs inside the model, so that eps is in pixel units"
+        )
     if y.numel() and (y.min() < 0 or y.max() >= num_classes):
-        raise UsageError(f"labels must lie in [0, {num_classes}) but range over [{y.min()}, {y.max()}]; check num_classes")
+        raise UsageError(
+            f"labels must lie in [0, {num_classes}) but range over [{y.min()}, {y.max()}]; check num_classes"
+        )
 
 
 def _versions() -> dict[str, str]:
@@ -83,44 +94,81 @@ def evaluate_model(
     wall = time.perf_counter()
     cfg.validate()
     _check_inputs(x, y, num_classes)
-    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     if world > 1 and work_dir is None:
-        raise UsageError("evaluation on several processes needs work_dir (on a filesystem all ranks share) to exchange chunks")
+        raise UsageError(
+            "evaluation on several processes needs work_dir (on a filesystem all ranks share) to exchange chunks"
+        )
     notes = []
     n = cfg.n_examples or x.shape[0]
     if n > x.shape[0]:
-        notes.append(f"evaluate.n_examples={n} but the test split has {x.shape[0]} examples; evaluated all of them")
+        notes.append(
+            f"evaluate.n_examples={n} but the test split has {x.shape[0]} examples; evaluated all of them"
+        )
         n = x.shape[0]
     if accelerator is not None:
         model.to(accelerator.device)
-    device = accelerator.device if accelerator is not None else _model_device(model)
+    device = torch.device(accelerator.device if accelerator is not None else _model_device(model))
     chunks = plan_chunks(n, cfg)
     store = ChunkStore(work_dir)
+    with _frozen_eval_mode(model):
+        ctx = EvalContext(PassCounter(model), device, cfg, num_classes)
+        fps = _fingerprints(model, x, y, cfg, chunks, num_classes)
+        reused = _run_my_chunks(ctx, x, y, chunks, fps, store, rank, world, progress)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()  # every chunk file exists once all ranks pass this point
+        reused = int(accelerator.reduce(torch.tensor(reused, device=accelerator.device), "sum"))
+    loaded = [store.load(c.index, fp) for c, fp in zip(chunks, fps, strict=True)]
+    missing = [c.index for c, got in zip(chunks, loaded, strict=True) if got is None]
+    if missing:
+        raise RuntimeError(
+            f"chunks {missing[:10]} are missing or stale after the barrier; is {work_dir} shared by all ranks?"
+        )
+    distributed = {
+        "world_size": world,
+        "n_chunks": len(chunks),
+        "chunk_size": cfg.chunk_size,
+        "chunks_reused": reused,
+    }
+    extra = {
+        "notes": notes,
+        "versions": _versions(),
+        "wall_seconds": time.perf_counter() - wall,
+        "distributed": distributed,
+    }
+    return build_report(
+        [r for r, _ in loaded], [t for _, t in loaded], cfg, num_classes=num_classes, extra=extra
+    )
+
+
+@contextmanager
+def _frozen_eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """``eval()`` and no parameter gradients inside the block; the caller's settings are restored after."""
     was_training = model.training
     requires_grad = [p.requires_grad for p in model.parameters()]
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)  # input gradients only: autograd then skips every weight-gradient kernel
     try:
-        ctx = EvalContext(PassCounter(model), torch.device(device), cfg, num_classes)
-        model_fp = model_digest(model)
-        fps = [chunk_fingerprint(cfg, c, model_fp=model_fp, data_fp=tensor_digest(x[c.start:c.stop], y[c.start:c.stop]),
-                                 num_classes=num_classes) for c in chunks]
-        reused = _run_my_chunks(ctx, x, y, chunks, fps, store, rank, world, progress)
-        if accelerator is not None:
-            accelerator.wait_for_everyone()  # every chunk file exists once all ranks pass this point
-            reused = int(accelerator.reduce(torch.tensor(reused, device=accelerator.device), "sum"))
-        loaded = [store.load(c.index, fp) for c, fp in zip(chunks, fps)]
-        missing = [c.index for c, got in zip(chunks, loaded) if got is None]
-        if missing:
-            raise RuntimeError(f"chunks {missing[:10]} are missing or stale after the barrier; is {work_dir} shared by all ranks?")
+        yield
     finally:
         model.train(was_training)
-        for p, flag in zip(model.parameters(), requires_grad):
+        for p, flag in zip(model.parameters(), requires_grad, strict=True):
             p.requires_grad_(flag)
-    extra = {"notes": notes, "versions": _versions(), "wall_seconds": time.perf_counter() - wall,
-             "distributed": {"world_size": world, "n_chunks": len(chunks), "chunk_size": cfg.chunk_size, "chunks_reused": reused}}
-    return build_report([r for r, _ in loaded], [t for _, t in loaded], cfg, num_classes=num_classes, extra=extra)
+
+
+def _fingerprints(model, x, y, cfg: EvaluateConfig, chunks: list[Chunk], num_classes: int) -> list[str]:
+    model_fp = model_digest(model)
+    return [
+        chunk_fingerprint(
+            cfg,
+            c,
+            model_fp=model_fp,
+            data_fp=tensor_digest(x[c.start : c.stop], y[c.start : c.stop]),
+            num_classes=num_classes,
+        )
+        for c in chunks
+    ]
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
@@ -128,10 +176,14 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def _run_my_chunks(ctx: EvalContext, x, y, chunks, fps, store: ChunkStore, rank: int, world: int, progress: bool) -> int:
+def _run_my_chunks(
+    ctx: EvalContext, x, y, chunks, fps, store: ChunkStore, rank: int, world: int, progress: bool
+) -> int:
     """Compute this rank's chunks that are not already on disk; returns how many were reused."""
     mine = [c for c in chunks if c.index % world == rank]
-    bar = tqdm(mine, desc=f"evaluate [rank {rank}/{world}]", position=rank, disable=not progress, unit="chunk")
+    bar = tqdm(
+        mine, desc=f"evaluate [rank {rank}/{world}]", position=rank, disable=not progress, unit="chunk"
+    )
     reused = 0
     for chunk in bar:
         if store.load(chunk.index, fps[chunk.index]) is not None:
@@ -146,7 +198,12 @@ def _run_my_chunks(ctx: EvalContext, x, y, chunks, fps, store: ChunkStore, rank:
 
 
 def evaluate_batches(
-    model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], cfg: EvaluateConfig, *, num_classes: int, **kwargs
+    model: torch.nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    cfg: EvaluateConfig,
+    *,
+    num_classes: int,
+    **kwargs,
 ) -> EvalReport:
     """Like :func:`evaluate_model` on the concatenation of ``(x, y)`` batches (e.g. a DataLoader).
 

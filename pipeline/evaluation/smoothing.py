@@ -46,7 +46,12 @@ class Certificate:
 
 
 def _class_counts(
-    model: torch.nn.Module, x: torch.Tensor, num: int, cfg: SmoothingConfig, num_classes: int, gen: torch.Generator
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    num: int,
+    cfg: SmoothingConfig,
+    num_classes: int,
+    gen: torch.Generator,
 ) -> torch.Tensor:
     """Counts of the base model's predictions on ``num`` noisy copies of the single image ``x``."""
     counts = torch.zeros(num_classes, dtype=torch.long)
@@ -90,7 +95,9 @@ def certify(
     return out
 
 
-def certified_accuracy(pred: torch.Tensor, radius: torch.Tensor, y: torch.Tensor, radii: list[float]) -> list[float]:
+def certified_accuracy(
+    pred: torch.Tensor, radius: torch.Tensor, y: torch.Tensor, radii: list[float]
+) -> list[float]:
     """Fraction of points whose smoothed prediction is correct *and* certified at least at each radius."""
     if y.numel() == 0:
         return [float("nan")] * len(radii)

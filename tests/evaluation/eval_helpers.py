@@ -11,8 +11,9 @@ NUM_CLASSES = 10
 def make_data(n: int, size: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Images in [0,1]: a per-class smooth template around grey plus pixel noise (fixed templates)."""
     g = torch.Generator().manual_seed(1234)  # the templates are the same for every call
-    templates = torch.nn.functional.interpolate(torch.randn(NUM_CLASSES, 3, 4, 4, generator=g), size=size,
-                                                mode="bilinear", align_corners=False)
+    templates = torch.nn.functional.interpolate(
+        torch.randn(NUM_CLASSES, 3, 4, 4, generator=g), size=size, mode="bilinear", align_corners=False
+    )
     templates = templates / templates.flatten(1).abs().amax(dim=1).view(-1, 1, 1, 1)
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % NUM_CLASSES
@@ -27,7 +28,11 @@ class TinyNet(nn.Module):
     def __init__(self, size: int = 8) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, stride=2), nn.ReLU(), nn.Flatten()
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(8, 8, 3, padding=1, stride=2),
+            nn.ReLU(),
+            nn.Flatten(),
         )
         self.head = nn.Linear(8 * (size // 2) ** 2, NUM_CLASSES)
 

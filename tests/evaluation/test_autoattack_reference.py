@@ -32,8 +32,12 @@ def test_per_sample_equals_direct_run_standard_evaluation(tiny_model, tiny_data,
 
     direct = []
     for chunk, start in enumerate(range(0, n, chunk_size)):
-        aa = AutoAttack(tiny_model, eps=cfg.eps, norm="Linf", version="standard", seed=derive_seed(5, chunk, "autoattack"))
-        _, y_adv = aa.run_standard_evaluation(x[start : start + chunk_size], y[start : start + chunk_size], batch_size=10)
+        aa = AutoAttack(
+            tiny_model, eps=cfg.eps, norm="Linf", version="standard", seed=derive_seed(5, chunk, "autoattack")
+        )
+        _, y_adv = aa.run_standard_evaluation(
+            x[start : start + chunk_size], y[start : start + chunk_size], batch_size=10
+        )
         direct.append(y_adv)
     direct = torch.cat(direct)
 

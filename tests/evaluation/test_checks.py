@@ -49,22 +49,35 @@ def test_masked_gradients_are_flagged(tiny_model, tiny_data):
     report = evaluate_model(MaskedNet(tiny_model), x[:20], y[:20], cfg, num_classes=10, progress=False)
     text = "\n".join(report.warnings)
     assert "zero gradient" in text  # pyautoattack's own check (APGD-T's DLR loss), captured from its logger
-    assert "Square Attack has decreased the robust accuracy" in text  # pyautoattack's Square check on merged numbers
+    assert (
+        "Square Attack has decreased the robust accuracy" in text
+    )  # pyautoattack's Square check on merged numbers
     assert "grey image" in text  # ours: eps=0.5 leaves the grey image within reach, yet points survive
     assert report.autoattack["first_broken_by"]["square"] > 0
 
 
 def _check_input(**kw) -> CheckInput:
-    base = dict(label=torch.tensor([0, 1, 2, 3]), clean_pred=torch.tensor([0, 1, 2, 0]), num_classes=4, norm="Linf",
-                eps=0.03, grey_pred=0, grey_dist=torch.full((4,), 0.4))
+    base = dict(
+        label=torch.tensor([0, 1, 2, 3]),
+        clean_pred=torch.tensor([0, 1, 2, 0]),
+        num_classes=4,
+        norm="Linf",
+        eps=0.03,
+        grey_pred=0,
+        grey_dist=torch.full((4,), 0.4),
+    )
     return CheckInput(**(base | kw))
 
 
 def test_sweep_and_pgd_checks_on_synthetic_results():
     # eps=0 disagrees with the clean pass on one point; accuracy rises from eps 0.01 to 0.02
     sweep_pred = torch.tensor([[0, 1, 0, 0], [0, 9, 9, 0], [0, 1, 9, 0]])
-    d = _check_input(sweep_eps=[0.0, 0.01, 0.02], sweep_pred=sweep_pred, pgd_pred=torch.tensor([9, 9, 2, 0]),
-                     aa_final=torch.tensor([0, 9, 2, 0]))
+    d = _check_input(
+        sweep_eps=[0.0, 0.01, 0.02],
+        sweep_pred=sweep_pred,
+        pgd_pred=torch.tensor([9, 9, 2, 0]),
+        aa_final=torch.tensor([0, 9, 2, 0]),
+    )
     warnings, notes = run_checks(d, [["[pyautoattack] it seems to be a randomized defense!"], []])
     text = "\n".join(warnings)
     assert "randomized defense! (in 1 of 2 chunks)" in text

@@ -12,8 +12,10 @@ from pipeline.evaluation import EvaluateConfig
 def test_defaults_are_valid_and_structured():
     cfg = EvaluateConfig()
     cfg.validate()
-    merged = OmegaConf.merge(OmegaConf.structured(EvaluateConfig),
-                             OmegaConf.from_dotlist(["eps=0.0157", "autoattack.version=plus", "sweep.eps=[0,0.5]"]))
+    merged = OmegaConf.merge(
+        OmegaConf.structured(EvaluateConfig),
+        OmegaConf.from_dotlist(["eps=0.0157", "autoattack.version=plus", "sweep.eps=[0,0.5]"]),
+    )
     obj = OmegaConf.to_object(merged)
     assert isinstance(obj, EvaluateConfig) and obj.eps == 0.0157 and obj.sweep.eps == [0, 0.5]
     obj.validate()
@@ -29,9 +31,17 @@ def test_defaults_are_valid_and_structured():
         ({"batch_size": 0}, "evaluate.batch_size=0", ">= 1"),
         ({"chunk_size": 0}, "evaluate.chunk_size=0", ">= 1"),
         ({"pgd.steps": -1}, "evaluate.pgd.steps=-1", ">= 0"),
-        ({"autoattack.version": "fast"}, "evaluate.autoattack.version='fast'", "standard, plus, rand, custom"),
+        (
+            {"autoattack.version": "fast"},
+            "evaluate.autoattack.version='fast'",
+            "standard, plus, rand, custom",
+        ),
         ({"autoattack.version": "custom"}, "evaluate.autoattack.attacks is empty", "apgd-ce"),
-        ({"autoattack.version": "custom", "autoattack.attacks": ["pgd"]}, "evaluate.autoattack.attacks", "apgd-t"),
+        (
+            {"autoattack.version": "custom", "autoattack.attacks": ["pgd"]},
+            "evaluate.autoattack.attacks",
+            "apgd-t",
+        ),
         ({"autoattack.attacks": ["square"]}, "evaluate.autoattack.attacks", "version=custom"),
         ({"sweep.eps": [0.0, 1.5]}, "evaluate.sweep.eps[1]=1.5", "[0, 1]"),
         ({"sweep.attacks": ["fgsm"]}, "evaluate.sweep.attacks", "apgd-ce"),
@@ -43,7 +53,10 @@ def test_defaults_are_valid_and_structured():
     ],
 )
 def test_invalid_values_name_the_key_and_fix(overrides, key, hint):
-    merged = OmegaConf.merge(OmegaConf.structured(EvaluateConfig), OmegaConf.from_dotlist([f"{k}={v}" for k, v in overrides.items()]))
+    merged = OmegaConf.merge(
+        OmegaConf.structured(EvaluateConfig),
+        OmegaConf.from_dotlist([f"{k}={v}" for k, v in overrides.items()]),
+    )
     cfg = OmegaConf.to_object(merged)
     with pytest.raises(UsageError) as err:
         cfg.validate()
