@@ -47,7 +47,10 @@ def make_accelerator(cfg, grad_accum_steps: int = 1, log_dir: Path | None = None
     kwargs: dict[str, Any] = {}
     if tensorboard and log_dir is not None:
         kwargs = {"log_with": "tensorboard", "project_dir": str(log_dir)}
-    return Accelerator(cpu=cfg.run.device == "cpu", mixed_precision=cfg.run.mixed_precision,
+    # cpu=True is needed on a CPU-only machine even under torchrun: with cpu=False and no CUDA, accelerate
+    # 1.15 ignores the torchrun environment and every process believes it is alone (checked here)
+    cpu = cfg.run.device == "cpu" or (cfg.run.device == "auto" and not torch.cuda.is_available())
+    return Accelerator(cpu=cpu, mixed_precision=cfg.run.mixed_precision,
                        gradient_accumulation_steps=grad_accum_steps, step_scheduler_with_optimizer=False, **kwargs)
 
 
