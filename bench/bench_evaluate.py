@@ -54,7 +54,7 @@ def synthetic(n: int, size: int, num_classes: int, seed: int) -> tuple[torch.Ten
     t = t / t.flatten(1).abs().amax(dim=1).view(-1, 1, 1, 1)
     g = torch.Generator().manual_seed(seed)
     y = torch.randint(0, num_classes, (n,), generator=g)
-    return (0.5 + 0.25 * t[y] + 0.2 * torch.randn(n, 3, size, size, generator=g)).clamp(0, 1), y
+    return (0.5 + 0.19 * t[y] + 0.2 * torch.randn(n, 3, size, size, generator=g)).clamp(0, 1), y
 
 
 def build_model(args: argparse.Namespace) -> nn.Module:
@@ -164,7 +164,7 @@ def bench_processes(model: nn.Module, x: torch.Tensor, y: torch.Tensor, args: ar
 def print_tables(a: dict, b: dict | None, args: argparse.Namespace) -> None:
     direct, ours = min(a["timings"]["direct"]), min(a["timings"]["ours"])
     r = a["report"]
-    print(f"\n## bench_evaluate: n={args.n}, {args.size}px, eps={args.eps:.4g}, batch {args.batch_size}, "
+    print(f"\n## bench_evaluate: n={args.images}, {args.size}px, eps={args.eps:.4g}, batch {args.batch_size}, "
           f"torch threads {torch.get_num_threads()}\n")  # fmt: skip
     print("| measurement | value | goal |\n|---|---|---|")
     print(f"| (a) direct pyautoattack, best of {args.repeats} | {direct:.2f} s | |")
@@ -193,7 +193,7 @@ def main() -> None:
     parser.add_argument(
         "--model-factory", default="", help="module:function building the model (default: small CNN)"
     )
-    parser.add_argument("--n", type=int, default=100, help="evaluated images")
+    parser.add_argument("--images", type=int, default=100, help="evaluated images")
     parser.add_argument("--size", type=int, default=32, help="image side in pixels")
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--eps", type=float, default=8 / 255)
@@ -213,7 +213,7 @@ def main() -> None:
         return worker(args)
     torch.set_num_threads(1)  # (a) and (b) both compare single-threaded processes
     model = build_model(args)
-    x, y = synthetic(args.n, args.size, args.num_classes, seed=args.seed + 7)
+    x, y = synthetic(args.images, args.size, args.num_classes, seed=args.seed + 7)
     a = bench_overhead(model, x, y, args)
     if args.out_dir:
         write_report(a["report"], args.out_dir)
