@@ -21,16 +21,27 @@ from .shards import write_dataset_json, write_split
 
 
 def convert(cfg, out_dir: Path, progress: bool = True) -> dict:
-    """Run the converter named by ``cfg.dataset``; returns the ``dataset.json`` content."""
+    """Run the converter named by ``cfg.dataset`` into ``out_dir``; returns the ``dataset.json`` content.
+
+    The shards are written into a temporary sibling folder that replaces ``out_dir`` in one rename, so a
+    killed conversion never leaves a half-written shard where a reader could find it.
+    """
+    from pipeline.run import atomic_dir
+
+    out_dir = Path(out_dir)
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "dataset.json").is_file():
+        raise DataError(f"data.out_dir={out_dir} is not empty and holds no dataset.json; choose a new folder "
+                        "(conversion replaces the folder)")
     ds = CONVERTERS[cfg.dataset](cfg)
     splits = {}
-    for split in ("train", "val", "test"):
-        samples = getattr(ds, split)()
-        samples = tqdm(samples, desc=f"convert {split}", disable=not progress, leave=False)
-        if split == "val" and cfg.val_size == 0:
-            continue
-        splits[split] = write_split(samples, out_dir, split, cfg.image_size, cfg.shard_size, cfg.wrong_size)
-    write_dataset_json(out_dir, cfg.dataset, ds.classes, cfg.image_size, splits)
+    with atomic_dir(out_dir) as tmp:
+        for split in ("train", "val", "test"):
+            if split == "val" and cfg.val_size == 0:
+                continue
+            samples = tqdm(getattr(ds, split)(), desc=f"convert {split}", disable=not progress, leave=False)
+            splits[split] = write_split(samples, tmp, split, cfg.image_size, cfg.shard_size, cfg.wrong_size)
+            splits[split]["urls"] = splits[split]["urls"].replace(str(tmp), str(out_dir))
+        write_dataset_json(tmp, cfg.dataset, ds.classes, cfg.image_size, splits)
     return json.loads((out_dir / "dataset.json").read_text())
 
 

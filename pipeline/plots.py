@@ -14,7 +14,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 def read_metrics(path: Path, kind: str) -> list[dict]:
     if not Path(path).is_file():
         return []
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by a kill: skip it
+            continue
     return [r for r in rows if r.get("kind") == kind]
 
 

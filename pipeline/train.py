@@ -8,6 +8,7 @@ What a step computes is the objective's business (``step_fn``), what happens at 
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
@@ -20,7 +21,7 @@ import torch
 from accelerate import Accelerator
 from tqdm import tqdm
 
-from .run import StageRun
+from .run import StageRun, atomic_write_text
 
 
 @dataclass
@@ -64,6 +65,22 @@ def per_process_batch(global_batch: int, accelerator: Accelerator, key: str) -> 
     return global_batch // world
 
 
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop the rows logged after the checkpoint we resume from (they will be logged again) and any line
+    a kill cut in half, so metrics.jsonl reads as one uninterrupted run."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("step", 0) <= step:
+            keep.append(line)
+    atomic_write_text(path, "".join(f"{line}\n" for line in keep))
+
+
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
     """Complete checkpoints, oldest first (temp directories start with '.' and are ignored)."""
     return sorted(p for p in run_dir.glob("step_*") if p.is_dir())
@@ -100,6 +117,8 @@ class Trainer:
         if not found:
             return False
         self.acc.load_state(str(found[-1]))
+        if self.acc.is_main_process:
+            truncate_metrics(self.run.metrics.path, self.state.global_step)
         self.acc.print(f"[{self.run.stage}] resumed from {found[-1]} (epoch {self.state.epoch}, "
                        f"step {self.state.step_in_epoch}/{self.steps_per_epoch})")
         return True
