@@ -10,7 +10,8 @@ from pathlib import Path
 
 import timm
 import torch
-from safetensors.torch import load_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file as _load_file
 from torch import nn
 
 from . import models  # noqa: F401  (registers our architectures with timm before any local-dir load)
@@ -26,6 +27,14 @@ def save_timm_folder(model: nn.Module, folder: Path) -> Path:
     return Path(folder)
 
 
+def load_file(path: str) -> dict:
+    """safetensors only; a file that is not one (e.g. a pickle renamed) is a one-line error."""
+    try:
+        return _load_file(path)
+    except (SafetensorError, OSError) as exc:
+        raise UsageError(f"cannot load {path}: not a valid safetensors file ({str(exc)[:80]})") from None
+
+
 def folder_architecture(folder: Path) -> str:
     cfg_file = Path(folder) / "config.json"
     if not cfg_file.is_file() or not (Path(folder) / "model.safetensors").is_file():
@@ -39,7 +48,7 @@ def load_timm_folder(folder: Path, **kwargs) -> nn.Module:
     folder_architecture(folder)
     try:
         return timm.create_model(f"local-dir:{folder}", pretrained=True, **kwargs).eval()
-    except (RuntimeError, ValueError, OSError) as exc:
+    except (RuntimeError, ValueError, OSError, SafetensorError) as exc:
         raise UsageError(f"cannot load {folder}: {str(exc).splitlines()[0][:200]}") from None
 
 
