@@ -282,3 +282,9 @@ def validate(cfg: ExperimentConfig) -> None:
 
 def to_yaml(cfg: ExperimentConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def to_yaml_section(cfg: ExperimentConfig, sections: tuple[str, ...], seed: int) -> str:
+    """The YAML of some sections (for fingerprints: what a checkpoint or a conversion depends on)."""
+    full = OmegaConf.structured(cfg)
+    return OmegaConf.to_yaml({s: full[s] for s in sections}) + f"seed: {seed}\n"

@@ -24,7 +24,7 @@ from .optim import build_optimizer, build_scheduler
 from .plots import plot_curves
 from .pretrain import steps_per_epoch, upstream_summary
 from .run import StageRun, read_manifest, stage_dir
-from .train import Trainer, TrainState, make_accelerator, per_process_batch
+from .train import Trainer, config_fingerprint, TrainState, make_accelerator, per_process_batch
 
 
 class LinearProbe(nn.Module):
@@ -150,7 +150,8 @@ def run_finetune(cfg) -> dict:
         trainer = Trainer(acc, run, f, models=[model], optimizer=optimizer, scheduler=scheduler,
                           steps_per_epoch=spe, make_batches=make_batches, step_fn=objective.step,
                           on_epoch_end=on_epoch_end, progress=cfg.run.progress,
-                          desc=f"finetune[{f.protocol}/{objective_name}]")
+                          desc=f"finetune[{f.protocol}/{objective_name}]",
+                          fingerprint=config_fingerprint(cfg, "finetune"))
         state = trainer.fit()
         if acc.is_main_process:
             save_timm_folder(_plain(raw), run.dir / "final")

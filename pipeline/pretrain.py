@@ -19,7 +19,7 @@ from .objectives import ContrastiveModel, ContrastiveObjective, dynacl_strength
 from .optim import build_optimizer, build_scheduler
 from .plots import plot_curves
 from .run import StageRun, atomic_dir
-from .train import Trainer, make_accelerator, per_process_batch
+from .train import Trainer, config_fingerprint, make_accelerator, per_process_batch
 
 
 def upstream_summary(manifest: dict) -> dict:
@@ -75,7 +75,8 @@ def run_pretrain(cfg) -> dict:
         trainer = Trainer(acc, run, p, models=[model], optimizer=optimizer, scheduler=scheduler,
                           steps_per_epoch=spe, make_batches=make_batches, step_fn=objective.step,
                           on_epoch_end=lambda e, s: {"skipped_samples": bad["skipped"]},
-                          progress=cfg.run.progress, desc=f"pretrain[{p.method}]")
+                          progress=cfg.run.progress, desc=f"pretrain[{p.method}]",
+                          fingerprint=config_fingerprint(cfg, "pretrain"))
         trainer.fit()
         if acc.is_main_process:
             run.outputs.update(_write_outputs(run, raw, dual), method=p.method, dual_bn=dual,

@@ -8,6 +8,7 @@ What a step computes is the objective's business (``step_fn``), what happens at 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -65,6 +66,13 @@ def per_process_batch(global_batch: int, accelerator: Accelerator, key: str) -> 
     return global_batch // world
 
 
+def config_fingerprint(cfg, section: str) -> str:
+    """What a checkpoint depends on: the stage's section, the model, the data and the seed."""
+    from .config import to_yaml_section
+
+    return hashlib.sha256(to_yaml_section(cfg, (section, "model", "data"), cfg.run.seed).encode()).hexdigest()[:16]
+
+
 def truncate_metrics(path: Path, step: int) -> None:
     """Drop the rows logged after the checkpoint we resume from (they will be logged again) and any line
     a kill cut in half, so metrics.jsonl reads as one uninterrupted run."""
@@ -100,12 +108,13 @@ class Trainer:
     def __init__(self, accelerator: Accelerator, run: StageRun, loop_cfg, *, models, optimizer, scheduler,
                  steps_per_epoch: int, make_batches: Callable[[int], Iterable], step_fn: Callable,
                  on_epoch_end: Callable[[int, TrainState], dict] | None = None, progress: bool = True,
-                 desc: str = "train"):
+                 desc: str = "train", fingerprint: str = ""):
         self.acc, self.run, self.cfg = accelerator, run, loop_cfg
         self.models, self.optimizer, self.scheduler = models, optimizer, scheduler
         self.steps_per_epoch, self.make_batches, self.step_fn = steps_per_epoch, make_batches, step_fn
         self.on_epoch_end, self.progress, self.desc = on_epoch_end, progress, desc
-        self.state = TrainState()
+        self.state = TrainState(extra={"fingerprint": fingerprint})
+        self.fingerprint = fingerprint
         accelerator.register_for_checkpointing(self.state)
         if scheduler is not None:
             accelerator.register_for_checkpointing(scheduler)
@@ -117,6 +126,12 @@ class Trainer:
         if not found:
             return False
         self.acc.load_state(str(found[-1]))
+        saved = self.state.extra.get("fingerprint")
+        if saved != self.fingerprint:
+            from .errors import UsageError
+
+            raise UsageError(f"{self.run.checkpoints} holds checkpoints of a different {self.run.stage} configuration; "
+                             f"resume with the same settings, or use a new run.name")
         if self.acc.is_main_process:
             truncate_metrics(self.run.metrics.path, self.state.global_step)
         self.acc.print(f"[{self.run.stage}] resumed from {found[-1]} (epoch {self.state.epoch}, "

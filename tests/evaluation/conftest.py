@@ -23,10 +23,11 @@ def tiny_data() -> tuple[torch.Tensor, torch.Tensor]:
     return make_data(40, seed=7)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _one_thread():
-    # Session scope so it precedes the module fixtures. Results are compared bit for bit with subprocess
-    # workers on one thread, and on a 2-core machine a second intra-op thread mostly adds contention.
+    # Module scope: set before the module fixtures that evaluate, and restored before other test folders
+    # run. Results are compared bit for bit with subprocess workers on one thread, and on a 2-core
+    # machine a second intra-op thread mostly adds contention.
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
