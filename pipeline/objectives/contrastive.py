@@ -69,13 +69,18 @@ class ContrastiveObjective:
         self.attack_cfg = replace(pcfg.attack)
         self.strength = 1.0
 
+    @staticmethod
+    def _pair_loss(loss_fn, z: torch.Tensor, b: int) -> torch.Tensor:
+        return loss_fn(z[:b], z[b:])  # z: (2B, D), view 1 then view 2
+
     def _attack(self, x: torch.Tensor, b: int) -> tuple[torch.Tensor, dict]:
         losses = []
         was_training = self.raw.training
         self.raw.eval()
         try:
             with bn_branch(self.raw, "adv"):
-                x_adv = pgd_attack(lambda xa: self.attack_loss(self.raw(xa[:b]), self.raw(xa[b:])), x,
+                # one forward of all 2B views: in eval() the batch composition cannot change the output
+                x_adv = pgd_attack(lambda xa: self._pair_loss(self.attack_loss, self.raw(xa), b), x,
                                    self.attack_cfg, on_step=lambda _, v: losses.append(v))
         finally:
             self.raw.train(was_training)
