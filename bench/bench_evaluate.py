@@ -151,7 +151,9 @@ def bench_processes(model: nn.Module, x: torch.Tensor, y: torch.Tensor, args: ar
     )
     save_file({"x": x.contiguous(), "y": y.contiguous()}, os.path.join(tmp, "data.safetensors"))
     passthrough = list(sys.argv[1:])
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # CPU processes only: with a GPU visible, accelerate's barrier targets cuda:<local_rank>, which fails
+    # on machines with fewer GPUs than processes
+    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     one = [sys.executable, __file__, *passthrough, "--worker", tmp]
     two = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(args.port),
            __file__, *passthrough, "--worker", tmp]  # fmt: skip

@@ -65,7 +65,7 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     print(f"\nhardware: {platform.processor() or platform.machine()}, 2 cores; command: "
           f"python bench/experiment_cifar10.py --pretrain-epochs {pe} --finetune-epochs {fe}")
-    print("\n| arm | settings | pretrain s | finetune s | clean (n=10k) | PGD-20 (n=10k) | AutoAttack (n=%d) |" % args.aa_examples)
+    print(f"\n| arm | settings | pretrain s | finetune s | clean (n=10k) | PGD-20 (n=10k) | AutoAttack (n={args.aa_examples}) |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['arm']} | `{r['settings']}` | {r.get('pretrain', 0):.0f} | {r['finetune']:.0f} | "

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import (
-    ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError,
+    ConfigAttributeError,
+    ConfigKeyError,
+    MissingMandatoryValue,
+    OmegaConfBaseException,
+    ValidationError,
 )
 
 from .attacks.pgd import NORMS, STARTS, AttackConfig
@@ -63,8 +67,8 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     name: str = "resnet10_cifar_tiny"  # see pipeline/models/registry.py
-    mean: List[float] = field(default_factory=lambda: list(CIFAR10_MEAN))  # normalisation inside the model
-    std: List[float] = field(default_factory=lambda: list(CIFAR10_STD))
+    mean: list[float] = field(default_factory=lambda: list(CIFAR10_MEAN))  # normalisation inside the model
+    std: list[float] = field(default_factory=lambda: list(CIFAR10_STD))
 
 
 @dataclass
@@ -75,7 +79,7 @@ class OptimConfig:
     weight_decay: float = 5e-4
     schedule: str = "cosine"  # cosine | piecewise | constant
     warmup_epochs: float = 0.0  # linear warm-up from 0
-    milestones: List[float] = field(default_factory=list)  # piecewise: epochs where lr *= gamma
+    milestones: list[float] = field(default_factory=list)  # piecewise: epochs where lr *= gamma
     gamma: float = 0.1
 
 

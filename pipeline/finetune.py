@@ -24,7 +24,7 @@ from .optim import build_optimizer, build_scheduler
 from .plots import plot_curves
 from .pretrain import steps_per_epoch, upstream_summary
 from .run import StageRun, read_manifest, stage_dir
-from .train import Trainer, config_fingerprint, TrainState, make_accelerator, per_process_batch
+from .train import Trainer, TrainState, config_fingerprint, make_accelerator, per_process_batch
 
 
 class LinearProbe(nn.Module):

@@ -1,8 +1,8 @@
 """Config errors: one line, naming the key and the fix, exit code 2, nothing written."""
 
 import subprocess
-from pathlib import Path
 import sys
+from pathlib import Path
 
 import pytest
 

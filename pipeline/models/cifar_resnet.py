@@ -8,9 +8,9 @@ pretrained-config machinery and swap only the stem, so ``timm.create_model("resn
 
 from __future__ import annotations
 
-from torch import nn
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.resnet import BasicBlock, ResNet
+from torch import nn
 
 from .normalize import CIFAR10_MEAN, CIFAR10_STD, InputNormalize
 

@@ -11,9 +11,9 @@ the pipeline treats it like any timm model.
 from __future__ import annotations
 
 import torch
-from torch import nn
 from timm.layers import SelectAdaptivePool2d
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from torch import nn
 
 from .normalize import CIFAR10_MEAN, CIFAR10_STD, InputNormalize
 

@@ -19,7 +19,8 @@ def _free_port() -> int:
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    # CPU workers: with a GPU visible, accelerate's barrier targets cuda:<local_rank> (fails with 1 GPU)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", CUDA_VISIBLE_DEVICES="")
     env.pop("WORLD_SIZE", None)
     return env
 

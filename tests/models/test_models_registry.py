@@ -1,12 +1,19 @@
 """Every registered model: forward shape, no NaN, backbone/head separable, timm round trip; dual BN."""
 
+import pytest
 import timm
 import torch
 from torch import nn
 
 from pipeline.checkpoint_io import load_timm_folder, save_timm_folder
-from pipeline.models import MODELS, bn_branch, build_model, convert_to_dual_bn, has_batch_norm, resolve_dual_bn
-import pytest
+from pipeline.models import (
+    MODELS,
+    bn_branch,
+    build_model,
+    convert_to_dual_bn,
+    has_batch_norm,
+    resolve_dual_bn,
+)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
