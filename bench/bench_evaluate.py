@@ -58,12 +58,8 @@ def synthetic(n: int, size: int, num_classes: int, seed: int) -> tuple[torch.Ten
 
 
 def build_model(args: argparse.Namespace) -> nn.Module:
-    if args.model_factory:
-        module, fn = args.model_factory.split(":")
-        model = getattr(importlib.import_module(module), fn)()
-    else:
-        model = small_cnn(args.num_classes)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(args.seed)  # before construction: the initial weights must be reproducible too
+    model = build_model_arch(args)
     x, y = synthetic(2048, args.size, args.num_classes, seed=args.seed + 1)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for step in range(args.train_steps):

@@ -103,9 +103,8 @@ class AttributedResult:
     final_pred: torch.Tensor  # prediction on the final adversarial input (clean prediction if never broken)
     x_adv: torch.Tensor  # final adversarial inputs (clean input where no attack succeeded)
     pred_after: dict[str, torch.Tensor]  # per attack: prediction on its output, -1 where it did not run
-    robust_after: dict[
-        str, float
-    ]  # per attack: cumulative robust accuracy after it (like pyautoattack's log)
+    # per attack: cumulative robust accuracy after it (what pyautoattack logs)
+    robust_after: dict[str, float]
     seconds: dict[str, float] = field(default_factory=dict)
     passes: dict[str, PassCount] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -140,24 +139,26 @@ def run_attributed(
     )
     todo = torch.arange(n, device=y.device)  # points the next attack runs on, in their original order
     with capture_autoattack_warnings() as messages:
-        for i, attack in enumerate(attacks):
-            if on_attack is not None:
-                on_attack(attack)
-            before, start = counter.snapshot(), time.perf_counter()
-            if todo.numel() > 0:
-                aa.attacks_to_run = [attack]
-                x_adv, y_adv = aa.run_standard_evaluation(x[todo], y[todo], batch_size=batch_size)
-                result.pred_after[attack][todo] = y_adv
-                if i == 0:  # the first call also measured clean accuracy on every point
-                    result.final_pred[todo] = y_adv
-                broken = y_adv != y[todo]
-                result.final_pred[todo[broken]] = y_adv[broken]
-                result.x_adv[todo[broken]] = x_adv[broken]
-                todo = todo[~broken]
-            result.seconds[attack] = time.perf_counter() - start
-            result.passes[attack] = counter.snapshot() - before
-            result.robust_after[attack] = todo.numel() / max(n, 1)
-        aa.attacks_to_run = attacks
+        try:
+            for attack in attacks:
+                if on_attack is not None:
+                    on_attack(attack)
+                before, start = counter.snapshot(), time.perf_counter()
+                if todo.numel() > 0:
+                    aa.attacks_to_run = [attack]
+                    # the first call also sees the misclassified points: pyautoattack's own clean pass marks
+                    # them non-robust and returns their clean prediction, as in a direct run
+                    x_adv, y_adv = aa.run_standard_evaluation(x[todo], y[todo], batch_size=batch_size)
+                    result.pred_after[attack][todo] = y_adv
+                    broken = y_adv != y[todo]
+                    result.final_pred[todo[broken]] = y_adv[broken]
+                    result.x_adv[todo[broken]] = x_adv[broken]
+                    todo = todo[~broken]
+                result.seconds[attack] = time.perf_counter() - start
+                result.passes[attack] = counter.snapshot() - before
+                result.robust_after[attack] = todo.numel() / max(n, 1)
+        finally:
+            aa.attacks_to_run = attacks
     result.final_pred[todo] = y[todo]  # never broken: correct prediction
     result.warnings = list(messages)
     return result

@@ -63,14 +63,17 @@ class EvalReport:
                     _pct(aa["robust_accuracy"]),
                 )
             )
-        if self.calibration and "autoattack" in self.calibration:
+        if self.calibration and "clean" in self.calibration:
             c = self.calibration
-            rows.append(
-                (
-                    "ECE clean / under AutoAttack",
-                    f"{_pct(c['clean']['ece'])} / {_pct(c['autoattack']['ece'])}",
+            if "autoattack" in c:
+                rows.append(
+                    (
+                        "ECE clean / under AutoAttack",
+                        f"{_pct(c['clean']['ece'])} / {_pct(c['autoattack']['ece'])}",
+                    )
                 )
-            )
+            else:
+                rows.append(("ECE clean", _pct(c["clean"]["ece"])))
         if self.smoothing:
             s = self.smoothing
             rows.append(

@@ -49,6 +49,15 @@ def _check_inputs(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> None:
         )
 
 
+def as_evaluate_config(cfg) -> EvaluateConfig:
+    """Accept the dataclass itself, or an omegaconf node / plain dict of the ``evaluate`` section."""
+    if isinstance(cfg, EvaluateConfig):
+        return cfg
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EvaluateConfig), cfg))
+
+
 def _versions() -> dict[str, str]:
     import pyautoattack
 
@@ -92,6 +101,7 @@ def evaluate_model(
         UsageError: bad configuration or inputs.
     """
     wall = time.perf_counter()
+    cfg = as_evaluate_config(cfg)
     cfg.validate()
     _check_inputs(x, y, num_classes)
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
@@ -100,6 +110,10 @@ def evaluate_model(
             "evaluation on several processes needs work_dir (on a filesystem all ranks share) to exchange chunks"
         )
     notes = []
+    if cfg.autoattack.enabled and num_classes < 10:
+        notes.append(
+            f"with {num_classes} classes the targeted attacks use {num_classes - 1} target classes, not 9"
+        )
     n = cfg.n_examples or x.shape[0]
     if n > x.shape[0]:
         notes.append(
@@ -210,6 +224,7 @@ def evaluate_batches(
     Reading stops once ``cfg.n_examples`` examples are collected (all of them when it is 0). Every rank
     must see the same batches in the same order: pass an unsharded loader, not an accelerate-prepared one.
     """
+    cfg = as_evaluate_config(cfg)
     xs, ys, total = [], [], 0
     for xb, yb in batches:
         xs.append(xb.detach().cpu())

@@ -94,3 +94,32 @@ def test_grey_check_uses_the_exact_bound():
     assert len(warnings) == 1 and "1 point(s) survive" in warnings[0] and "<= 25.00%" in warnings[0]
     d = _check_input(sweep_eps=[0.3], sweep_pred=torch.tensor([[0, 1, 9, 9]]))  # grey out of reach: no claim
     assert run_checks(d, [])[0] == []
+
+
+def test_l2_threat_model_reaches_chance_when_grey_is_in_reach(tiny_model, tiny_data):
+    x, y = tiny_data
+    cfg = EvaluateConfig(norm="L2", eps=0.5, seed=2, chunk_size=40, batch_size=64)
+    cfg.pgd.step_size = 0.1
+    cfg.autoattack.version = "custom"
+    cfg.autoattack.attacks = ["apgd-ce"]
+    cfg.sweep.eps = [0.0, 7.0]  # sqrt(3·8·8)·0.5 ≈ 6.9: every image is within L2 reach of grey
+    cfg.sweep.attacks = ["apgd-ce"]
+    r = evaluate_model(tiny_model, x[:20], y[:20], cfg, num_classes=10, progress=False)
+    assert r.threat_model == {"norm": "L2", "eps": 0.5}
+    assert r.sweep["robust_accuracy"][0] == r.clean_accuracy and r.sweep["robust_accuracy"][1] <= 0.1
+    assert r.warnings == []
+
+
+def test_fewer_than_ten_classes_caps_the_targets():
+    """Standard AutoAttack asks for 9 target classes; with 4 classes APGD-T would index out of range."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 4))
+    x = torch.rand(12, 3, 4, 4)
+    y = model(x).argmax(dim=1)
+    cfg = EvaluateConfig(eps=1 / 255, chunk_size=12)
+    cfg.autoattack.version = "custom"
+    cfg.autoattack.attacks = ["apgd-t"]
+    cfg.sweep.enabled = False
+    r = evaluate_model(model, x, y, cfg, num_classes=4, progress=False)
+    assert r.clean_accuracy == 1.0 and r.robust_accuracy["autoattack"] is not None
+    assert any("3 target classes" in n for n in r.notes)

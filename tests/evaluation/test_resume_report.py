@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from omegaconf import OmegaConf
 
 import pipeline.evaluation.runner as runner
 from pipeline.errors import UsageError
@@ -65,7 +66,7 @@ def test_interrupted_run_resumes_only_missing_chunks(tiny_model, tiny_data, tmp_
 def test_write_report_files_and_schema(tiny_model, tiny_data, tmp_path):
     x, y = tiny_data
     batches = [(x[i : i + 8], y[i : i + 8]) for i in range(0, 40, 8)]
-    cfg = _quick_cfg()
+    cfg = OmegaConf.structured(_quick_cfg())  # an omegaconf node is accepted as well as the dataclass
     cfg.n_examples = 20
     report = evaluate_batches(tiny_model, iter(batches), cfg, num_classes=10, progress=False)
     assert report.n_examples == 20
