@@ -6,20 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import timm
-from accelerate.utils import set_seed
 from torch import nn
 
-from data.prepare import ensure_data
 from data.readers import expand_urls, load_labeled
 
 from .checkpoint_io import load_safetensors_into, load_timm_folder
-from .config import to_yaml
 from .errors import UsageError
 from .evaluation import evaluate_model, write_report
 from .models import MODELS
 from .pretrain import upstream_summary
 from .run import StageRun, read_manifest, stage_dir
-from .train import make_accelerator
+from .train import open_stage
 
 
 def load_model_to_evaluate(cfg) -> tuple[nn.Module, dict]:
@@ -47,11 +44,7 @@ def check_num_classes(model: nn.Module, num_classes: int, origin: str) -> None:
 
 def run_evaluate(cfg) -> dict:
     e = cfg.evaluate
-    acc = make_accelerator(cfg)
-    set_seed(e.seed)
-    yaml = to_yaml(cfg)
-    with acc.main_process_first():
-        data = ensure_data(cfg, yaml, cfg.run.progress and acc.is_main_process)
+    acc, yaml, data = open_stage(cfg, seed=e.seed)
     model, origin = load_model_to_evaluate(cfg)
     check_num_classes(model, cfg.data.num_classes, f"evaluate.model={e.model}")
     test = data["outputs"]["splits"].get("test")

@@ -8,23 +8,21 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from accelerate.utils import set_seed
 from torch import nn
 
 from data.augment import CropFlip
-from data.prepare import ensure_data
 from data.readers import expand_urls, load_labeled, stream_loader
 
 from .attacks.pgd import cross_entropy_pgd
 from .checkpoint_io import load_backbone_weights, save_timm_folder
-from .config import finetune_objective, to_yaml
+from .config import finetune_objective
 from .models import build_model
 from .objectives import SupervisedObjective
 from .optim import build_optimizer, build_scheduler
 from .plots import plot_curves
 from .pretrain import steps_per_epoch, upstream_summary
 from .run import StageRun, read_manifest, stage_dir
-from .train import Trainer, TrainState, config_fingerprint, make_accelerator, per_process_batch
+from .train import Trainer, TrainState, config_fingerprint, open_stage, per_process_batch
 
 
 class LinearProbe(nn.Module):
@@ -98,11 +96,7 @@ def _validate(raw, x_val, y_val, attack, acc, batch) -> dict:
 
 def run_finetune(cfg) -> dict:
     f = cfg.finetune
-    acc = make_accelerator(cfg, f.grad_accum_steps, tensorboard=f.tensorboard)
-    set_seed(cfg.run.seed)
-    yaml = to_yaml(cfg)
-    with acc.main_process_first():
-        data = ensure_data(cfg, yaml, cfg.run.progress and acc.is_main_process)
+    acc, yaml, data = open_stage(cfg, f.grad_accum_steps, f.tensorboard)
     splits, size = data["outputs"]["splits"], data["outputs"]["image_size"]
     num_classes = cfg.data.num_classes
     urls = expand_urls(splits["train"]["urls"], "data.train_urls")

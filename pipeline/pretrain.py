@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import copy
 
-from accelerate.utils import set_seed
 from safetensors.torch import save_file
 
 from data.augment import SimCLRViews
-from data.prepare import ensure_data
 from data.readers import expand_urls, stream_loader
 
 from .checkpoint_io import save_timm_folder
-from .config import to_yaml
 from .errors import UsageError
 from .models import build_model, convert_to_dual_bn, has_batch_norm, resolve_dual_bn
 from .objectives import ContrastiveModel, ContrastiveObjective, dynacl_strength
 from .optim import build_optimizer, build_scheduler
 from .plots import plot_curves
 from .run import StageRun, atomic_dir
-from .train import Trainer, config_fingerprint, make_accelerator, per_process_batch
+from .train import Trainer, config_fingerprint, open_stage, per_process_batch
 
 
 def upstream_summary(manifest: dict) -> dict:
@@ -38,11 +35,7 @@ def steps_per_epoch(loop, split: dict, world_batch: int, key: str) -> int:
 
 def run_pretrain(cfg) -> dict:
     p = cfg.pretrain
-    acc = make_accelerator(cfg, p.grad_accum_steps, tensorboard=p.tensorboard)
-    set_seed(cfg.run.seed)
-    yaml = to_yaml(cfg)
-    with acc.main_process_first():
-        data = ensure_data(cfg, yaml, cfg.run.progress and acc.is_main_process)
+    acc, yaml, data = open_stage(cfg, p.grad_accum_steps, p.tensorboard)
     urls = expand_urls(data["outputs"]["splits"]["train"]["urls"], "data.train_urls")
     batch = per_process_batch(p.batch_size, acc, "pretrain.batch_size")
     spe = steps_per_epoch(p, data["outputs"]["splits"]["train"], p.batch_size * p.grad_accum_steps, "pretrain")

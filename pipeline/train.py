@@ -56,6 +56,23 @@ def make_accelerator(cfg, grad_accum_steps: int = 1, log_dir: Path | None = None
                        gradient_accumulation_steps=grad_accum_steps, step_scheduler_with_optimizer=False, **kwargs)
 
 
+def open_stage(cfg, grad_accum_steps: int = 1, tensorboard: bool = False, seed: int | None = None):
+    """What every compute stage starts with: the accelerator, seeded RNGs, the resolved config (YAML) and
+    the data manifest (the data stage runs first when needed, on the main process only)."""
+    from accelerate.utils import set_seed
+
+    from data.prepare import ensure_data
+
+    from .config import to_yaml
+
+    acc = make_accelerator(cfg, grad_accum_steps, tensorboard=tensorboard)
+    set_seed(cfg.run.seed if seed is None else seed)
+    yaml = to_yaml(cfg)
+    with acc.main_process_first():
+        data = ensure_data(cfg, yaml, cfg.run.progress and acc.is_main_process)
+    return acc, yaml, data
+
+
 def per_process_batch(global_batch: int, accelerator: Accelerator, key: str) -> int:
     from .errors import UsageError
 
