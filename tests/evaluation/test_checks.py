@@ -94,6 +94,11 @@ def test_grey_check_uses_the_exact_bound():
     assert len(warnings) == 1 and "1 point(s) survive" in warnings[0] and "<= 25.00%" in warnings[0]
     d = _check_input(sweep_eps=[0.3], sweep_pred=torch.tensor([[0, 1, 9, 9]]))  # grey out of reach: no claim
     assert run_checks(d, [])[0] == []
+    # saturated pixels are exactly 0.5 from grey: eps=0.5 reaches them
+    d = _check_input(
+        sweep_eps=[0.5], sweep_pred=torch.tensor([[0, 1, 9, 9]]), grey_dist=torch.full((4,), 0.5)
+    )
+    assert "1 point(s) survive" in run_checks(d, [])[0][0]
 
 
 def test_l2_threat_model_reaches_chance_when_grey_is_in_reach(tiny_model, tiny_data):
