@@ -234,6 +234,11 @@ def _check_loop(t: TrainLoopConfig, key: str) -> None:
     _check_choice(t.optim.schedule, SCHEDULES, f"{key}.optim.schedule")
     _check(t.optim.lr > 0, f"{key}.optim.lr", t.optim.lr, "use a positive learning rate")
     _check(t.optim.warmup_epochs >= 0, f"{key}.optim.warmup_epochs", t.optim.warmup_epochs, "use 0 or more")
+    if t.tensorboard:
+        import importlib.util
+
+        _check(importlib.util.find_spec("tensorboard") is not None, f"{key}.tensorboard", True,
+               "install it first: pip install -e '.[tensorboard]' (or pip install tensorboard)")
 
 
 def validate(cfg: ExperimentConfig) -> None:
