@@ -14,8 +14,7 @@ from .checkpoint_io import load_safetensors_into, load_timm_folder
 from .errors import UsageError
 from .evaluation import evaluate_model, write_report
 from .models import MODELS
-from .pretrain import upstream_summary
-from .run import StageRun, read_manifest, stage_dir
+from .run import StageRun, read_manifest, stage_dir, upstream_summary
 from .train import open_stage
 
 

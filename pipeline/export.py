@@ -16,8 +16,7 @@ import torch
 from .checkpoint_io import load_timm_folder, max_logit_diff, save_timm_folder
 from .config import finetune_objective
 from .errors import UsageError
-from .pretrain import upstream_summary
-from .run import StageRun, atomic_write_text, git_commit, read_manifest, stage_dir
+from .run import StageRun, atomic_write_text, git_commit, read_manifest, stage_dir, upstream_summary
 
 
 def _optional_manifest(cfg, stage: str) -> dict | None:

@@ -20,9 +20,8 @@ from .models import build_model
 from .objectives import SupervisedObjective
 from .optim import build_optimizer, build_scheduler
 from .plots import plot_curves
-from .pretrain import steps_per_epoch, upstream_summary
-from .run import StageRun, read_manifest, stage_dir
-from .train import Trainer, TrainState, config_fingerprint, open_stage, per_process_batch
+from .run import StageRun, read_manifest, stage_dir, upstream_summary
+from .train import Trainer, TrainState, config_fingerprint, open_stage, per_process_batch, steps_per_epoch
 
 
 class LinearProbe(nn.Module):

@@ -10,27 +10,12 @@ from data.augment import SimCLRViews
 from data.readers import expand_urls, stream_loader
 
 from .checkpoint_io import save_timm_folder
-from .errors import UsageError
 from .models import build_model, convert_to_dual_bn, has_batch_norm, resolve_dual_bn
 from .objectives import ContrastiveModel, ContrastiveObjective, dynacl_strength
 from .optim import build_optimizer, build_scheduler
 from .plots import plot_curves
-from .run import StageRun, atomic_dir
-from .train import Trainer, config_fingerprint, open_stage, per_process_batch
-
-
-def upstream_summary(manifest: dict) -> dict:
-    return {k: manifest.get(k) for k in ("stage", "run", "end_time", "git_commit")}
-
-
-def steps_per_epoch(loop, split: dict, world_batch: int, key: str) -> int:
-    samples = loop.samples_per_epoch or split.get("count", 0)
-    if not samples:
-        raise UsageError(f"the size of the training split is unknown (pipe: URLs); set {key}.samples_per_epoch")
-    steps = samples // world_batch
-    if steps < 1:
-        raise UsageError(f"{key}.batch_size={world_batch} is larger than an epoch ({samples} samples); lower it")
-    return steps
+from .run import StageRun, atomic_dir, upstream_summary
+from .train import Trainer, config_fingerprint, open_stage, per_process_batch, steps_per_epoch
 
 
 def run_pretrain(cfg) -> dict:

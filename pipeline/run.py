@@ -86,6 +86,11 @@ def read_manifest(cfg, stage: str, make_target: str | None = None) -> dict:
     return manifest
 
 
+def upstream_summary(manifest: dict) -> dict:
+    """What a stage records of the upstream manifest it consumed."""
+    return {k: manifest.get(k) for k in ("stage", "run", "end_time", "git_commit")}
+
+
 class MetricsLog:
     """Append-only ``metrics.jsonl``; each line is flushed so a killed run keeps what it logged."""
 

@@ -22,6 +22,7 @@ import torch
 from accelerate import Accelerator
 from tqdm import tqdm
 
+from .errors import UsageError
 from .run import StageRun, atomic_write_text
 
 
@@ -74,8 +75,6 @@ def open_stage(cfg, grad_accum_steps: int = 1, tensorboard: bool = False, seed: 
 
 
 def per_process_batch(global_batch: int, accelerator: Accelerator, key: str) -> int:
-    from .errors import UsageError
-
     world = accelerator.num_processes
     if global_batch % world:
         fix = math.ceil(global_batch / world) * world
@@ -104,6 +103,17 @@ def truncate_metrics(path: Path, step: int) -> None:
         if row.get("step", 0) <= step:
             keep.append(line)
     atomic_write_text(path, "".join(f"{line}\n" for line in keep))
+
+
+def steps_per_epoch(loop, split: dict, world_batch: int, key: str) -> int:
+    """Optimiser steps per epoch: the epoch length in samples over the global batch."""
+    samples = loop.samples_per_epoch or split.get("count", 0)
+    if not samples:
+        raise UsageError(f"the size of the training split is unknown (pipe: URLs); set {key}.samples_per_epoch")
+    steps = samples // world_batch
+    if steps < 1:
+        raise UsageError(f"{key}.batch_size={world_batch} is larger than an epoch ({samples} samples); lower it")
+    return steps
 
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
@@ -145,9 +155,7 @@ class Trainer:
         self.acc.load_state(str(found[-1]))
         saved = self.state.extra.get("fingerprint")
         if saved != self.fingerprint:
-            from .errors import UsageError
-
-            raise UsageError(f"{self.run.checkpoints} holds checkpoints of a different {self.run.stage} configuration; "
+                raise UsageError(f"{self.run.checkpoints} holds checkpoints of a different {self.run.stage} configuration; "
                              f"resume with the same settings, or use a new run.name")
         if self.acc.is_main_process:
             truncate_metrics(self.run.metrics.path, self.state.global_step)
@@ -201,9 +209,7 @@ class Trainer:
         with self.acc.accumulate(*self.models), self.acc.autocast():
             loss, metrics = self.step_fn(batch, self.state)
             if not torch.isfinite(loss):
-                from .errors import UsageError
-
-                raise UsageError(f"[{self.run.stage}] loss is {loss.item()} at step {self.state.global_step}; "
+                        raise UsageError(f"[{self.run.stage}] loss is {loss.item()} at step {self.state.global_step}; "
                                  "lower the learning rate (the last good checkpoint is kept in "
                                  f"{self.run.checkpoints})")
             self.acc.backward(loss)

@@ -15,7 +15,6 @@ One step of ``acl``/``dynacl`` (B images, two views each):
 
 from __future__ import annotations
 
-import copy
 from dataclasses import replace
 
 import torch
@@ -112,10 +111,4 @@ class ContrastiveObjective:
         n_train = 1 if self.method == "simclr" else 2
         metrics.update(forward_passes=2 * b * (steps + n_train), backward_passes=2 * b * (steps + n_train))
         return loss, metrics
-
-
-def strip_for_export(model: ContrastiveModel) -> tuple[nn.Module, nn.Module]:
-    """(backbone, projection head) as independent copies."""
-    return copy.deepcopy(model.backbone), copy.deepcopy(model.head)
-
 
