@@ -155,7 +155,7 @@ class Trainer:
         self.acc.load_state(str(found[-1]))
         saved = self.state.extra.get("fingerprint")
         if saved != self.fingerprint:
-                raise UsageError(f"{self.run.checkpoints} holds checkpoints of a different {self.run.stage} configuration; "
+            raise UsageError(f"{self.run.checkpoints} holds checkpoints of a different {self.run.stage} configuration; "
                              f"resume with the same settings, or use a new run.name")
         if self.acc.is_main_process:
             truncate_metrics(self.run.metrics.path, self.state.global_step)
@@ -209,7 +209,7 @@ class Trainer:
         with self.acc.accumulate(*self.models), self.acc.autocast():
             loss, metrics = self.step_fn(batch, self.state)
             if not torch.isfinite(loss):
-                        raise UsageError(f"[{self.run.stage}] loss is {loss.item()} at step {self.state.global_step}; "
+                raise UsageError(f"[{self.run.stage}] loss is {loss.item()} at step {self.state.global_step}; "
                                  "lower the learning rate (the last good checkpoint is kept in "
                                  f"{self.run.checkpoints})")
             self.acc.backward(loss)
