@@ -100,7 +100,7 @@ def run_finetune(cfg) -> dict:
     num_classes = cfg.data.num_classes
     urls = expand_urls(splits["train"]["urls"], "data.train_urls")
     batch = per_process_batch(f.batch_size, acc, "finetune.batch_size")
-    spe = steps_per_epoch(f, splits["train"], f.batch_size * f.grad_accum_steps, "finetune")
+    spe = steps_per_epoch(f, splits["train"], f.batch_size, "finetune")
     x_val = y_val = None
     if "val" in splits:
         x_val, y_val, _ = load_labeled(expand_urls(splits["val"]["urls"], "data.val_urls"), size=size,
@@ -111,7 +111,8 @@ def run_finetune(cfg) -> dict:
     model = LinearProbe(net) if f.protocol in ("slf", "alf") else net
     optimizer = build_optimizer(model.parameters(), f.optim)
     model, optimizer = acc.prepare(model, optimizer)
-    scheduler = build_scheduler(optimizer, spe * f.epochs, spe, f.optim)
+    # the scheduler counts optimiser steps: one per grad_accum_steps micro-batches
+    scheduler = build_scheduler(optimizer, spe * f.epochs // f.grad_accum_steps, max(1, spe // f.grad_accum_steps), f.optim)
     raw = acc.unwrap_model(model)
     objective_name = finetune_objective(f)
     objective = SupervisedObjective(objective_name, model, raw, f.attack, f.beta, num_classes)

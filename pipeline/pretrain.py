@@ -23,7 +23,7 @@ def run_pretrain(cfg) -> dict:
     acc, yaml, data = open_stage(cfg, p.grad_accum_steps, p.tensorboard)
     urls = expand_urls(data["outputs"]["splits"]["train"]["urls"], "data.train_urls")
     batch = per_process_batch(p.batch_size, acc, "pretrain.batch_size")
-    spe = steps_per_epoch(p, data["outputs"]["splits"]["train"], p.batch_size * p.grad_accum_steps, "pretrain")
+    spe = steps_per_epoch(p, data["outputs"]["splits"]["train"], p.batch_size, "pretrain")
 
     backbone = build_model(cfg.model.name, 0, cfg.model.mean, cfg.model.std)
     dual = p.dual_bn and p.method != "simclr" and has_batch_norm(backbone)
@@ -32,7 +32,8 @@ def run_pretrain(cfg) -> dict:
     model = ContrastiveModel(backbone, p.proj_hidden_dim, p.proj_dim)
     optimizer = build_optimizer(model.parameters(), p.optim)
     model, optimizer = acc.prepare(model, optimizer)
-    scheduler = build_scheduler(optimizer, spe * p.epochs, spe, p.optim)
+    # the scheduler counts optimiser steps: one per grad_accum_steps micro-batches
+    scheduler = build_scheduler(optimizer, spe * p.epochs // p.grad_accum_steps, max(1, spe // p.grad_accum_steps), p.optim)
     raw = acc.unwrap_model(model)
     objective = ContrastiveObjective(p.method, model, raw, p, gather=acc.num_processes > 1)
     size, bad = data["outputs"]["image_size"], {"skipped": 0}

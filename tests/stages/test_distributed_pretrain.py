@@ -56,3 +56,17 @@ def test_pretrain_stage_runs_under_torchrun(tiny_cfg, tmp_path):
                            "--config", "configs/quickstart.yaml", *args, "pretrain.batch_size=15", "run.name=odd"],
                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=240)
     assert proc.returncode != 0 and "pretrain.batch_size=15 is not divisible by 2 processes; use 16" in proc.stderr
+
+
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun not found")
+def test_finetune_stage_runs_under_torchrun(tiny_cfg):
+    cfg = tiny_cfg()
+    args = [f"run.root={cfg.run.root}", "run.name=ddpft", "run.progress=false", "run.num_threads=1",
+            "data.dataset=shards", f"data.train_urls={cfg.data.train_urls}", f"data.val_urls={cfg.data.val_urls}",
+            f"data.test_urls={cfg.data.test_urls}", "data.num_classes=4", "finetune.init=scratch", "finetune.epochs=1",
+            "finetune.batch_size=16", "finetune.attack.steps=1", "finetune.val_attack_steps=1"]
+    _run([TORCHRUN, "--nproc_per_node", "2", "--master_port", "29520", "-m", "stages.finetune",
+          "--config", "configs/quickstart.yaml", *args])
+    manifest = json.loads((Path(cfg.run.root) / "ddpft" / "finetune" / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["outputs"]["steps"] == 4
+    assert 0.0 <= manifest["outputs"]["best_val_robust_acc"] <= 1.0  # validation reduced over both ranks
