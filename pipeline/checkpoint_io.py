@@ -56,6 +56,8 @@ def load_backbone_weights(model: nn.Module, folder: Path, expected_arch: str, ke
     """Copy a backbone folder's weights into ``model`` (a classifier of the same architecture); the
     classifier head stays freshly initialised. Refuses folders of another architecture."""
     arch = folder_architecture(folder)
+    if arch == "timm_any":  # any-timm wrapper: the folder records the wrapped architecture
+        arch = "timm:" + json.loads((Path(folder) / "config.json").read_text()).get("model_args", {}).get("base", "?")
     if arch != expected_arch:
         raise UsageError(f"{key}: {folder} holds a {arch!r} but model.name={expected_arch!r}; "
                          f"set model.name={arch} or use a folder exported from {expected_arch}")

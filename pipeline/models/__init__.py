@@ -4,7 +4,7 @@ Importing this package registers our architectures with timm, so ``timm.create_m
 can rebuild exported folders.
 """
 
-from . import cifar_resnet, vit, wide_resnet  # noqa: F401  (registers the timm models)
+from . import any_timm, cifar_resnet, vit, wide_resnet  # noqa: F401  (registers the timm models)
 from .dual_bn import bn_branch, convert_to_dual_bn, has_batch_norm, is_dual_bn, resolve_dual_bn
 from .registry import MODELS, ModelInfo, build_model, check_model_name
 

@@ -32,6 +32,10 @@ MODELS: dict[str, ModelInfo] = {
 
 def check_model_name(name: str, key: str = "model.name") -> ModelInfo:
     """Return the registry entry or raise a one-line error listing what exists."""
+    if name.startswith("timm:"):
+        if not timm.is_model(name[5:]):
+            raise UsageError(f"{key}={name!r}: {name[5:]!r} is not a timm model; see timm.list_models()")
+        return ModelInfo("timm", 0, "any timm architecture, normalisation added in front")
     if name not in MODELS:
         raise UsageError(f"{key}={name!r} is not a registered model; use one of: {', '.join(MODELS)}")
     return MODELS[name]
@@ -40,4 +44,6 @@ def check_model_name(name: str, key: str = "model.name") -> ModelInfo:
 def build_model(name: str, num_classes: int, mean: Sequence[float], std: Sequence[float]) -> nn.Module:
     """Build a registered model: ``num_classes=0`` gives the backbone (pooled features, ``num_features``)."""
     check_model_name(name)
+    if name.startswith("timm:"):
+        return timm.create_model("timm_any", base=name[5:], num_classes=num_classes, mean=tuple(mean), std=tuple(std))
     return timm.create_model(name, num_classes=num_classes, mean=tuple(mean), std=tuple(std))

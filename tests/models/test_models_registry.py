@@ -63,3 +63,21 @@ def test_dual_bn_keeps_two_sets_of_statistics():
 
 def test_vit_has_no_batch_norm():
     assert not has_batch_norm(build_model("vit_micro_patch4_32", 0, (0.5,) * 3, (0.5,) * 3))
+
+
+def test_any_timm_name_gets_normalisation_and_round_trips(tmp_path):
+    model = build_model("timm:resnet10t", 5, (0.5,) * 3, (0.25,) * 3).eval()
+    x = torch.rand(2, 3, 32, 32)
+    assert model(x).shape == (2, 5) and torch.isfinite(model(x)).all()
+    save_timm_folder(model, tmp_path / "m")
+    assert torch.allclose(load_timm_folder(tmp_path / "m")(x), model(x), atol=1e-6)
+    from pipeline.checkpoint_io import load_backbone_weights
+    from pipeline.errors import UsageError
+
+    fresh = build_model("timm:resnet10t", 5, (0.5,) * 3, (0.25,) * 3)
+    load_backbone_weights(fresh, tmp_path / "m", "timm:resnet10t", "finetune.init")
+    with pytest.raises(UsageError, match="holds a 'timm:resnet10t' but model.name='resnet10_cifar_tiny'"):
+        load_backbone_weights(build_model("resnet10_cifar_tiny", 5, (0.5,) * 3, (0.5,) * 3), tmp_path / "m",
+                              "resnet10_cifar_tiny", "finetune.init")
+    with pytest.raises(UsageError, match="is not a timm model"):
+        build_model("timm:not_a_model", 5, (0.5,) * 3, (0.5,) * 3)
