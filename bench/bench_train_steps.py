@@ -49,6 +49,18 @@ def timeit(fn, device, reps, warmup=1):
     return statistics.median(times)
 
 
+def objective_step(model, opt, objective, batch, device, dtype):
+    """A closure running one full training step of ``objective`` (as the Trainer does, minus accelerate)."""
+    def run():
+        model.train()
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            loss, _ = objective.step(batch, None)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return run
+
+
 def bench_acl(name, b, k, reps, device, dtype):
     pcfg = load_config(None, [f"pretrain.attack.steps={k}"]).pretrain
     backbone = build_model(name, 0, (0.5,) * 3, (0.5,) * 3)
@@ -62,14 +74,7 @@ def bench_acl(name, b, k, reps, device, dtype):
     simclr = ContrastiveObjective("simclr", model, model, pcfg, gather=False)
 
     def step(obj):
-        def run():
-            model.train()
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                loss, _ = obj.step((v1, v2), None)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        return run
+        return objective_step(model, opt, obj, (v1, v2), device, dtype)
 
     def attack_pass():
         model.eval()
@@ -103,13 +108,7 @@ def bench_trades(name, b, k, reps, device, dtype):
     cfg = AttackConfig(steps=k, start="normal")
     ours = SupervisedObjective("trades", model, model, cfg, 6.0, 10)
 
-    def our_step():
-        model.train()
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss, _ = ours.step((x, y), None)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+    our_step = objective_step(model, opt, ours, (x, y), device, dtype)
 
     ref_model = copy.deepcopy(model)
     ref_opt = torch.optim.SGD(ref_model.parameters(), lr=1e-3, momentum=0.9)
