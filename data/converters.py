@@ -41,11 +41,14 @@ def register_converter(name: str):
 
 
 def _holdout(n: int, val_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train indices, val indices) — a fixed permutation, each part kept in source order."""
+    """(train indices, val indices) from a fixed permutation. The train indices stay *permuted*: sources
+    are usually ordered by class (ImageFolder), and the streaming reader only shuffles within a buffer of
+    a few thousand samples, so class-ordered shards would give one-class batches (and a model that learns
+    nothing). Shards written in a fixed random order are what webdataset expects."""
     if val_size >= n:
         raise UsageError(f"data.val_size={val_size} leaves no training images (the source has {n}); use a smaller value")
     perm = np.random.default_rng(SPLIT_SEED).permutation(n)
-    return np.sort(perm[val_size:]), np.sort(perm[:val_size])
+    return perm[val_size:], np.sort(perm[:val_size])
 
 
 def _from_arrays(images: np.ndarray, labels: np.ndarray, idx: np.ndarray) -> Callable[[], Iterator[RawSample]]:
@@ -69,7 +72,7 @@ def digits(cfg) -> ConvertedDataset:
     n_test = int(round(0.3 * len(labels)))
     test_idx, rest = np.sort(perm[:n_test]), perm[n_test:]
     train_local, val_local = _holdout(len(rest), cfg.val_size)
-    train_idx, val_idx = np.sort(rest[train_local]), np.sort(rest[val_local])
+    train_idx, val_idx = rest[train_local], np.sort(rest[val_local])
     return ConvertedDataset([str(i) for i in range(10)], _from_arrays(rgb, labels, train_idx),
                             _from_arrays(rgb, labels, val_idx), _from_arrays(rgb, labels, test_idx))
 
@@ -84,9 +87,13 @@ class _ImageFolderSource:
         self.is_tar = self.path.is_file()
         if self.is_tar and not tarfile.is_tarfile(self.path):
             raise DataError(f"{key}={path!r} is a file but not a tar archive; give a directory or a .tar")
+        self.members: dict[str, tarfile.TarInfo] = {}
         if self.is_tar:
             with tarfile.open(self.path) as tf:
-                names = [m.name for m in tf.getmembers() if m.isfile()]
+                # kept by name: tarfile's own lookup by name is a linear scan, and train samples are read
+                # in permuted order
+                self.members = {m.name: m for m in tf.getmembers() if m.isfile()}
+            names = list(self.members)
         else:
             names = [str(p.relative_to(self.path)) for p in self.path.rglob("*") if p.is_file()]
         self.items = sorted((n, Path(n).parent.name) for n in names
@@ -105,7 +112,7 @@ class _ImageFolderSource:
                 if cls not in class_index:
                     raise DataError(f"{key}: class folder {cls!r} does not exist in the training source; "
                                     "the test split must use the training split's classes")
-                data = tf.extractfile(name).read() if tf else (self.path / name).read_bytes()
+                data = tf.extractfile(self.members[name]).read() if tf else (self.path / name).read_bytes()
                 ext = Path(name).suffix.lower().lstrip(".").replace("jpeg", "jpg")
                 yield RawSample(label=class_index[cls], data=data, ext=ext)
         finally:

@@ -74,7 +74,8 @@ def _fingerprint(cfg) -> dict:
     """The data settings a converted dataset depends on (a change triggers re-conversion)."""
     keys = ("dataset", "train_source", "test_source", "out_dir", "train_urls", "val_urls", "test_urls",
             "num_classes", "image_size", "wrong_size", "val_size", "shard_size")
-    return {k: getattr(cfg, k) for k in keys}
+    # format 2: training shards are written in a fixed random order (format 1 kept the source's class order)
+    return {"format": 2, **{k: getattr(cfg, k) for k in keys}}
 
 
 def run_data_stage(cfg, config_yaml: str, progress: bool = True) -> dict:

@@ -43,7 +43,7 @@ def check_num_classes(model: nn.Module, num_classes: int, origin: str) -> None:
 
 def run_evaluate(cfg) -> dict:
     e = cfg.evaluate
-    acc, yaml, data = open_stage(cfg, seed=e.seed)
+    acc, yaml, data = open_stage(cfg, "evaluate", seed=e.seed)
     model, origin = load_model_to_evaluate(cfg)
     check_num_classes(model, cfg.data.num_classes, f"evaluate.model={e.model}")
     test = data["outputs"]["splits"].get("test")

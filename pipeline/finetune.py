@@ -95,7 +95,7 @@ def _validate(raw, x_val, y_val, attack, acc, batch) -> dict:
 
 def run_finetune(cfg) -> dict:
     f = cfg.finetune
-    acc, yaml, data = open_stage(cfg, f.grad_accum_steps, f.tensorboard)
+    acc, yaml, data = open_stage(cfg, "finetune", f.grad_accum_steps, f.tensorboard)
     splits, size = data["outputs"]["splits"], data["outputs"]["image_size"]
     num_classes = cfg.data.num_classes
     urls = expand_urls(splits["train"]["urls"], "data.train_urls")

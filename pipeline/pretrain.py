@@ -20,7 +20,7 @@ from .train import Trainer, config_fingerprint, open_stage, per_process_batch, s
 
 def run_pretrain(cfg) -> dict:
     p = cfg.pretrain
-    acc, yaml, data = open_stage(cfg, p.grad_accum_steps, p.tensorboard)
+    acc, yaml, data = open_stage(cfg, "pretrain", p.grad_accum_steps, p.tensorboard)
     urls = expand_urls(data["outputs"]["splits"]["train"]["urls"], "data.train_urls")
     batch = per_process_batch(p.batch_size, acc, "pretrain.batch_size")
     spe = steps_per_epoch(p, data["outputs"]["splits"]["train"], p.batch_size, "pretrain")

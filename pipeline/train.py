@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from .errors import UsageError
@@ -44,11 +45,12 @@ class TrainState:
         self.global_step, self.extra = int(state["global_step"]), dict(state["extra"])
 
 
-def make_accelerator(cfg, grad_accum_steps: int = 1, log_dir: Path | None = None, tensorboard: bool = False) -> Accelerator:
+def make_accelerator(cfg, grad_accum_steps: int = 1, log_dir: Path | None = None) -> Accelerator:
+    """``log_dir`` given: accelerate's TensorBoard tracker writes there (``<run>/<stage>/tensorboard``)."""
     if cfg.run.num_threads:
         torch.set_num_threads(cfg.run.num_threads)
     kwargs: dict[str, Any] = {}
-    if tensorboard and log_dir is not None:
+    if log_dir is not None:
         kwargs = {"log_with": "tensorboard", "project_dir": str(log_dir)}
     # cpu=True is needed on a CPU-only machine even under torchrun: with cpu=False and no CUDA, accelerate
     # 1.15 ignores the torchrun environment and every process believes it is alone (checked here)
@@ -57,7 +59,7 @@ def make_accelerator(cfg, grad_accum_steps: int = 1, log_dir: Path | None = None
                        gradient_accumulation_steps=grad_accum_steps, step_scheduler_with_optimizer=False, **kwargs)
 
 
-def open_stage(cfg, grad_accum_steps: int = 1, tensorboard: bool = False, seed: int | None = None):
+def open_stage(cfg, stage: str, grad_accum_steps: int = 1, tensorboard: bool = False, seed: int | None = None):
     """What every compute stage starts with: the accelerator, seeded RNGs, the resolved config (YAML) and
     the data manifest (the data stage runs first when needed, on the main process only)."""
     from accelerate.utils import set_seed
@@ -65,13 +67,27 @@ def open_stage(cfg, grad_accum_steps: int = 1, tensorboard: bool = False, seed: 
     from data.prepare import ensure_data
 
     from .config import to_yaml
+    from .run import stage_dir
 
-    acc = make_accelerator(cfg, grad_accum_steps, tensorboard=tensorboard)
+    acc = make_accelerator(cfg, grad_accum_steps, stage_dir(cfg, stage) if tensorboard else None)
+    if tensorboard:
+        # the stage's settings as TensorBoard hparams (scalars only; lists become strings)
+        acc.init_trackers("tensorboard", config=_flat_scalars(OmegaConf.to_container(OmegaConf.structured(getattr(cfg, stage)))))
     set_seed(cfg.run.seed if seed is None else seed)
     yaml = to_yaml(cfg)
     with acc.main_process_first():
         data = ensure_data(cfg, yaml, cfg.run.progress and acc.is_main_process)
     return acc, yaml, data
+
+
+def _flat_scalars(d: dict, prefix: str = "") -> dict:
+    out: dict = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat_scalars(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
+    return out
 
 
 def per_process_batch(global_batch: int, accelerator: Accelerator, key: str) -> int:

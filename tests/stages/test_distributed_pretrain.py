@@ -16,6 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+ACCELERATE = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
@@ -38,6 +39,18 @@ def test_two_processes_gather_negatives_same_first_loss():
     assert (one["world"], two["world"]) == (1, 2)
     assert two["loss"] == pytest.approx(one["loss"], abs=1e-5)
     assert two["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-4)  # DDP-averaged = single-process gradient
+
+
+@pytest.mark.skipif(ACCELERATE is None, reason="accelerate CLI not found")
+def test_accelerate_launch_runs_two_cpu_processes():
+    # `accelerate launch --cpu --num_processes 2` starts ONE process (accelerate wants mpirun for multi-CPU);
+    # `--multi_gpu` starts two, and our Accelerator(cpu=True) puts them on gloo — the README says so
+    script = str(ROOT / "tests" / "stages" / "ddp_first_step.py")
+    one = _loss([sys.executable, script])
+    two = _loss([ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                 "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29521", script])
+    assert two["world"] == 2
+    assert two["loss"] == pytest.approx(one["loss"], abs=1e-5)
 
 
 @pytest.mark.skipif(TORCHRUN is None, reason="torchrun not found")
