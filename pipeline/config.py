@@ -102,7 +102,9 @@ class TrainLoopConfig:
 class DynACLConfig:
     strength_period_epochs: int = 1  # the augmentation strength changes (and the loader is rebuilt) every K epochs
     min_strength: float = 0.0  # strength is annealed linearly from 1 to this, step-wise
-    adv_weight_final: float = 1.67  # the adversarial-loss weight grows from pretrain.adv_weight to this
+    # the loss weights move from (clean, adv) = (1, 1)·(clean_weight, adv_weight) towards
+    # (2 − w, w)·(…) with w = 1 + progress·weight_swap (DynACL's swap_param, 2/3 in the paper)
+    weight_swap: float = 0.6666666666666666
 
 
 @dataclass
@@ -272,6 +274,9 @@ def validate(cfg: ExperimentConfig) -> None:
     _check(p.temperature > 0, "pretrain.temperature", p.temperature, "use a positive temperature (0.5 in ACL)")
     _check(p.dynacl.strength_period_epochs >= 1, "pretrain.dynacl.strength_period_epochs",
            p.dynacl.strength_period_epochs, "use 1 or more epochs")
+    _check(0.0 <= p.dynacl.min_strength < 1.0, "pretrain.dynacl.min_strength", p.dynacl.min_strength, "use a value in [0, 1)")
+    _check(0.0 <= p.dynacl.weight_swap <= 1.0, "pretrain.dynacl.weight_swap", p.dynacl.weight_swap,
+           "use a value in [0, 1] (DynACL uses 2/3)")
     f = cfg.finetune
     _check_loop(f, "finetune")
     _check_choice(f.protocol, PROTOCOLS, "finetune.protocol")

@@ -47,12 +47,16 @@ def dynacl_strength(epoch: int, total_epochs: int, cfg) -> float:
 
 
 def loss_weights(method: str, strength: float, pcfg) -> tuple[float, float]:
-    """(clean weight, adversarial weight). DynACL raises the adversarial weight as augmentations weaken."""
+    """(clean weight, adversarial weight). DynACL shifts weight from the clean to the adversarial term as
+    augmentations weaken, keeping the sum: w = min(1 + progress·swap, 2), weights (2 − w, w)·(½, ½) by
+    default, where progress = ⌊e/K⌋·K/E is the strength schedule's (the DynACL code computes its ⌊·⌋ from
+    the 1-based epoch, so its weight moves one epoch before its strength; we move both together)."""
     if method == "simclr":
         return 1.0, 0.0
     if method == "dynacl":
-        adv = pcfg.adv_weight + (pcfg.dynacl.adv_weight_final - pcfg.adv_weight) * (1.0 - strength)
-        return pcfg.clean_weight, adv
+        progress = (1.0 - strength) / (1.0 - pcfg.dynacl.min_strength)  # undo the floor's rescaling
+        w = min(1.0 + progress * pcfg.dynacl.weight_swap, 2.0)
+        return pcfg.clean_weight * (2.0 - w), pcfg.adv_weight * w
     return pcfg.clean_weight, pcfg.adv_weight
 
 

@@ -13,8 +13,11 @@ from pipeline.run import stage_dir
 def test_strength_schedule_is_stepwise_and_floored():
     cfg = load_config(None, ["pretrain.dynacl.strength_period_epochs=2", "pretrain.dynacl.min_strength=0.2"]).pretrain
     assert [dynacl_strength(e, 6, cfg.dynacl) for e in range(6)] == pytest.approx([1, 1, 0.733333, 0.733333, 0.466667, 0.466667], abs=1e-5)
-    w_clean, w_adv = loss_weights("dynacl", 0.0, cfg)
-    assert (w_clean, w_adv) == pytest.approx((cfg.clean_weight, cfg.dynacl.adv_weight_final))
+    # DynACL's weights: ½·(2 − w) clean, ½·w adversarial, w = 1 + progress·2/3; the sum stays 1
+    assert loss_weights("dynacl", 1.0, cfg) == pytest.approx((0.5, 0.5))
+    assert loss_weights("dynacl", 0.2, cfg) == pytest.approx((0.5 * (1 - 2 / 3), 0.5 * (1 + 2 / 3)))  # progress 1
+    half = dynacl_strength(3, 6, cfg.dynacl)  # progress ⌊3/2⌋·2/6 = 1/3
+    assert loss_weights("dynacl", half, cfg) == pytest.approx((0.5 * (1 - 2 / 9), 0.5 * (1 + 2 / 9)))
     assert loss_weights("acl", 0.3, cfg) == (cfg.clean_weight, cfg.adv_weight)
 
 
