@@ -47,8 +47,12 @@ test: $(STAMP) ## the test suite (fast; slow tests excluded)
 test-slow: $(STAMP) ## only the slow tests (real CIFAR-10 when ../shared/data/cifar10 exists)
 	$(PY) -m pytest -q -m slow
 
-bench: $(STAMP) ## benchmarks; numbers go to BENCHMARKS.md
+bench: $(STAMP) ## CPU benchmarks, one after another; numbers go to BENCHMARKS.md
 	$(PY) bench/run_all.py
+
+EXP_ARGS ?= --pretrain-epochs 2 --finetune-epochs 3
+experiment: $(STAMP) ## the CPU-scale CIFAR-10 comparison (ACL/DynACL/SimCLR → AFF vs TRADES scratch), ~80 min
+	$(PY) bench/experiment_cifar10.py $(EXP_ARGS)
 
 lint: $(STAMP) ## ruff
 	$(PY) -m ruff check pipeline stages data tests bench
