@@ -105,6 +105,10 @@ class DynACLConfig:
     # the loss weights move from (clean, adv) = (1, 1)·(clean_weight, adv_weight) towards
     # (2 − w, w)·(…) with w = 1 + progress·weight_swap (DynACL's swap_param, 2/3 in the paper)
     weight_swap: float = 0.6666666666666666
+    # DynACL's reference code sends the second view of every pair through a momentum (EMA) copy of the
+    # backbone + head, in the attack and in training, and exports that copy; 0 = off (both views through
+    # the trained network, as in ACL)
+    momentum: float = 0.99
 
 
 @dataclass
@@ -275,6 +279,8 @@ def validate(cfg: ExperimentConfig) -> None:
     _check(p.dynacl.strength_period_epochs >= 1, "pretrain.dynacl.strength_period_epochs",
            p.dynacl.strength_period_epochs, "use 1 or more epochs")
     _check(0.0 <= p.dynacl.min_strength < 1.0, "pretrain.dynacl.min_strength", p.dynacl.min_strength, "use a value in [0, 1)")
+    _check(0.0 <= p.dynacl.momentum < 1.0, "pretrain.dynacl.momentum", p.dynacl.momentum,
+           "use a value in [0, 1): 0.99 as in DynACL, 0 to turn the momentum encoder off")
     _check(0.0 <= p.dynacl.weight_swap <= 1.0, "pretrain.dynacl.weight_swap", p.dynacl.weight_swap,
            "use a value in [0, 1] (DynACL uses 2/3)")
     f = cfg.finetune

@@ -29,7 +29,8 @@ def run_pretrain(cfg) -> dict:
     dual = p.dual_bn and p.method != "simclr" and has_batch_norm(backbone)
     if dual:
         convert_to_dual_bn(backbone)
-    model = ContrastiveModel(backbone, p.proj_hidden_dim, p.proj_dim)
+    model = ContrastiveModel(backbone, p.proj_hidden_dim, p.proj_dim,
+                             momentum=p.dynacl.momentum if p.method == "dynacl" else 0.0)
     optimizer = build_optimizer(model.parameters(), p.optim)
     model, optimizer = acc.prepare(model, optimizer)
     # the scheduler counts optimiser steps: one per grad_accum_steps micro-batches
@@ -67,16 +68,17 @@ def run_pretrain(cfg) -> dict:
 
 def _write_outputs(run: StageRun, raw: ContrastiveModel, dual: bool) -> dict:
     """Backbone folder(s) in timm format (one per BN branch when dual BN), the projection head, the curve."""
-    out: dict = {"backbones": {}}
+    out: dict = {"backbones": {}, "momentum_encoder": raw.key is not None}
+    trained_backbone, trained_head = raw.export_modules()
     for branch in ("clean", "adv") if dual else ("single",):
-        backbone = copy.deepcopy(raw.backbone).cpu()
+        backbone = copy.deepcopy(trained_backbone).cpu()
         if dual:
             resolve_dual_bn(backbone, branch)
         name = f"backbone_{branch}" if dual else "backbone"
         save_timm_folder(backbone, run.dir / name)
         out["backbones"][branch] = name
     with atomic_dir(run.dir / "projection_head") as tmp:
-        save_file({k: v.contiguous() for k, v in raw.head.state_dict().items()}, str(tmp / "head.safetensors"))
+        save_file({k: v.contiguous() for k, v in trained_head.state_dict().items()}, str(tmp / "head.safetensors"))
     out["projection_head"] = "projection_head/head.safetensors"
     png = plot_curves(run.dir / "metrics.jsonl", "step", "step", ["loss", "loss_clean", "loss_adv"],
                       run.dir / "loss_curve.png", "pretrain loss")

@@ -15,6 +15,7 @@ One step of ``acl``/``dynacl`` (B images, two views each):
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import torch
@@ -27,15 +28,39 @@ from ..models import bn_branch
 
 
 class ContrastiveModel(nn.Module):
-    """backbone (pooled features) → projection head; ``(B, 3, H, W) -> (B, proj_dim)``."""
+    """backbone (pooled features) → projection head; ``(B, 3, H, W) -> (B, proj_dim)``.
 
-    def __init__(self, backbone: nn.Module, hidden_dim: int, out_dim: int):
+    With ``momentum > 0`` (DynACL's reference) a frozen copy of backbone + head, updated as an exponential
+    moving average of the trained one, encodes the images after the first ``n_query`` of a batch.
+    """
+
+    def __init__(self, backbone: nn.Module, hidden_dim: int, out_dim: int, momentum: float = 0.0):
         super().__init__()
         self.backbone = backbone
         self.head = SimCLRProjectionHead(backbone.num_features, hidden_dim, out_dim)
+        self.momentum = momentum
+        self.key: nn.ModuleDict | None = None
+        if momentum > 0:
+            self.key = copy.deepcopy(nn.ModuleDict({"backbone": self.backbone, "head": self.head}))
+            self.key.requires_grad_(False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+    def forward(self, x: torch.Tensor, n_query: int | None = None) -> torch.Tensor:
+        if self.key is None or n_query is None:
+            return self.head(self.backbone(x))
+        q = self.head(self.backbone(x[:n_query]))
+        k = self.key["head"](self.key["backbone"](x[n_query:]))  # no parameter gradients: frozen copy
+        return torch.cat([q, k])
+
+    @torch.no_grad()
+    def update_key(self) -> None:
+        """key ← m·key + (1 − m)·trained, parameters only (the key's BN statistics follow its own forwards)."""
+        trained = [*self.backbone.parameters(), *self.head.parameters()]
+        for k, q in zip(self.key.parameters(), trained, strict=True):
+            k.mul_(self.momentum).add_(q.detach(), alpha=1.0 - self.momentum)
+
+    def export_modules(self) -> tuple[nn.Module, nn.Module]:
+        """(backbone, head) to save: the momentum copy when there is one (DynACL exports it)."""
+        return (self.key["backbone"], self.key["head"]) if self.key is not None else (self.backbone, self.head)
 
 
 def dynacl_strength(epoch: int, total_epochs: int, cfg) -> float:
@@ -83,7 +108,7 @@ class ContrastiveObjective:
         try:
             with bn_branch(self.raw, "adv"):
                 # one forward of all 2B views: in eval() the batch composition cannot change the output
-                x_adv = pgd_attack(lambda xa: self._pair_loss(self.attack_loss, self.raw(xa), b), x,
+                x_adv = pgd_attack(lambda xa: self._pair_loss(self.attack_loss, self.raw(xa, b), b), x,
                                    self.attack_cfg, on_step=lambda _, v: losses.append(v))
         finally:
             self.raw.train(was_training)
@@ -101,18 +126,22 @@ class ContrastiveObjective:
             x_adv, info = self._attack(x, b)
             metrics.update(info)
         with bn_branch(self.raw, "clean"):
-            z = self.model(x)  # (2B, D)
+            z = self.model(x, b)  # (2B, D); the second view through the momentum copy, if any
         loss_clean = self.loss(z[:b], z[b:])
         loss = w_clean * loss_clean
         metrics["loss_clean"] = float(loss_clean.detach())
         if self.method != "simclr":
             with bn_branch(self.raw, "adv"):
-                z_adv = self.model(x_adv)
+                z_adv = self.model(x_adv, b)
             loss_adv = self.loss(z_adv[:b], z_adv[b:])
             loss = loss + w_adv * loss_adv
             metrics["loss_adv"] = float(loss_adv.detach())
+        if self.raw.key is not None:
+            self.raw.update_key()  # after the forwards, before the optimiser step (as the reference)
         # passes over the 2B images: attack (fwd + input-bwd) per PGD step, then 1 or 2 training fwd+bwd
+        # (with a momentum copy, training backpropagates through the first B images only)
         n_train = 1 if self.method == "simclr" else 2
-        metrics.update(forward_passes=2 * b * (steps + n_train), backward_passes=2 * b * (steps + n_train))
+        train_bwd = b if self.raw.key is not None else 2 * b
+        metrics.update(forward_passes=2 * b * (steps + n_train), backward_passes=2 * b * steps + train_bwd * n_train)
         return loss, metrics
 

@@ -31,7 +31,8 @@ def test_strength_reaches_the_loader(tiny_cfg, monkeypatch):
 
     monkeypatch.setattr(pretrain_mod, "SimCLRViews", recording)
     cfg = tiny_cfg("pretrain.method=dynacl", "pretrain.epochs=2", "pretrain.dynacl.strength_period_epochs=1")
-    pretrain_mod.run_pretrain(cfg)
+    out = pretrain_mod.run_pretrain(cfg)
+    assert out["momentum_encoder"] is True  # DynACL's default: the EMA copy is the exported backbone
     assert seen == [1.0, 0.5]  # the loader of epoch 2 was rebuilt with the annealed strength
     rows = [json.loads(line) for line in (stage_dir(cfg, "pretrain") / "metrics.jsonl").read_text().splitlines()]
     by_epoch = {r["epoch"]: r["strength"] for r in rows if r["kind"] == "step"}
