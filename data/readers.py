@@ -158,8 +158,13 @@ def stream_loader(urls: list[str], transform: Callable, *, batch_size: int, seed
 
 
 def load_labeled(urls: list[str], *, size: int, num_classes: int, wrong_size: str = "resize",
-                 on_bad: str = "error", limit: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """A whole labeled split in shard order: (x uint8 (N,3,H,W), y long (N,), skipped count)."""
+                 on_bad: str = "error", limit: int = 0,
+                 keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """A whole labeled split in shard order: (x uint8 (N,3,H,W), y long (N,), skipped count).
+
+    ``keep``: positions (in shard order, counting usable samples) to return, in the order given; only
+    those are held in memory. Positions beyond the split's end are dropped.
+    """
     state = {"bad_shards": 0}
     pipeline = wds.DataPipeline(
         wds.SimpleShardList(urls),
@@ -169,15 +174,23 @@ def load_labeled(urls: list[str], *, size: int, num_classes: int, wrong_size: st
                           state=state),
     )
     xs, ys, skipped = [], [], 0
-    for img, label, bad in pipeline:
+    wanted = None if keep is None else {int(p): i for i, p in enumerate(keep.tolist())}
+    kept: dict[int, tuple] = {}
+    for position, (img, label, bad) in enumerate(pipeline):
         if label >= num_classes:
             raise DataError(f"label {label} in {urls[0]}... is >= data.num_classes={num_classes}; "
                             "set data.num_classes to the real number of classes or fix the labels")
+        skipped += bad
+        if wanted is not None:
+            if position in wanted:
+                kept[wanted[position]] = (img, label)
+            continue
         xs.append(img)
         ys.append(label)
-        skipped += bad
         if limit and len(xs) >= limit:
             break
+    if wanted is not None:
+        xs, ys = [kept[i][0] for i in sorted(kept)], [kept[i][1] for i in sorted(kept)]
     skipped += state["bad_shards"]
     if not xs:
         raise DataError(f"no usable samples in {urls[0]} ({len(urls)} shards); check the shards")

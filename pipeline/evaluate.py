@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import timm
+import torch
 from torch import nn
 
 from data.readers import expand_urls, load_labeled
@@ -41,6 +42,34 @@ def check_num_classes(model: nn.Module, num_classes: int, origin: str) -> None:
                          "evaluate it on its own dataset or set data.num_classes to match")
 
 
+EVAL_ORDER_SEED = 20231  # fixed, not run.seed: the evaluated subset must be the same for every run
+
+
+def _load_test_split(cfg, test: dict, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """(x uint8, y, positions in the test split, skipped) in a fixed random order of the split.
+
+    Test sets often come sorted by class (ImageFolder); evaluate.n_examples and the AutoAttack / sweep /
+    smoothing subsets take the *first* k examples, which must then be a uniform sample, not k images of
+    the first class. Only the selected examples are held in memory when the split's size is known.
+    """
+    e = cfg.evaluate
+    urls = expand_urls(test["urls"], "data.test_urls")
+    kwargs = dict(size=size, num_classes=cfg.data.num_classes, wrong_size=cfg.data.wrong_size,
+                  on_bad=cfg.data.on_bad_sample)
+    g = torch.Generator().manual_seed(EVAL_ORDER_SEED)
+    count = int(test.get("count") or 0)
+    if count:
+        order = torch.randperm(count, generator=g)[: e.n_examples or None]
+        x, y, skipped = load_labeled(urls, keep=order, **kwargs)
+        if len(y) == len(order):
+            return x, y, order, skipped
+        g.manual_seed(EVAL_ORDER_SEED)  # samples were skipped: positions moved, so read all and permute
+    # size unknown (pipe: URLs) or samples skipped: read all, then permute
+    x, y, skipped = load_labeled(urls, **kwargs)
+    order = torch.randperm(len(y), generator=g)[: e.n_examples or None]
+    return x[order], y[order], order, skipped
+
+
 def run_evaluate(cfg) -> dict:
     e = cfg.evaluate
     acc, yaml, data = open_stage(cfg, "evaluate", seed=e.seed)
@@ -49,12 +78,14 @@ def run_evaluate(cfg) -> dict:
     test = data["outputs"]["splits"].get("test")
     if test is None:
         raise UsageError("the dataset has no test split; set data.test_urls")
-    x, y, skipped = load_labeled(expand_urls(test["urls"], "data.test_urls"), size=data["outputs"]["image_size"],
-                                 num_classes=cfg.data.num_classes, wrong_size=cfg.data.wrong_size,
-                                 on_bad=cfg.data.on_bad_sample, limit=e.n_examples)
+    x, y, order, skipped = _load_test_split(cfg, test, data["outputs"]["image_size"])
     with StageRun(cfg, "evaluate", yaml, {"data": upstream_summary(data), "model": origin}, acc.is_main_process) as run:
         report = evaluate_model(model, x.float().div(255.0), y, e, num_classes=cfg.data.num_classes,
                                 work_dir=run.dir, accelerator=acc, progress=cfg.run.progress)
+        report.per_sample["index"] = order[: len(report.per_sample.get("index", []))].tolist()
+        report.notes.append(f"examples are evaluated in a fixed random order of the test split (seed {EVAL_ORDER_SEED}), "
+                            "so every 'first k' subset is a uniform sample; per_sample.csv's index is the "
+                            "position in the test split")
         if acc.is_main_process:
             write_report(report, run.dir)
             run.outputs.update(report="report.json", report_md="report.md", per_sample="per_sample.csv",
