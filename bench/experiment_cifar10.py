@@ -19,17 +19,19 @@ import json
 import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def stage(name: str, args: list[str]) -> float:
-    t = time.time()
-    subprocess.run([sys.executable, "-m", f"stages.{name}", "--config", "configs/cifar10_shared.yaml", *args],
-                   cwd=ROOT, check=True)
-    return time.time() - t
+def stage(name: str, args: list[str], manifest: Path, redo: bool = False) -> float:
+    """Run one stage unless its manifest says it completed (the experiment resumes where it stopped);
+    returns the stage's own wall time from its manifest."""
+    done = manifest.is_file() and json.loads(manifest.read_text()).get("status") == "complete"
+    if redo or not done:
+        subprocess.run([sys.executable, "-m", f"stages.{name}", "--config", "configs/cifar10_shared.yaml", *args],
+                       cwd=ROOT, check=True)
+    return float(json.loads(manifest.read_text())["wall_time_s"])
 
 
 def main() -> None:
@@ -39,6 +41,7 @@ def main() -> None:
     ap.add_argument("--aa-examples", type=int, default=200)
     ap.add_argument("--root", default="runs/experiment")
     ap.add_argument("--arms", default="acl,dynacl,simclr,scratch")
+    ap.add_argument("--redo-evaluate", default="", help="comma-separated arms whose evaluation is re-run")
     args = ap.parse_args()
     pe, fe = args.pretrain_epochs, args.finetune_epochs
     acl_passes = 10 * pe
@@ -54,24 +57,30 @@ def main() -> None:
     rows = []
     for arm in args.arms.split(","):
         a = [*common, f"run.name={arm}", *arms[arm]]
+        run_dir = ROOT / args.root / arm
         times = {}
         if arm != "scratch":
-            times["pretrain"] = stage("pretrain", a)
-        times["finetune"] = stage("finetune", a)
-        times["evaluate"] = stage("evaluate", a)
-        report = json.loads((ROOT / args.root / arm / "evaluate" / "report.json").read_text())
+            times["pretrain"] = stage("pretrain", a, run_dir / "pretrain" / "manifest.json")
+        times["finetune"] = stage("finetune", a, run_dir / "finetune" / "manifest.json")
+        times["evaluate"] = stage("evaluate", a, run_dir / "evaluate" / "manifest.json",
+                                  redo=arm in args.redo_evaluate.split(","))
+        report = json.loads((run_dir / "evaluate" / "report.json").read_text())
         rows.append({"arm": arm, "settings": " ".join(arms[arm]), **times, "clean": report["clean_accuracy"],
                      "pgd20": report["robust_accuracy"]["pgd"], "autoattack": report["robust_accuracy"]["autoattack"],
-                     "n": report["n_examples"], "n_aa": (report.get("autoattack") or {}).get("n_examples")})
+                     "n": report["n_examples"], "n_aa": (report.get("autoattack") or {}).get("n_examples"),
+                     "aa_subset_clean": (report.get("autoattack") or {}).get("clean_accuracy"),
+                     "warnings": report.get("warnings", [])})
         print(json.dumps(rows[-1]), flush=True)
         (ROOT / args.root / "results.json").write_text(json.dumps(rows, indent=1))
     print(f"\nhardware: {platform.processor() or platform.machine()}, 2 cores; command: "
           f"python bench/experiment_cifar10.py --pretrain-epochs {pe} --finetune-epochs {fe}")
-    print(f"\n| arm | settings | pretrain s | finetune s | clean (n=10k) | PGD-20 (n=10k) | AutoAttack (n={args.aa_examples}) |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"\n| arm | settings | pretrain s | finetune s | evaluate s | clean (n=10k) | PGD-20 (n=10k) | "
+          f"AutoAttack (n={args.aa_examples}) | clean on the AA subset |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['arm']} | `{r['settings']}` | {r.get('pretrain', 0):.0f} | {r['finetune']:.0f} | "
-              f"{100 * r['clean']:.2f}% | {100 * r['pgd20']:.2f}% | {100 * r['autoattack']:.2f}% |")
+        print(f"| {r['arm']} | `{r['settings']}` | {r.get('pretrain', 0):.0f} | {r['finetune']:.0f} | {r['evaluate']:.0f} | "
+              f"{100 * r['clean']:.2f}% | {100 * r['pgd20']:.2f}% | {100 * r['autoattack']:.2f}% | "
+              f"{100 * (r['aa_subset_clean'] or 0):.2f}% |")
 
 
 if __name__ == "__main__":
