@@ -92,4 +92,5 @@ def run_evaluate(cfg) -> dict:
                                n_examples=len(y), skipped_samples=skipped)
             print(report.summary_table())
         acc.wait_for_everyone()
+    acc.end_training()  # destroys the process group on every rank (an orphaned gloo group can abort at exit)
     return run.outputs

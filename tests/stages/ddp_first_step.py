@@ -37,6 +37,11 @@ def main() -> None:
     if acc.is_main_process:
         print(json.dumps({"loss": float(mean_loss), "grad_norm": float(grad), "world": acc.num_processes}))
     sys.stdout.flush()
+    # tear the process group down on every rank before exit: a gloo group left to the interpreter's exit
+    # sometimes aborted one rank ("terminate called without an active exception")
+    acc.wait_for_everyone()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
