@@ -52,21 +52,23 @@ def _load_test_split(cfg, test: dict, size: int) -> tuple[torch.Tensor, torch.Te
     smoothing subsets take the *first* k examples, which must then be a uniform sample, not k images of
     the first class. Only the selected examples are held in memory when the split's size is known.
     """
-    e = cfg.evaluate
     urls = expand_urls(test["urls"], "data.test_urls")
     kwargs = dict(size=size, num_classes=cfg.data.num_classes, wrong_size=cfg.data.wrong_size,
                   on_bad=cfg.data.on_bad_sample)
-    g = torch.Generator().manual_seed(EVAL_ORDER_SEED)
+
+    def fixed_order(n: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(EVAL_ORDER_SEED)
+        return torch.randperm(n, generator=g)[: cfg.evaluate.n_examples or None]
+
     count = int(test.get("count") or 0)
     if count:
-        order = torch.randperm(count, generator=g)[: e.n_examples or None]
+        order = fixed_order(count)
         x, y, skipped = load_labeled(urls, keep=order, **kwargs)
         if len(y) == len(order):
             return x, y, order, skipped
-        g.manual_seed(EVAL_ORDER_SEED)  # samples were skipped: positions moved, so read all and permute
-    # size unknown (pipe: URLs) or samples skipped: read all, then permute
+    # size unknown (pipe: URLs) or samples skipped (positions moved): read all, then permute
     x, y, skipped = load_labeled(urls, **kwargs)
-    order = torch.randperm(len(y), generator=g)[: e.n_examples or None]
+    order = fixed_order(len(y))
     return x[order], y[order], order, skipped
 
 
@@ -82,7 +84,7 @@ def run_evaluate(cfg) -> dict:
     with StageRun(cfg, "evaluate", yaml, {"data": upstream_summary(data), "model": origin}, acc.is_main_process) as run:
         report = evaluate_model(model, x.float().div(255.0), y, e, num_classes=cfg.data.num_classes,
                                 work_dir=run.dir, accelerator=acc, progress=cfg.run.progress)
-        report.per_sample["index"] = order[: len(report.per_sample.get("index", []))].tolist()
+        report.per_sample["index"] = order.tolist()  # position in the test split, not in the sample
         report.notes.append(f"examples are evaluated in a fixed random order of the test split (seed {EVAL_ORDER_SEED}), "
                             "so every 'first k' subset is a uniform sample; per_sample.csv's index is the "
                             "position in the test split")
