@@ -1,12 +1,17 @@
 """Dataset converters: one function per source kind, registered by name, each returning the classes and
 three iterables of :class:`RawSample` (train, val, test). ``prepare.py`` writes them as shards.
 
+``data.dataset`` is checked against this one registry. Its last entry, ``shards``, is not a converter but
+a *describer*: the user's own shards are counted where they are and nothing is written, so it returns
+the ``dataset.json``-like description itself instead of samples to write.
+
 The validation split is held out of the *training* source (``data.val_size`` images, chosen by a fixed
 permutation), so model selection never touches the test split.
 """
 
 from __future__ import annotations
 
+import functools
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,8 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import DataError, UsageError
+from pipeline.registry import Registry
 
-from .shards import RawSample
+from .config import DataConfig
+from .readers import expand_urls
+from .shards import RawSample, dataset_info
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm")
 SPLIT_SEED = 12345  # fixed: the train/val/test split must not move with run.seed
@@ -30,14 +38,10 @@ class ConvertedDataset:
     test: Callable[[], Iterator[RawSample]]
 
 
-CONVERTERS: dict[str, Callable] = {}
+SHARDS = "shards"  # the describer's name: shards the user converted already
 
-
-def register_converter(name: str):
-    def wrap(fn):
-        CONVERTERS[name] = fn
-        return fn
-    return wrap
+# name -> converter (returns samples to write) or, for SHARDS, describer (returns the description)
+CONVERTERS: Registry[Callable[[DataConfig], ConvertedDataset | dict]] = Registry("dataset")
 
 
 def _holdout(n: int, val_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -55,8 +59,8 @@ def _from_arrays(images: np.ndarray, labels: np.ndarray, idx: np.ndarray) -> Cal
     return lambda: (RawSample(label=int(labels[i]), array=images[i]) for i in idx)
 
 
-@register_converter("digits")
-def digits(cfg) -> ConvertedDataset:
+@CONVERTERS.register("digits")
+def digits(cfg: DataConfig) -> ConvertedDataset:
     """scikit-learn's 1,797 real handwritten digits (shipped inside the package, no download),
     8×8 grey levels 0–16 upsampled to ``data.image_size`` RGB. Fixed 70/30 train/test split."""
     from PIL import Image
@@ -120,8 +124,8 @@ class _ImageFolderSource:
                 tf.close()
 
 
-@register_converter("imagefolder")
-def imagefolder(cfg) -> ConvertedDataset:
+@CONVERTERS.register("imagefolder")
+def imagefolder(cfg: DataConfig) -> ConvertedDataset:
     """Any ImageFolder directory or tar of one (e.g. ``../shared/data/cifar10/train.tar``); class
     labels are the sorted class-folder names."""
     train_src = _ImageFolderSource(cfg.train_source, "data.train_source")
@@ -138,7 +142,7 @@ def imagefolder(cfg) -> ConvertedDataset:
     )
 
 
-def _torchvision(name: str, cfg) -> ConvertedDataset:
+def _torchvision(name: str, cfg: DataConfig) -> ConvertedDataset:
     import torchvision.datasets as tvd
 
     root = Path(cfg.download_root).expanduser() / name
@@ -168,5 +172,30 @@ def _torchvision(name: str, cfg) -> ConvertedDataset:
                             _from_arrays(x_te, y_te, np.arange(len(y_te))))
 
 
-for _name in ("cifar10", "cifar100", "svhn", "stl10"):
-    register_converter(_name)(lambda cfg, _n=_name: _torchvision(_n, cfg))
+for _name in ("cifar10", "cifar100", "stl10", "svhn"):
+    CONVERTERS.add(_name, functools.partial(_torchvision, _name))
+
+
+def _count_samples(urls: list[str]) -> int:
+    n = 0
+    for url in urls:
+        if url.startswith("pipe:"):
+            return 0  # unknown without streaming it; pretrain/finetune then need samples_per_epoch
+        try:
+            with tarfile.open(url) as tf:
+                n += sum(1 for m in tf.getmembers() if m.name.endswith(".cls"))
+        except (tarfile.TarError, OSError) as exc:
+            raise DataError(f"shard {url} is not a readable tar ({type(exc).__name__}); re-create it or drop it from the URL pattern") from None
+    return n
+
+
+@CONVERTERS.register(SHARDS)
+def describe_shards(cfg: DataConfig) -> dict:
+    """A ``dataset.json``-like description of shards the user converted already (nothing is written)."""
+    splits = {}
+    for split, urls in (("train", cfg.train_urls), ("val", cfg.val_urls), ("test", cfg.test_urls)):
+        if not urls:
+            continue
+        expanded = expand_urls(urls, f"data.{split}_urls")
+        splits[split] = {"count": _count_samples(expanded), "urls": urls}
+    return dataset_info(SHARDS, [str(i) for i in range(cfg.num_classes)], cfg.image_size, splits)

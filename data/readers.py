@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import functools
-import io
 import random
 import zlib
 from collections.abc import Callable
@@ -23,6 +22,8 @@ import webdataset as wds
 from PIL import Image
 
 from pipeline.errors import DataError
+
+from .images import WrongSize, fit_image
 
 IMAGE_KEYS = ("png", "jpg", "jpeg", "webp", "bmp", "ppm")
 MAX_CONSECUTIVE_BAD = 1000  # a stream that yields nothing but bad samples stops instead of spinning
@@ -44,17 +45,12 @@ def expand_urls(urls: str | list[str], key: str) -> list[str]:
 
 
 def decode_image(data: bytes, size: int, wrong_size: str) -> Image.Image:
-    """Bytes → RGB PIL image of ``size``×``size``. Raises ValueError on anything unusable."""
-    img = Image.open(io.BytesIO(data))
-    img.load()
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    if img.size != (size, size):
-        if wrong_size == "error":
-            raise ValueError(f"image is {img.size[0]}x{img.size[1]}, expected {size}x{size} "
-                             "(set data.wrong_size=resize to resize)")
-        img = img.resize((size, size), Image.BILINEAR)
-    return img
+    """Bytes → RGB PIL image of ``size``×``size``. Raises ValueError for a wrong size (with
+    ``wrong_size=error``), PIL's own error for bytes that do not decode."""
+    try:
+        return fit_image(data, size, wrong_size)[0]
+    except WrongSize as exc:
+        raise ValueError(f"{exc} (set data.wrong_size=resize to resize)") from None
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:

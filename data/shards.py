@@ -7,10 +7,7 @@ else is converted and stored as lossless PNG.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
-import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -18,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import webdataset as wds
-from PIL import Image
 
 from pipeline.errors import DataError
+from pipeline.io import sha256_file
+
+from .images import WrongSize, fit_image
 
 
 @dataclass
@@ -43,20 +42,11 @@ class SplitStats:
 def _normalise(sample: RawSample, size: int, wrong_size: str, where: str, stats: SplitStats) -> tuple[bytes, str]:
     """Return (bytes, ext) of an RGB ``size``×``size`` image, re-encoding only when needed."""
     try:
-        img = Image.fromarray(sample.array) if sample.array is not None else Image.open(io.BytesIO(sample.data))
-        img.load()
+        img, reasons = fit_image(sample.array if sample.array is not None else sample.data, size, wrong_size)
+    except WrongSize as exc:
+        raise DataError(f"{where}: {exc}; set data.wrong_size=resize or data.image_size={exc.width}") from None
     except Exception as exc:
         raise DataError(f"{where}: not a decodable image ({type(exc).__name__}); remove it from the source") from None
-    reasons = []
-    if img.mode != "RGB":
-        reasons.append(f"mode {img.mode}->RGB")
-        img = img.convert("RGB")
-    if img.size != (size, size):
-        if wrong_size == "error":
-            raise DataError(f"{where}: image is {img.size[0]}x{img.size[1]}, expected {size}x{size}; "
-                            f"set data.wrong_size=resize or data.image_size={img.size[0]}")
-        reasons.append("resized")
-        img = img.resize((size, size), Image.BILINEAR)
     if not reasons and sample.data is not None:
         return sample.data, sample.ext
     for r in reasons:
@@ -94,20 +84,8 @@ def write_split(samples: Iterable[RawSample], out_dir: Path, split: str, image_s
     }
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def write_dataset_json(out_dir: Path, name: str, classes: list[str], image_size: int, splits: dict) -> Path:
-    """``dataset.json``: classes, counts, image size, shard list with checksums (atomic write)."""
-    info = {"name": name, "classes": classes, "num_classes": len(classes), "image_size": image_size,
+def dataset_info(name: str, classes: list[str], image_size: int, splits: dict) -> dict:
+    """The ``dataset.json`` content: classes, counts, image size and, per split, its URLs (and, for
+    converted shards, the shard list with checksums)."""
+    return {"name": name, "classes": classes, "num_classes": len(classes), "image_size": image_size,
             "splits": splits}
-    path = out_dir / "dataset.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(info, indent=2))
-    os.replace(tmp, path)
-    return path

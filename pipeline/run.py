@@ -3,87 +3,72 @@
 ``<run.root>/<run.name>/<stage>/`` holds ``config.yaml`` (resolved), ``manifest.json`` (status, times,
 upstream manifest, outputs, git commit), ``metrics.jsonl`` (one JSON object per logged step) and
 ``checkpoints/`` where relevant. A stage reads only its upstream stage's manifest and the artifacts it
-lists. Manifests and checkpoints are written atomically (temp + ``os.replace``), so a crash at any
-moment leaves either the old complete file or the new complete one.
+lists. Manifests are written atomically (``pipeline.io``), so a crash at any moment leaves either the
+old complete file or the new complete one.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
-import os
-import shutil
 import subprocess
 import time
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import RunLocked, UpstreamMissing
+from .errors import RunLocked, UpstreamMissing, UsageError
+from .io import atomic_write_json, atomic_write_text
 
 STAGES = ("data", "pretrain", "finetune", "evaluate", "export")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
-
-
-@contextmanager
-def atomic_dir(final: Path):
-    """Yield a temporary sibling directory; on success it replaces ``final`` in one rename."""
-    tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = final.with_name(f".{final.name}.old{os.getpid()}")
-    if final.exists():
-        os.replace(final, old)  # directories cannot be replaced over a non-empty target
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def git_commit() -> str:
+    here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=here)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, timeout=5, cwd=Path(__file__).resolve().parent).stdout.strip()
+                               text=True, timeout=5, cwd=here).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
 
-def stage_dir(cfg, stage: str) -> Path:
-    return Path(cfg.run.root) / cfg.run.name / stage
+@dataclass(frozen=True)
+class RunDir:
+    """``<root>/<name>/``: one experiment's stages. Needs nothing of the config but these two keys."""
 
+    root: str
+    name: str
 
-def read_manifest(cfg, stage: str, make_target: str | None = None) -> dict:
-    """The complete manifest of ``stage`` or a one-line UpstreamMissing naming the make target."""
-    path = stage_dir(cfg, stage) / "manifest.json"
-    fix = f"run `make {make_target or stage}` first (same CONFIG/ARGS, run.name={cfg.run.name})"
-    if not path.is_file():
-        raise UpstreamMissing(f"{path} does not exist; {fix}")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise UpstreamMissing(f"{path} is not valid JSON; {fix}") from None
-    if manifest.get("status") != "complete":
-        raise UpstreamMissing(f"{path} has status {manifest.get('status')!r}, not 'complete'; {fix}")
-    return manifest
+    @classmethod
+    def of(cls, run_cfg: Any) -> RunDir:
+        """From anything with ``root`` and ``name`` (the ``run:`` section)."""
+        return cls(str(run_cfg.root), str(run_cfg.name))
+
+    def stage(self, stage: str) -> Path:
+        return Path(self.root) / self.name / stage
+
+    def read_manifest(self, stage: str, make_target: str | None = None) -> dict:
+        """The complete manifest of ``stage`` or a one-line UpstreamMissing naming the make target."""
+        path = self.stage(stage) / "manifest.json"
+        fix = f"run `make {make_target or stage}` first (same CONFIG/ARGS, run.name={self.name})"
+        if not path.is_file():
+            raise UpstreamMissing(f"{path} does not exist; {fix}")
+        try:
+            manifest = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise UpstreamMissing(f"{path} is not valid JSON; {fix}") from None
+        if manifest.get("status") != "complete":
+            raise UpstreamMissing(f"{path} has status {manifest.get('status')!r}, not 'complete'; {fix}")
+        return manifest
+
+    def optional_manifest(self, stage: str) -> dict | None:
+        """The complete manifest of ``stage``, or None when it is missing or incomplete."""
+        try:
+            return self.read_manifest(stage)
+        except UsageError:
+            return None
 
 
 def upstream_summary(manifest: dict) -> dict:
@@ -92,7 +77,8 @@ def upstream_summary(manifest: dict) -> dict:
 
 
 class MetricsLog:
-    """Append-only ``metrics.jsonl``; each line is flushed so a killed run keeps what it logged."""
+    """Append-only ``metrics.jsonl``; each line is flushed so a killed run keeps what it logged
+    (``pipeline.io.read_jsonl`` reads it back, skipping a line a kill cut in half)."""
 
     def __init__(self, path: Path, enabled: bool = True):
         self.path, self.enabled = path, enabled
@@ -105,15 +91,20 @@ class MetricsLog:
             f.write(json.dumps(row, default=float) + "\n")
 
 
+def _stamp(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
+
+
 class StageRun:
     """One execution of a stage: directory, lock, resolved config, manifest lifecycle.
 
     Only the main process (``is_main``) writes; other ranks get the same paths.
     """
 
-    def __init__(self, cfg, stage: str, config_yaml: str, upstream: dict | None = None, is_main: bool = True):
-        self.cfg, self.stage, self.is_main = cfg, stage, is_main
-        self.dir = stage_dir(cfg, stage)
+    def __init__(self, run_dir: RunDir, stage: str, config_yaml: str, upstream: dict | None = None,
+                 is_main: bool = True):
+        self.run_dir, self.stage, self.is_main = run_dir, stage, is_main
+        self.dir = run_dir.stage(stage)
         self.checkpoints = self.dir / "checkpoints"
         self.outputs: dict[str, Any] = {}
         self.metrics = MetricsLog(self.dir / "metrics.jsonl", enabled=is_main)
@@ -158,9 +149,8 @@ class StageRun:
     def _write_manifest(self, status: str, **extra: Any) -> None:
         now = time.time()
         manifest = {
-            "stage": self.stage, "status": status, "run": self.cfg.run.name,
-            "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self._start)),
-            "end_time": None if status == "running" else time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),
+            "stage": self.stage, "status": status, "run": self.run_dir.name,
+            "start_time": _stamp(self._start), "end_time": None if status == "running" else _stamp(now),
             "wall_time_s": round(now - self._start, 3), "git_commit": git_commit(),
             "upstream": self._upstream, "outputs": self.outputs, **extra,
         }

@@ -1,13 +1,104 @@
-"""Evaluate robustness: clean accuracy, PGD-k, AutoAttack (pyautoattack, the reference algorithms),
+"""The evaluate stage: clean accuracy, PGD-k, AutoAttack (pyautoattack, the reference algorithms),
 ε-sweep, calibration under attack, randomized smoothing and gradient-masking checks.
 
-Evaluates this run's fine-tuned classifier by default (`evaluate.model` for an exported folder or a timm
-name + safetensors file) and writes ``runs/<run>/evaluate/report.{json,md}`` and ``per_sample.csv``.
+Evaluates this run's fine-tuned classifier by default (``evaluate.model`` for an exported folder or a
+timm name + safetensors file), split over accelerate processes, and writes
+``runs/<run>/evaluate/report.{json,md}``, ``per_sample.csv`` and figures.
 """
 
-from pipeline.evaluate import run_evaluate
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from data.readers import expand_urls, load_labeled
+from pipeline.config import ExperimentConfig
+from pipeline.errors import UsageError
+from pipeline.evaluation import evaluate_model, first_n, summary_table, write_report
+from pipeline.export import load_timm_folder, load_timm_weights
+from pipeline.run import RunDir, StageRun, upstream_summary
 
 from ._cli import main
+from ._runtime import open_stage
+
+EVAL_ORDER_SEED = 20231  # fixed, not run.seed: the evaluated subset must be the same for every run
+
+
+def load_model_to_evaluate(cfg: ExperimentConfig) -> tuple[nn.Module, dict]:
+    """The classifier named by ``evaluate.model`` and a description of where it came from."""
+    source, run_dir = cfg.evaluate.model, RunDir.of(cfg.run)
+    if source == "finetune":
+        manifest = run_dir.read_manifest("finetune")
+        folder = run_dir.stage("finetune") / manifest["outputs"][cfg.evaluate.checkpoint]
+        return load_timm_folder(folder), {**upstream_summary(manifest), "checkpoint": cfg.evaluate.checkpoint}
+    if source.startswith("local-dir:"):
+        return load_timm_folder(Path(source.split(":", 1)[1])), {"model": source}
+    name, weights = source[len("timm:"):].split("@", 1)
+    return load_timm_weights(name, Path(weights), cfg.data.num_classes), {"model": source}
+
+
+def check_num_classes(model: nn.Module, num_classes: int, origin: str) -> None:
+    classes = getattr(model, "num_classes", None)
+    if classes is not None and classes != num_classes:
+        raise UsageError(f"{origin} has a head with {classes} classes but data.num_classes={num_classes}; "
+                         "evaluate it on its own dataset or set data.num_classes to match")
+
+
+def load_test_split(cfg: ExperimentConfig, test: dict, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """(x uint8, y, positions in the test split, skipped) in a fixed random order of the split.
+
+    Test sets often come sorted by class (ImageFolder); evaluate.n_examples and the AutoAttack / sweep /
+    smoothing subsets take the *first* k examples, which must then be a uniform sample, not k images of
+    the first class. Only the selected examples are held in memory when the split's size is known.
+    """
+    d = cfg.data
+    urls = expand_urls(test["urls"], "data.test_urls")
+    kwargs = dict(size=size, num_classes=d.num_classes, wrong_size=d.wrong_size, on_bad=d.on_bad_sample)
+
+    def fixed_order(n: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(EVAL_ORDER_SEED)
+        return torch.randperm(n, generator=g)[: first_n(cfg.evaluate.n_examples, n)]
+
+    count = int(test.get("count") or 0)
+    if count:
+        order = fixed_order(count)
+        x, y, skipped = load_labeled(urls, keep=order, **kwargs)
+        if len(y) == len(order):
+            return x, y, order, skipped
+    # size unknown (pipe: URLs) or samples skipped (positions moved): read all, then permute
+    x, y, skipped = load_labeled(urls, **kwargs)
+    order = fixed_order(len(y))
+    return x[order], y[order], order, skipped
+
+
+def run_evaluate(cfg: ExperimentConfig) -> dict:
+    e = cfg.evaluate
+    stage = open_stage(cfg, "evaluate", seed=e.seed)
+    acc = stage.acc
+    model, origin = load_model_to_evaluate(cfg)
+    check_num_classes(model, cfg.data.num_classes, f"evaluate.model={e.model}")
+    if "test" not in stage.splits:
+        raise UsageError("the dataset has no test split; set data.test_urls")
+    x, y, order, skipped = load_test_split(cfg, stage.splits["test"], stage.image_size)
+    with StageRun(stage.run_dir, "evaluate", stage.yaml, {"data": upstream_summary(stage.data), "model": origin},
+                  acc.is_main_process) as run:
+        report = evaluate_model(model, x.float().div(255.0), y, e, num_classes=cfg.data.num_classes,
+                                work_dir=run.dir, accelerator=acc, progress=cfg.run.progress)
+        report.per_sample["index"] = order.tolist()  # position in the test split, not in the sample
+        report.notes.append(f"examples are evaluated in a fixed random order of the test split (seed {EVAL_ORDER_SEED}), "
+                            "so every 'first k' subset is a uniform sample; per_sample.csv's index is the "
+                            "position in the test split")
+        if acc.is_main_process:
+            write_report(report, run.dir)
+            run.outputs.update(report="report.json", report_md="report.md", per_sample="per_sample.csv",
+                               n_examples=len(y), skipped_samples=skipped)
+            print(summary_table(report))
+        acc.wait_for_everyone()
+    acc.end_training()  # destroys the process group on every rank (an orphaned gloo group can abort at exit)
+    return run.outputs
+
 
 if __name__ == "__main__":
     main("evaluate", run_evaluate)

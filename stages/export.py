@@ -1,12 +1,70 @@
-"""Export the fine-tuned classifier and its backbone as timm folders with a model card.
+"""The export stage: the fine-tuned classifier and its backbone as timm folders, plus a model card.
 
-``runs/<run>/export/{classifier,backbone}/`` load with
-``timm.create_model("local-dir:<dir>", pretrained=True)`` after ``import pipeline``.
+``runs/<run>/export/{classifier,backbone}/`` load with ``timm.create_model("local-dir:<dir>",
+pretrained=True)`` after ``import pipeline``. The stage reloads both and records the round-trip
+difference in its manifest.
 """
 
-from pipeline.export import run_export
+from __future__ import annotations
+
+import copy
+import json
+
+import torch
+
+from pipeline.config import ExperimentConfig, to_yaml
+from pipeline.export import CardFacts, load_timm_folder, max_logit_diff, model_card, save_timm_folder
+from pipeline.io import atomic_write_text
+from pipeline.run import RunDir, StageRun, upstream_summary
 
 from ._cli import main
+
+
+def training_chain(cfg: ExperimentConfig, pretrain: dict | None, finetune: dict) -> list[str]:
+    """The model card's bullets: how the exported weights were made."""
+    p, f, ft = cfg.pretrain, cfg.finetune, finetune["outputs"]
+    pre = f"- pretrain: {p.method if pretrain else 'none'}"
+    if pretrain:
+        pre += (f" ({p.epochs} epochs, PGD-{p.attack.steps} ε={p.attack.eps:.4f} {p.attack.norm}, "
+                f"dual BN {pretrain['outputs'].get('dual_bn')})")
+    return [pre,
+            f"- finetune: init `{f.init}`, protocol `{f.protocol}`, objective `{f.objective_name()}`"
+            f" (β={f.beta}), PGD-{f.attack.steps} ε={f.attack.eps:.4f} {f.attack.norm}, {f.epochs} epochs",
+            f"- exported checkpoint: `{cfg.export.checkpoint}` (selection: {ft.get('selection')}, "
+            f"best epoch {ft.get('best_epoch', 'n/a')})"]
+
+
+def run_export(cfg: ExperimentConfig) -> dict:
+    run_dir = RunDir.of(cfg.run)
+    finetune = run_dir.read_manifest("finetune")
+    source = run_dir.stage("finetune") / finetune["outputs"][cfg.export.checkpoint]
+    classifier = load_timm_folder(source)
+    arch = json.loads((source / "config.json").read_text())["architecture"]
+    report_file = run_dir.stage("evaluate") / "report.json"
+    report = json.loads(report_file.read_text()) if run_dir.optional_manifest("evaluate") and report_file.is_file() else None
+    data = run_dir.optional_manifest("data")
+    facts = CardFacts(run_name=cfg.run.name, arch=arch, model=cfg.model,
+                      image_size=data["outputs"]["image_size"] if data else cfg.data.image_size,
+                      num_classes=finetune["outputs"].get("num_classes", cfg.data.num_classes),
+                      training=training_chain(cfg, run_dir.optional_manifest("pretrain"), finetune),
+                      dataset=cfg.data.dataset, data_manifest=data["outputs"] if data else None, report=report)
+    with StageRun(run_dir, "export", to_yaml(cfg), upstream_summary(finetune)) as run:
+        save_timm_folder(classifier, run.dir / "classifier")
+        backbone = copy.deepcopy(classifier)
+        backbone.reset_classifier(0)
+        save_timm_folder(backbone, run.dir / "backbone")
+        atomic_write_text(run.dir / "README.md", model_card(facts))
+        # round trip: what a user reloads must be what we trained
+        x = torch.rand(8, 3, cfg.data.image_size, cfg.data.image_size, generator=torch.Generator().manual_seed(0))
+        run.outputs.update(
+            classifier="classifier", backbone="backbone", model_card="README.md", architecture=arch,
+            source=str(source), evaluated=report is not None,
+            roundtrip_max_logit_diff=max_logit_diff(classifier, load_timm_folder(run.dir / "classifier"), x),
+            roundtrip_max_feature_diff=max_logit_diff(backbone, load_timm_folder(run.dir / "backbone"), x),
+        )
+    print(f"export: {run.dir}/classifier and {run.dir}/backbone (timm local-dir folders), model card README.md")
+    return run.outputs
+
 
 if __name__ == "__main__":
     main("export", run_export)

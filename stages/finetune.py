@@ -1,12 +1,112 @@
-"""Adversarially fine-tune a classifier (SLF / ALF / AFF; TRADES, PGD-AT or CE).
+"""The finetune stage: SLF / ALF / AFF with TRADES, PGD-AT or CE, from this run's pretrained backbone,
+from scratch, or from an exported folder.
 
-Starts from this run's pretrained backbone by default (`finetune.init`), selects the best epoch by PGD
-accuracy on the validation split, and writes ``runs/<run>/finetune/{best,final}/`` as timm folders.
+Model selection on the held-out validation split by PGD robust accuracy (robust overfitting is real);
+writes ``runs/<run>/finetune/{best,final}/`` as timm folders, ``metrics.jsonl`` and an accuracy curve.
 """
 
-from pipeline.finetune import run_finetune
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from torch import nn
+
+from data.augment import CropFlip
+from data.readers import expand_urls, load_labeled, stream_loader
+from pipeline.config import ExperimentConfig
+from pipeline.export import load_backbone_weights, save_timm_folder
+from pipeline.models import build_model
+from pipeline.models.probe import LinearProbe, unwrap_probe
+from pipeline.objectives import PROTOCOLS, SupervisedObjective
+from pipeline.plots import plot_curves
+from pipeline.run import RunDir, StageRun, upstream_summary
+from pipeline.train import Trainer, TrainState, per_process_batch, prepare_training, steps_per_epoch
+from pipeline.train.selection import validation_accuracy
 
 from ._cli import main
+from ._runtime import config_fingerprint, open_stage
+
+
+def build_classifier(cfg: ExperimentConfig, num_classes: int) -> tuple[nn.Module, dict | None]:
+    """The network to fine-tune (``finetune.init``) and the upstream it came from (None for scratch)."""
+    f, run_dir = cfg.finetune, RunDir.of(cfg.run)
+    model = build_model(cfg.model.name, num_classes, cfg.model.mean, cfg.model.std)
+    if f.init == "scratch":
+        return model, None
+    if f.init.startswith("local-dir:"):
+        load_backbone_weights(model, Path(f.init.split(":", 1)[1]), cfg.model.name, "finetune.init")
+        return model, {"init": f.init}
+    manifest = run_dir.read_manifest("pretrain")
+    backbones = manifest["outputs"]["backbones"]
+    branch = f.bn_branch if f.bn_branch in backbones else next(iter(backbones))
+    load_backbone_weights(model, run_dir.stage("pretrain") / backbones[branch], cfg.model.name, "finetune.init")
+    return model, {**upstream_summary(manifest), "bn_branch": branch}
+
+
+def run_finetune(cfg: ExperimentConfig) -> dict:
+    f, d, num_classes = cfg.finetune, cfg.data, cfg.data.num_classes
+    stage = open_stage(cfg, "finetune", f.grad_accum_steps, f.tensorboard)
+    acc, size = stage.acc, stage.image_size
+    urls = expand_urls(stage.splits["train"]["urls"], "data.train_urls")
+    batch = per_process_batch(f.batch_size, acc, "finetune.batch_size")
+    spe = steps_per_epoch(f, stage.splits["train"], f.batch_size, "finetune")
+    val = None
+    if "val" in stage.splits:
+        val = load_labeled(expand_urls(stage.splits["val"]["urls"], "data.val_urls"), size=size,
+                           num_classes=num_classes, wrong_size=d.wrong_size, on_bad=d.on_bad_sample)[:2]
+
+    net, upstream = build_classifier(cfg, num_classes)
+    model = LinearProbe(net) if PROTOCOLS.get(f.protocol).frozen_backbone else net
+    model, optimizer, scheduler, raw = prepare_training(acc, model, f, spe)
+    objective = SupervisedObjective(f.objective_name(), model, raw, f.attack, f.beta, num_classes)
+    val_attack = replace(f.attack, steps=f.val_attack_steps, start="uniform")
+
+    def make_batches(epoch: int):
+        loader = stream_loader(urls, CropFlip(size), batch_size=batch, seed=cfg.run.seed, epoch=epoch,
+                               rank=acc.process_index, size=size, wrong_size=d.wrong_size, need_label=True,
+                               on_bad=d.on_bad_sample, num_workers=d.num_workers, shuffle_buffer=d.shuffle_buffer)
+        for x, y, _bad in loader:
+            yield x.to(acc.device, non_blocking=True), y.to(acc.device, non_blocking=True)
+
+    with StageRun(stage.run_dir, "finetune", stage.yaml, {"data": upstream_summary(stage.data), "init": upstream},
+                  acc.is_main_process) as run:
+
+        def on_epoch_end(epoch: int, state: TrainState) -> dict:
+            """Validation accuracy; a new best robust accuracy replaces ``best/``."""
+            if val is None:
+                return {}
+            metrics = validation_accuracy(raw, *val, val_attack, acc, 2 * batch, cfg.run.seed)
+            if metrics["val_robust_acc"] > state.extra.get("best_val_robust_acc", -1.0):
+                if acc.is_main_process:
+                    save_timm_folder(unwrap_probe(raw), run.dir / "best")
+                state.extra.update(best_val_robust_acc=metrics["val_robust_acc"], best_epoch=epoch + 1,
+                                   best_val_clean_acc=metrics["val_clean_acc"])
+            return metrics
+
+        trainer = Trainer(acc, run, f, models=[model], optimizer=optimizer, scheduler=scheduler,
+                          steps_per_epoch=spe, make_batches=make_batches, step_fn=objective.step,
+                          on_epoch_end=on_epoch_end, progress=cfg.run.progress,
+                          desc=f"finetune[{f.protocol}/{objective.name}]", fingerprint=config_fingerprint(cfg, "finetune"))
+        state = trainer.fit()
+        if acc.is_main_process:
+            _write_outputs(run, unwrap_probe(raw), state, has_val=val is not None)
+            run.outputs.update(protocol=f.protocol, objective=objective.name, num_classes=num_classes)
+        acc.wait_for_everyone()
+    acc.end_training()
+    return run.outputs
+
+
+def _write_outputs(run: StageRun, classifier: nn.Module, state: TrainState, has_val: bool) -> None:
+    save_timm_folder(classifier, run.dir / "final")
+    if not has_val:  # no validation split: "best" is the final model, said so in the manifest
+        save_timm_folder(classifier, run.dir / "best")
+    png = plot_curves(run.dir / "metrics.jsonl", "epoch", "epoch", ["val_clean_acc", "val_robust_acc"],
+                      run.dir / "accuracy_curve.png", "validation accuracy")
+    run.outputs.update(best="best", final="final",
+                       selection="val_robust_acc" if has_val else "none (no validation split)",
+                       steps=state.global_step, **state.extra, **({"accuracy_curve": run.rel(png)} if png else {}))
+
 
 if __name__ == "__main__":
     main("finetune", run_finetune)

@@ -1,12 +1,76 @@
-"""Pretrain a backbone with SimCLR / ACL / DynACL on the training shards (labels unused).
+"""The pretrain stage: SimCLR / ACL / DynACL on the training shards (labels are never read).
 
-Writes ``runs/<run>/pretrain/backbone*/`` (timm folders), the projection head, ``metrics.jsonl`` and a
-loss curve. Re-running the same command after an interruption resumes from the last checkpoint.
+Writes ``runs/<run>/pretrain/backbone*/`` (timm folders; one per BN branch with dual BN), the projection
+head, ``metrics.jsonl`` and a loss curve. Re-running the same command after an interruption resumes from
+the last checkpoint.
 """
 
-from pipeline.pretrain import run_pretrain
+from __future__ import annotations
+
+from data.augment import SimCLRViews
+from data.readers import expand_urls, stream_loader
+from pipeline.config import ExperimentConfig
+from pipeline.export import save_backbones, save_module_weights
+from pipeline.models import build_model, convert_to_dual_bn, has_batch_norm
+from pipeline.objectives import ContrastiveModel, ContrastiveObjective, pretrain_method
+from pipeline.plots import plot_curves
+from pipeline.run import StageRun, upstream_summary
+from pipeline.train import Trainer, per_process_batch, prepare_training, steps_per_epoch
 
 from ._cli import main
+from ._runtime import config_fingerprint, open_stage
+
+
+def run_pretrain(cfg: ExperimentConfig) -> dict:
+    p, d = cfg.pretrain, cfg.data
+    stage = open_stage(cfg, "pretrain", p.grad_accum_steps, p.tensorboard)
+    acc, size = stage.acc, stage.image_size
+    urls = expand_urls(stage.splits["train"]["urls"], "data.train_urls")
+    batch = per_process_batch(p.batch_size, acc, "pretrain.batch_size")
+    spe = steps_per_epoch(p, stage.splits["train"], p.batch_size, "pretrain")
+
+    # the method (simclr/acl/dynacl) decides, by epoch, the loader's augmentation strength and the loss weights
+    method = pretrain_method(p, p.epochs)
+    backbone = build_model(cfg.model.name, 0, cfg.model.mean, cfg.model.std)
+    dual = p.dual_bn and method.adversarial and has_batch_norm(backbone)
+    if dual:
+        convert_to_dual_bn(backbone)
+    model = ContrastiveModel(backbone, p.proj_hidden_dim, p.proj_dim, momentum=method.momentum)
+    model, optimizer, scheduler, raw = prepare_training(acc, model, p, spe)
+    objective = ContrastiveObjective(method, model, raw, p, gather=acc.num_processes > 1)
+    bad = {"skipped": 0}
+
+    def make_batches(epoch: int):
+        views = SimCLRViews(size, method.strength(epoch), p.min_crop_scale)
+        loader = stream_loader(urls, views, batch_size=batch, seed=cfg.run.seed, epoch=epoch, rank=acc.process_index,
+                               size=size, wrong_size=d.wrong_size, on_bad=d.on_bad_sample,
+                               num_workers=d.num_workers, shuffle_buffer=d.shuffle_buffer)
+        for v1, v2, _labels, n_bad in loader:  # labels are dropped: pretraining is unsupervised
+            bad["skipped"] += n_bad
+            yield v1.to(acc.device, non_blocking=True), v2.to(acc.device, non_blocking=True)
+
+    with StageRun(stage.run_dir, "pretrain", stage.yaml, upstream_summary(stage.data), acc.is_main_process) as run:
+        trainer = Trainer(acc, run, p, models=[model], optimizer=optimizer, scheduler=scheduler,
+                          steps_per_epoch=spe, make_batches=make_batches, step_fn=objective.step,
+                          on_epoch_end=lambda e, s: {"skipped_samples": bad["skipped"]},
+                          progress=cfg.run.progress, desc=f"pretrain[{p.method}]",
+                          fingerprint=config_fingerprint(cfg, "pretrain"))
+        trainer.fit()
+        if acc.is_main_process:
+            trained_backbone, trained_head = raw.export_modules()  # DynACL: the momentum copy
+            save_module_weights(trained_head, run.dir / "projection_head", "head.safetensors")
+            png = plot_curves(run.dir / "metrics.jsonl", "step", "step", ["loss", "loss_clean", "loss_adv"],
+                              run.dir / "loss_curve.png", "pretrain loss")
+            run.outputs.update(backbones=save_backbones(trained_backbone, dual, run.dir),
+                               momentum_encoder=raw.key is not None,
+                               projection_head="projection_head/head.safetensors",
+                               **({"loss_curve": run.rel(png)} if png else {}),
+                               method=p.method, dual_bn=dual, steps=trainer.state.global_step,
+                               skipped_samples=bad["skipped"])
+        acc.wait_for_everyone()
+    acc.end_training()
+    return run.outputs
+
 
 if __name__ == "__main__":
     main("pretrain", run_pretrain)

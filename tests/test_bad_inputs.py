@@ -15,8 +15,8 @@ import pytest
 from data.readers import expand_urls, load_labeled
 from data.shards import write_split
 from pipeline.errors import DataError, RunLocked, UsageError
-from pipeline.finetune import run_finetune
-from pipeline.run import stage_dir
+from pipeline.run import RunDir
+from stages.finetune import run_finetune
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,7 @@ def test_pickle_posing_as_weights_is_refused(tmp_path):
     (folder / "model.safetensors").write_bytes(pickle.dumps({"w": _Evil()}))
     (folder / "config.json").write_text(json.dumps({"architecture": "resnet10_cifar_tiny", "num_classes": 4}))
     (tmp_path / "evil.pt").write_bytes(pickle.dumps({"w": _Evil()}))
-    from pipeline.checkpoint_io import load_safetensors_into, load_timm_folder
+    from pipeline.export import load_safetensors_into, load_timm_folder
     from pipeline.models import build_model
 
     with pytest.raises(UsageError, match="cannot load"):
@@ -75,7 +75,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(tiny_cfg):
                    "finetune.optim.lr=1e30", "finetune.optim.schedule=constant")
     with pytest.raises(UsageError, match=r"loss is (nan|inf) at step \d+; lower the learning rate"):
         run_finetune(cfg)
-    d = stage_dir(cfg, "finetune")
+    d = RunDir.of(cfg.run).stage("finetune")
     assert json.loads((d / "manifest.json").read_text())["status"] == "failed"
     checkpoints = sorted((d / "checkpoints").glob("step_*"))
     assert checkpoints, "the last good checkpoint must be kept"
@@ -86,7 +86,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(tiny_cfg):
 
 def test_second_writer_of_the_same_run_directory_is_refused(tiny_cfg):
     cfg = tiny_cfg("finetune.init=scratch")
-    d = stage_dir(cfg, "finetune")
+    d = RunDir.of(cfg.run).stage("finetune")
     d.mkdir(parents=True)
     with open(d / ".lock", "a+") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another process is writing
@@ -107,11 +107,27 @@ def test_wrong_size_image_policy_at_read_time(tmp_path):
         load_labeled(expand_urls(info["urls"], "k"), size=32, num_classes=2, wrong_size="error")
 
 
+def _cli(stage: str, cfg, *extra: str) -> subprocess.CompletedProcess:
+    args = [f"run.root={cfg.run.root}", "run.name=cli", "run.progress=false", "data.dataset=shards",
+            f"data.train_urls={cfg.data.train_urls}", f"data.test_urls={cfg.data.test_urls}", "data.num_classes=4",
+            *extra]
+    return subprocess.run([sys.executable, "-m", f"stages.{stage}", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
 def test_nan_via_cli_exits_2_one_line(tiny_cfg):
     cfg = tiny_cfg()
-    args = [f"run.root={cfg.run.root}", "run.name=cli", "data.dataset=shards", f"data.train_urls={cfg.data.train_urls}",
-            f"data.test_urls={cfg.data.test_urls}", "data.num_classes=4", "finetune.init=local-dir:/nonexistent"]
-    proc = subprocess.run([sys.executable, "-m", "stages.finetune", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    proc = _cli("finetune", cfg, "finetune.init=scratch", "finetune.epochs=1", "finetune.batch_size=32",
+                "finetune.attack.steps=1", "finetune.optim.lr=1e30", "finetune.optim.schedule=constant")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert "[finetune] loss is nan" in lines[0] or "[finetune] loss is inf" in lines[0]
+    manifest = json.loads((Path(cfg.run.root) / "cli" / "finetune" / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+
+
+def test_missing_init_folder_via_cli_exits_2_one_line(tiny_cfg):
+    proc = _cli("finetune", tiny_cfg(), "finetune.init=local-dir:/nonexistent")
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "is not an exported model folder" in proc.stderr

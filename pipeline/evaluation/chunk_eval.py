@@ -111,17 +111,7 @@ def evaluate_chunk(
         if chunk.n_sweep > 0:
             _sweep(ctx, x[: chunk.n_sweep], y[: chunk.n_sweep], chunk, rec)
         if chunk.n_smoothing > 0:
-            with _phase(ctx, rec, "smoothing"):
-                certs = certify(
-                    ctx.counter,
-                    x[: chunk.n_smoothing],
-                    cfg.smoothing,
-                    ctx.num_classes,
-                    derive_seed(cfg.seed, chunk.index, "smoothing"),
-                )
-            rec["smoothing"] = {
-                key: [getattr(c, key) for c in certs] for key in ("prediction", "radius", "p_lower", "n_top")
-            }
+            _smoothing(ctx, x[: chunk.n_smoothing], chunk, rec)
     return rec, tensors
 
 
@@ -177,7 +167,7 @@ def _autoattack(
         ctx.counter,
         xs,
         ys,
-        cfg.autoattack.batch_size or cfg.batch_size,
+        cfg.attack_batch_size(),
         on_attack=lambda a: ctx.status(f"autoattack:{a}"),
     )
     wrong = clean_pred[:k] != ys
@@ -213,8 +203,18 @@ def _sweep(ctx: EvalContext, x: torch.Tensor, y: torch.Tensor, chunk: Chunk, rec
                 device=ctx.device,
                 num_classes=ctx.num_classes,
             )
-            y_adv, msgs = run_robust_flags(aa, x, y, cfg.autoattack.batch_size or cfg.batch_size)
+            y_adv, msgs = run_robust_flags(aa, x, y, cfg.attack_batch_size())
         preds.append(y_adv.tolist())
         messages += msgs
     rec["sweep"] = {"eps": list(cfg.sweep.eps), "pred": preds}
     rec["warnings"] += [f"[pyautoattack, sweep] {m}" for m in dict.fromkeys(messages)]
+
+
+def _smoothing(ctx: EvalContext, x: torch.Tensor, chunk: Chunk, rec: dict) -> None:
+    """Randomized-smoothing certificates of ``x``; fills ``rec['smoothing']``."""
+    with _phase(ctx, rec, "smoothing"):
+        seed = derive_seed(ctx.cfg.seed, chunk.index, "smoothing")
+        certs = certify(ctx.counter, x, ctx.cfg.smoothing, ctx.num_classes, seed)
+    rec["smoothing"] = {
+        key: [getattr(c, key) for c in certs] for key in ("prediction", "radius", "p_lower", "n_top")
+    }

@@ -19,7 +19,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from .config import EvaluateConfig
+from pipeline.io import atomic_file, atomic_write_text, sha256_file
+
+from .config import EvaluateConfig, first_n
 
 FORMAT_VERSION = 1  # bump when the chunk layout or the computation changes meaning
 
@@ -46,16 +48,11 @@ class Chunk:
     n_smoothing: int  # ... certified
 
 
-def _limit(sub: int, total: int) -> int:
-    # a component's n_examples of 0 means "all evaluated examples"
-    return total if sub == 0 else min(sub, total)
-
-
 def plan_chunks(n_examples: int, cfg: EvaluateConfig) -> list[Chunk]:
     """Split ``n_examples`` into chunks of ``cfg.chunk_size`` (the last may be shorter)."""
-    aa = _limit(cfg.autoattack.n_examples, n_examples) if cfg.autoattack.enabled else 0
-    sw = _limit(cfg.sweep.n_examples, n_examples) if cfg.sweep.enabled else 0
-    sm = _limit(cfg.smoothing.n_examples, n_examples) if cfg.smoothing.enabled else 0
+    aa = first_n(cfg.autoattack.n_examples, n_examples) if cfg.autoattack.enabled else 0
+    sw = first_n(cfg.sweep.n_examples, n_examples) if cfg.sweep.enabled else 0
+    sm = first_n(cfg.smoothing.n_examples, n_examples) if cfg.smoothing.enabled else 0
     chunks = []
     for index, start in enumerate(range(0, n_examples, cfg.chunk_size)):
         stop = min(start + cfg.chunk_size, n_examples)
@@ -96,12 +93,17 @@ def _cfg_without_sizes(cfg: EvaluateConfig) -> dict[str, Any]:
     return d
 
 
+def library_versions() -> dict[str, str]:
+    """The versions of the libraries that compute the numbers (in the fingerprint and the report)."""
+    import pyautoattack
+
+    return {"torch": torch.__version__, "pyautoattack": pyautoattack.__version__}
+
+
 def chunk_fingerprint(
     cfg: EvaluateConfig, chunk: Chunk, *, model_fp: str, data_fp: str, num_classes: int
 ) -> str:
     """Everything that determines a chunk's results, hashed."""
-    import pyautoattack
-
     payload = {
         "format": FORMAT_VERSION,
         "cfg": _cfg_without_sizes(cfg),
@@ -109,8 +111,7 @@ def chunk_fingerprint(
         "model": model_fp,
         "data": data_fp,
         "num_classes": num_classes,
-        "torch": torch.__version__,
-        "pyautoattack": pyautoattack.__version__,
+        **library_versions(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -138,11 +139,10 @@ class ChunkStore:
             self._memory[index] = (record, dict(tensors))
             return
         json_path, st_path = self._paths(index)
-        tmp = st_path.with_name(st_path.name + f".tmp{os.getpid()}")
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-        os.replace(tmp, st_path)
-        record = dict(record, tensors_sha256=_file_sha256(st_path))
-        _atomic_write_text(json_path, json.dumps(record))
+        with atomic_file(st_path) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+        record = dict(record, tensors_sha256=sha256_file(st_path))
+        atomic_write_text(json_path, json.dumps(record))
 
     def load(self, index: int, fingerprint: str | None = None) -> tuple[dict, dict[str, torch.Tensor]] | None:
         """A finished chunk, or ``None`` if absent, incomplete, corrupt or of another configuration."""
@@ -152,7 +152,7 @@ class ChunkStore:
             json_path, st_path = self._paths(index)
             try:
                 record = json.loads(json_path.read_text())
-                if record.get("tensors_sha256") != _file_sha256(st_path):
+                if record.get("tensors_sha256") != sha256_file(st_path):
                     return None
                 found = (record, load_file(str(st_path)))
             except (OSError, ValueError):
@@ -160,21 +160,3 @@ class ChunkStore:
         if found is None or (fingerprint is not None and found[0].get("fingerprint") != fingerprint):
             return None
         return found
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary file in the same directory, then rename: readers see old or new, never half."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

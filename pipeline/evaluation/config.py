@@ -1,20 +1,39 @@
-"""The ``evaluate:`` section of the experiment YAML.
+"""The ``evaluate:`` section of the experiment YAML, and the one rule for "the first k examples".
 
 Plain dataclasses so that ``OmegaConf.structured(EvaluateConfig)`` can type-check user overrides
-(omegaconf 2.3 has no ``Literal``: choices are ``str`` fields checked by :meth:`EvaluateConfig.validate`).
-All radii are in pixel units of images scaled to [0, 1].
+(omegaconf 2.3 has no ``Literal``: choices are ``str`` fields checked in ``check``). Every config checks
+its own fields with keys relative to itself; :meth:`EvaluateConfig.validate` walks the tree
+(:func:`pipeline.validation.validate`) so a message names the full YAML key. All radii are in pixel units
+of images scaled to [0, 1].
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.errors import UsageError
+from pipeline import validation
+from pipeline.attacks.threat import ThreatModel, check_eps
+from pipeline.validation import InvalidValue, check, check_choice, check_min
 
-# What pyautoattack 0.2 accepts (AutoAttack.__init__ asserts the norm; unknown attacks raise in the loop).
-NORMS = ("Linf", "L2", "L1")
 VERSIONS = ("standard", "plus", "rand", "custom")
+# pyautoattack's own attack names (external: its loop raises on anything else)
 ATTACKS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
+
+
+def first_n(requested: int, available: int) -> int:
+    """How many of ``available`` examples an ``n_examples`` setting selects: 0 = all; never more than
+    available. The one reading of every ``n_examples`` (evaluate, autoattack, sweep, smoothing)."""
+    return available if requested == 0 else min(requested, available)
+
+
+def _check_not_empty(key: str, values: list, fix: str) -> None:
+    if not values:
+        raise InvalidValue(key, values, message=f"{{key}} is empty; {fix}")
+
+
+def _check_attacks(key: str, attacks: list[str]) -> None:
+    for i, name in enumerate(attacks):
+        check_choice(f"{key}[{i}]", name, ATTACKS)
 
 
 @dataclass
@@ -24,6 +43,11 @@ class PGDEvalConfig:
     steps: int = 20  # iterations; 0 disables the PGD evaluation
     step_size: float = 2 / 255  # per-iteration step, pixel units (Linf: sign step)
     restarts: int = 1  # random starts; a point is broken if any restart breaks it
+
+    def check(self) -> None:
+        check_min("steps", self.steps, 0)
+        check_min("restarts", self.restarts, 1)
+        check(self.step_size > 0, "step_size", self.step_size, "use a value > 0 (pixel units)")
 
 
 @dataclass
@@ -37,6 +61,19 @@ class AutoAttackConfig:
     )  # version=custom only: subset of apgd-ce apgd-dlr fab square apgd-t fab-t
     n_examples: int = 0  # attack the first k evaluated examples; 0 = all of evaluate.n_examples
     batch_size: int = 0  # pyautoattack batch size; 0 = evaluate.batch_size
+
+    def check(self) -> None:
+        check_choice("version", self.version, VERSIONS)
+        check_min("n_examples", self.n_examples, 0)
+        check_min("batch_size", self.batch_size, 0)
+        if self.version == "custom":
+            _check_not_empty(
+                "attacks", self.attacks, f"with {{at}}version=custom list some of: {', '.join(ATTACKS)}"
+            )
+            _check_attacks("attacks", self.attacks)
+        elif self.attacks:
+            fix = "it is used only with version=custom; set {at}version=custom or {at}attacks=[]"
+            raise InvalidValue("attacks", list(self.attacks), fix)
 
 
 @dataclass
@@ -52,6 +89,16 @@ class SweepConfig:
     )  # pyautoattack attacks run at each radius
     n_examples: int = 0  # first k evaluated examples; 0 = all of evaluate.n_examples
 
+    def check(self) -> None:
+        check_min("n_examples", self.n_examples, 0)
+        if self.enabled:
+            _check_not_empty(
+                "eps", self.eps, "list radii such as [0, 0.0157, 0.0314] or set {at}enabled=false"
+            )
+            _check_not_empty("attacks", self.attacks, f"list some of: {', '.join(ATTACKS)}")
+        # the radii depend on evaluate.norm: EvaluateConfig.check checks them
+        _check_attacks("attacks", self.attacks)
+
 
 @dataclass
 class CalibrationConfig:
@@ -59,6 +106,9 @@ class CalibrationConfig:
 
     enabled: bool = True  # compute ECE and reliability diagrams
     n_bins: int = 15  # equal-width confidence bins (torchmetrics, l1 norm)
+
+    def check(self) -> None:
+        check_min("n_bins", self.n_bins, 1)
 
 
 @dataclass
@@ -76,15 +126,23 @@ class SmoothingConfig:
     )  # L2 radii for certified accuracy
     n_examples: int = 100  # certify the first k evaluated examples; 0 = all of evaluate.n_examples
 
+    def check(self) -> None:
+        check(self.sigma > 0, "sigma", self.sigma, "use a value > 0 (pixel units)")
+        for key in ("n0", "n", "batch_size"):
+            check_min(key, getattr(self, key), 1)
+        check_min("n_examples", self.n_examples, 0)
+        check(0.0 < self.alpha < 1.0, "alpha", self.alpha, "use a value in (0, 1) such as 0.001")
+        for i, r in enumerate(self.radii):
+            check(r >= 0, f"radii[{i}]", r, "use radii >= 0 (L2, pixel units)")
+
 
 @dataclass
-class EvaluateConfig:
-    """Everything the evaluate stage measures and how; see ``validate`` for the allowed values."""
+class EvaluateConfig(ThreatModel):
+    """Everything the evaluate stage measures and how; ``norm`` and ``eps`` (the threat model) come from
+    :class:`~pipeline.attacks.threat.ThreatModel`. Construction does not check: call :meth:`validate`."""
 
     n_examples: int = 0  # first k test examples; 0 = the whole test split
     batch_size: int = 256  # forward/attack batch size
-    norm: str = "Linf"  # threat model: Linf | L2 | L1
-    eps: float = 8 / 255  # radius of the threat model, pixel units
     seed: int = 0  # every attack/noise seed derives from (seed, chunk index)
     chunk_size: int = 100  # examples per unit of work (distribution and resume granularity)
     pgd: PGDEvalConfig = field(default_factory=PGDEvalConfig)  # PGD-k settings
@@ -94,6 +152,23 @@ class EvaluateConfig:
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)  # certification settings
     masking_checks: bool = True  # run the gradient-masking sanity checks
 
+    def check(self) -> None:
+        """This node's fields and what depends on the norm (the sections check their own fields)."""
+        super().check()
+        for key in ("n_examples", "seed"):
+            check_min(key, getattr(self, key), 0)
+        for key in ("batch_size", "chunk_size"):
+            check_min(key, getattr(self, key), 1)
+        for i, eps in enumerate(self.sweep.eps):
+            check_eps(f"sweep.eps[{i}]", eps, self.norm, allow_zero=True)
+        if self.pgd.steps > 0 and self.norm not in ("Linf", "L2"):
+            raise InvalidValue(
+                "pgd.steps",
+                self.pgd.steps,
+                f"our PGD supports only Linf and L2, not {{at}}norm={self.norm}; "
+                "set {at}pgd.steps=0 for L1 (AutoAttack still runs)",
+            )
+
     def validate(self, path: str = "evaluate") -> None:
         """Check every value a user can get wrong.
 
@@ -101,100 +176,11 @@ class EvaluateConfig:
             path: the key prefix used in messages (the section's place in the YAML).
 
         Raises:
-            UsageError: with a one-line message naming the key and the fix.
+            InvalidValue: a :class:`~pipeline.errors.UsageError` whose one-line message names the full
+                key and the fix.
         """
-        _check_choice(f"{path}.norm", self.norm, NORMS)
-        _check_eps(f"{path}.eps", self.eps, self.norm, allow_zero=False)
-        for key in ("n_examples", "seed"):
-            _check_int(f"{path}.{key}", getattr(self, key), minimum=0)
-        for key in ("batch_size", "chunk_size"):
-            _check_int(f"{path}.{key}", getattr(self, key), minimum=1)
-        _check_int(f"{path}.pgd.steps", self.pgd.steps, minimum=0)
-        _check_int(f"{path}.pgd.restarts", self.pgd.restarts, minimum=1)
-        _check_positive(f"{path}.pgd.step_size", self.pgd.step_size)
-        if self.pgd.steps > 0 and self.norm not in ("Linf", "L2"):
-            raise UsageError(
-                f"{path}.pgd.steps={self.pgd.steps} but our PGD supports only Linf and L2, not "
-                f"norm={self.norm}; set {path}.pgd.steps=0 for L1 (AutoAttack still runs)"
-            )
-        self._validate_autoattack(f"{path}.autoattack")
-        self._validate_sweep(f"{path}.sweep")
-        _check_int(f"{path}.calibration.n_bins", self.calibration.n_bins, minimum=1)
-        self._validate_smoothing(f"{path}.smoothing")
+        validation.validate(self, path)
 
-    def _validate_autoattack(self, path: str) -> None:
-        aa = self.autoattack
-        _check_choice(f"{path}.version", aa.version, VERSIONS)
-        _check_int(f"{path}.n_examples", aa.n_examples, minimum=0)
-        _check_int(f"{path}.batch_size", aa.batch_size, minimum=0)
-        if aa.version == "custom":
-            if not aa.attacks:
-                raise UsageError(
-                    f"{path}.attacks is empty but {path}.version=custom; list some of {', '.join(ATTACKS)}"
-                )
-            _check_attacks(f"{path}.attacks", aa.attacks)
-        elif aa.attacks:
-            raise UsageError(
-                f"{path}.attacks={list(aa.attacks)} is only used with version=custom; "
-                f"set {path}.version=custom or {path}.attacks=[]"
-            )
-
-    def _validate_sweep(self, path: str) -> None:
-        sw = self.sweep
-        _check_int(f"{path}.n_examples", sw.n_examples, minimum=0)
-        if sw.enabled and not sw.eps:
-            raise UsageError(
-                f"{path}.eps is empty; list radii such as [0, 0.0157, 0.0314] or set {path}.enabled=false"
-            )
-        for i, eps in enumerate(sw.eps):
-            _check_eps(f"{path}.eps[{i}]", eps, self.norm, allow_zero=True)
-        if sw.enabled and not sw.attacks:
-            raise UsageError(f"{path}.attacks is empty; list some of {', '.join(ATTACKS)}")
-        _check_attacks(f"{path}.attacks", sw.attacks)
-
-    def _validate_smoothing(self, path: str) -> None:
-        sm = self.smoothing
-        _check_positive(f"{path}.sigma", sm.sigma)
-        for key in ("n0", "n", "batch_size"):
-            _check_int(f"{path}.{key}", getattr(sm, key), minimum=1)
-        _check_int(f"{path}.n_examples", sm.n_examples, minimum=0)
-        if not 0.0 < sm.alpha < 1.0:
-            raise UsageError(f"{path}.alpha={sm.alpha} is out of range; use a value in (0, 1) such as 0.001")
-        for i, r in enumerate(sm.radii):
-            if r < 0:
-                raise UsageError(f"{path}.radii[{i}]={r} is negative; use radii >= 0 (L2, pixel units)")
-
-
-def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise UsageError(f"{key}={value!r} is not known; use one of {', '.join(allowed)}")
-
-
-def _check_attacks(key: str, attacks: list[str]) -> None:
-    for name in attacks:
-        if name not in ATTACKS:
-            raise UsageError(f"{key} contains unknown attack {name!r}; use names from {', '.join(ATTACKS)}")
-
-
-def _check_int(key: str, value: int, minimum: int) -> None:
-    if value < minimum:
-        raise UsageError(f"{key}={value} is too small; use an integer >= {minimum}")
-
-
-def _check_positive(key: str, value: float) -> None:
-    if not value > 0:
-        raise UsageError(f"{key}={value} must be positive; use a value > 0 (pixel units)")
-
-
-def _check_eps(key: str, value: float, norm: str, allow_zero: bool) -> None:
-    low = "[0" if allow_zero else "(0"
-    too_low = value < 0 or (value == 0 and not allow_zero)
-    # Linf radii live in [0, 1] for [0,1] images; L2/L1 radii grow with the image size, so only the sign is checked.
-    if norm == "Linf" and (too_low or value > 1):
-        raise UsageError(
-            f"{key}={value} is out of range; use a value in {low}, 1] (pixel units: 8/255 = 0.0314)"
-        )
-    if too_low:
-        raise UsageError(
-            f"{key}={value} is out of range; use a value {'>=' if allow_zero else '>'} 0 ({norm}, pixel units)"
-        )
+    def attack_batch_size(self) -> int:
+        """pyautoattack's batch size: ``autoattack.batch_size``, 0 = ``batch_size``."""
+        return self.autoattack.batch_size or self.batch_size

@@ -137,7 +137,7 @@ def _merge_autoattack(records, cfg, y, clean_pred, checks, per_sample, report) -
         "version": cfg.autoattack.version,
         "attacks": attacks,
         "n_examples": k,
-        "batch_size": cfg.autoattack.batch_size or cfg.batch_size,
+        "batch_size": cfg.attack_batch_size(),
         "clean_accuracy": _accuracy(clean_pred[:k], y),
         "robust_accuracy": robust,
         "robust_accuracy_after": after,

@@ -10,58 +10,30 @@ nodes).
 from __future__ import annotations
 
 import os
+import sys
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 
 import torch
 from tqdm.auto import tqdm
 
 from pipeline.errors import UsageError
+from pipeline.models.modes import eval_mode
 
 from .chunk_eval import EvalContext, evaluate_chunk
-from .chunks import Chunk, ChunkStore, chunk_fingerprint, model_digest, plan_chunks, tensor_digest
-from .config import EvaluateConfig
+from .chunks import (
+    Chunk,
+    ChunkStore,
+    chunk_fingerprint,
+    library_versions,
+    model_digest,
+    plan_chunks,
+    tensor_digest,
+)
+from .config import EvaluateConfig, first_n
 from .counting import PassCounter
 from .merge import build_report
 from .report import EvalReport
-
-
-def _check_inputs(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> None:
-    if x.dim() != 4 or not x.is_floating_point():
-        raise UsageError(
-            f"evaluation images must be a float NCHW tensor, got {tuple(x.shape)} {x.dtype}; convert with x.float() / 255"
-        )
-    if x.shape[0] == 0:
-        raise UsageError("the evaluation set is empty; check the test split and evaluate.n_examples")
-    if y.dim() != 1 or y.shape[0] != x.shape[0] or y.dtype != torch.long:
-        raise UsageError(
-            f"evaluation labels must be a long tensor of {x.shape[0]} class indices, got {tuple(y.shape)} {y.dtype}"
-        )
-    if x.numel() and (x.min() < 0 or x.max() > 1):
-        raise UsageError(
-            f"evaluation images must be in [0, 1] (got [{x.min():.3g}, {x.max():.3g}]); "
-            "normalisation belongs inside the model, so that eps is in pixel units"
-        )
-    if y.numel() and (y.min() < 0 or y.max() >= num_classes):
-        raise UsageError(
-            f"labels must lie in [0, {num_classes}) but range over [{y.min()}, {y.max()}]; check num_classes"
-        )
-
-
-def as_evaluate_config(cfg) -> EvaluateConfig:
-    """Accept the dataclass itself, or an omegaconf node / plain dict of the ``evaluate`` section."""
-    if isinstance(cfg, EvaluateConfig):
-        return cfg
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EvaluateConfig), cfg))
-
-
-def _versions() -> dict[str, str]:
-    import pyautoattack
-
-    return {"torch": torch.__version__, "pyautoattack": pyautoattack.__version__}
 
 
 def evaluate_model(
@@ -86,7 +58,7 @@ def evaluate_model(
         model: the classifier; normalisation must happen inside it.
         x: images in [0, 1], (N, C, H, W), on any device (chunks are moved to the model's device).
         y: labels, (N,), long.
-        cfg: the ``evaluate`` settings (validated here).
+        cfg: the ``evaluate`` settings, an :class:`EvaluateConfig` (validated here).
         num_classes: number of logits.
         work_dir: where finished chunks are kept (resume; shared between ranks). ``None`` keeps them in
             memory, which is only allowed in a single process.
@@ -99,76 +71,120 @@ def evaluate_model(
 
     Raises:
         UsageError: bad configuration or inputs.
+        TypeError: ``cfg`` is not an :class:`EvaluateConfig` (e.g. an omegaconf node).
     """
     wall = time.perf_counter()
-    cfg = as_evaluate_config(cfg)
-    cfg.validate()
+    _check_config(cfg)
     _check_inputs(x, y, num_classes)
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     if world > 1 and work_dir is None:
         raise UsageError(
             "evaluation on several processes needs work_dir (on a filesystem all ranks share) to exchange chunks"
         )
-    notes = []
-    if cfg.autoattack.enabled and num_classes < 10:
-        notes.append(
-            f"with {num_classes} classes the targeted attacks use {num_classes - 1} target classes, not 9"
-        )
-    n = cfg.n_examples or x.shape[0]
-    if n > x.shape[0]:
-        notes.append(
-            f"evaluate.n_examples={n} but the test split has {x.shape[0]} examples; evaluated all of them"
-        )
-        n = x.shape[0]
     if accelerator is not None:
         model.to(accelerator.device)
     device = torch.device(accelerator.device if accelerator is not None else _model_device(model))
-    chunks = plan_chunks(n, cfg)
+    chunks = plan_chunks(first_n(cfg.n_examples, x.shape[0]), cfg)
     store = ChunkStore(work_dir)
-    with _frozen_eval_mode(model):
+    with eval_mode(model, freeze_params=True):  # attacks need input gradients only
         ctx = EvalContext(PassCounter(model), device, cfg, num_classes)
         fps = _fingerprints(model, x, y, cfg, chunks, num_classes)
         reused = _run_my_chunks(ctx, x, y, chunks, fps, store, rank, world, progress)
     if accelerator is not None:
         accelerator.wait_for_everyone()  # every chunk file exists once all ranks pass this point
         reused = int(accelerator.reduce(torch.tensor(reused, device=accelerator.device), "sum"))
-    loaded = [store.load(c.index, fp) for c, fp in zip(chunks, fps, strict=True)]
-    missing = [c.index for c, got in zip(chunks, loaded, strict=True) if got is None]
-    if missing:
-        raise RuntimeError(
-            f"chunks {missing[:10]} are missing or stale after the barrier; is {work_dir} shared by all ranks?"
-        )
-    distributed = {
-        "world_size": world,
-        "n_chunks": len(chunks),
-        "chunk_size": cfg.chunk_size,
-        "chunks_reused": reused,
-    }
+    records, tensors = _load_all(store, chunks, fps, work_dir)
     extra = {
-        "notes": notes,
-        "versions": _versions(),
+        "notes": _notes(cfg, x.shape[0], num_classes),
+        "versions": library_versions(),
         "wall_seconds": time.perf_counter() - wall,
-        "distributed": distributed,
+        "distributed": {
+            "world_size": world,
+            "n_chunks": len(chunks),
+            "chunk_size": cfg.chunk_size,
+            "chunks_reused": reused,
+        },
     }
-    return build_report(
-        [r for r, _ in loaded], [t for _, t in loaded], cfg, num_classes=num_classes, extra=extra
-    )
+    return build_report(records, tensors, cfg, num_classes=num_classes, extra=extra)
 
 
-@contextmanager
-def _frozen_eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    """``eval()`` and no parameter gradients inside the block; the caller's settings are restored after."""
-    was_training = model.training
-    requires_grad = [p.requires_grad for p in model.parameters()]
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)  # input gradients only: autograd then skips every weight-gradient kernel
-    try:
-        yield
-    finally:
-        model.train(was_training)
-        for p, flag in zip(model.parameters(), requires_grad, strict=True):
-            p.requires_grad_(flag)
+def evaluate_batches(
+    model: torch.nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    cfg: EvaluateConfig,
+    *,
+    num_classes: int,
+    **kwargs,
+) -> EvalReport:
+    """Like :func:`evaluate_model` on the concatenation of ``(x, y)`` batches (e.g. a DataLoader).
+
+    Reading stops once ``cfg.n_examples`` examples are collected (all of them when it is 0). Every rank
+    must see the same batches in the same order: pass an unsharded loader, not an accelerate-prepared one.
+    """
+    _check_config(cfg)
+    wanted = first_n(cfg.n_examples, sys.maxsize)  # n_examples=0: read every batch
+    xs, ys, total = [], [], 0
+    for xb, yb in batches:
+        xs.append(xb.detach().cpu())
+        ys.append(yb.detach().cpu().long())
+        total += yb.shape[0]
+        if total >= wanted:
+            break
+    if not xs:
+        raise UsageError("the evaluation loader produced no batches; check the test split path")
+    x, y = torch.cat(xs)[:wanted], torch.cat(ys)[:wanted]
+    return evaluate_model(model, x, y, cfg, num_classes=num_classes, **kwargs)
+
+
+def _check_config(cfg: EvaluateConfig) -> None:
+    if not isinstance(cfg, EvaluateConfig):
+        raise TypeError(
+            f"cfg must be an EvaluateConfig, not {type(cfg).__name__}; convert an omegaconf node with "
+            "OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EvaluateConfig), node))"
+        )
+    cfg.validate()
+
+
+def _check_inputs(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> None:
+    if x.dim() != 4 or not x.is_floating_point():
+        raise UsageError(
+            f"evaluation images must be a float NCHW tensor, got {tuple(x.shape)} {x.dtype}; convert with x.float() / 255"
+        )
+    if x.shape[0] == 0:
+        raise UsageError("the evaluation set is empty; check the test split and evaluate.n_examples")
+    if y.dim() != 1 or y.shape[0] != x.shape[0] or y.dtype != torch.long:
+        raise UsageError(
+            f"evaluation labels must be a long tensor of {x.shape[0]} class indices, got {tuple(y.shape)} {y.dtype}"
+        )
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise UsageError(
+            f"evaluation images must be in [0, 1] (got [{x.min():.3g}, {x.max():.3g}]); "
+            "normalisation belongs inside the model, so that eps is in pixel units"
+        )
+    if y.numel() and (y.min() < 0 or y.max() >= num_classes):
+        raise UsageError(
+            f"labels must lie in [0, {num_classes}) but range over [{y.min()}, {y.max()}]; check num_classes"
+        )
+
+
+def _notes(cfg: EvaluateConfig, available: int, num_classes: int) -> list[str]:
+    """Facts about this call worth a line in the report (not failures)."""
+    notes = []
+    if cfg.autoattack.enabled and num_classes < 10:
+        notes.append(
+            f"with {num_classes} classes the targeted attacks use {num_classes - 1} target classes, not 9"
+        )
+    if cfg.n_examples > available:
+        notes.append(
+            f"evaluate.n_examples={cfg.n_examples} but the test split has {available} examples; "
+            "evaluated all of them"
+        )
+    return notes
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
 
 
 def _fingerprints(model, x, y, cfg: EvaluateConfig, chunks: list[Chunk], num_classes: int) -> list[str]:
@@ -211,30 +227,14 @@ def _run_my_chunks(
     return reused
 
 
-def evaluate_batches(
-    model: torch.nn.Module,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    cfg: EvaluateConfig,
-    *,
-    num_classes: int,
-    **kwargs,
-) -> EvalReport:
-    """Like :func:`evaluate_model` on the concatenation of ``(x, y)`` batches (e.g. a DataLoader).
-
-    Reading stops once ``cfg.n_examples`` examples are collected (all of them when it is 0). Every rank
-    must see the same batches in the same order: pass an unsharded loader, not an accelerate-prepared one.
-    """
-    cfg = as_evaluate_config(cfg)
-    xs, ys, total = [], [], 0
-    for xb, yb in batches:
-        xs.append(xb.detach().cpu())
-        ys.append(yb.detach().cpu().long())
-        total += yb.shape[0]
-        if cfg.n_examples and total >= cfg.n_examples:
-            break
-    if not xs:
-        raise UsageError("the evaluation loader produced no batches; check the test split path")
-    x, y = torch.cat(xs), torch.cat(ys)
-    if cfg.n_examples:
-        x, y = x[: cfg.n_examples], y[: cfg.n_examples]
-    return evaluate_model(model, x, y, cfg, num_classes=num_classes, **kwargs)
+def _load_all(
+    store: ChunkStore, chunks: list[Chunk], fps: list[str], work_dir
+) -> tuple[list[dict], list[dict[str, torch.Tensor]]]:
+    """Every chunk's record and tensors, in chunk order (after the barrier: all must be there)."""
+    loaded = [store.load(c.index, fp) for c, fp in zip(chunks, fps, strict=True)]
+    missing = [c.index for c, got in zip(chunks, loaded, strict=True) if got is None]
+    if missing:
+        raise RuntimeError(
+            f"chunks {missing[:10]} are missing or stale after the barrier; is {work_dir} shared by all ranks?"
+        )
+    return [r for r, _ in loaded], [t for _, t in loaded]

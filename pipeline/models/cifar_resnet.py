@@ -8,11 +8,12 @@ pretrained-config machinery and swap only the stem, so ``timm.create_model("resn
 
 from __future__ import annotations
 
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models.resnet import BasicBlock, ResNet
 from torch import nn
 
 from .normalize import CIFAR10_MEAN, CIFAR10_STD, InputNormalize
+from .registry import register_architecture
 
 
 class CifarResNet(ResNet):
@@ -51,16 +52,16 @@ def _create(variant: str, pretrained: bool, **kwargs) -> CifarResNet:
     return build_model_with_cfg(CifarResNet, variant, pretrained, **kwargs)
 
 
-@register_model
-def resnet18_cifar(pretrained: bool = False, **kwargs) -> CifarResNet:
-    """ResNet-18 (11 M parameters) with the CIFAR stem."""
-    args = dict(block=BasicBlock, layers=(2, 2, 2, 2))
-    return _create("resnet18_cifar", pretrained, **dict(args, **kwargs))
-
-
-@register_model
+@register_architecture("cnn", "0.3 M params; quickstart and tests")
 def resnet10_cifar_tiny(pretrained: bool = False, **kwargs) -> CifarResNet:
     """A 0.3 M-parameter ResNet-10 (widths 16-32-64-128) for the CPU quickstart and tests."""
     args = dict(block=BasicBlock, layers=(1, 1, 1, 1), channels=(16, 32, 64, 128),
                 stem_type="deep", stem_width=8)
     return _create("resnet10_cifar_tiny", pretrained, **dict(args, **kwargs))
+
+
+@register_architecture("cnn", "ResNet-18, CIFAR stem (the ACL/DynACL backbone)")
+def resnet18_cifar(pretrained: bool = False, **kwargs) -> CifarResNet:
+    """ResNet-18 (11 M parameters) with the CIFAR stem."""
+    args = dict(block=BasicBlock, layers=(2, 2, 2, 2))
+    return _create("resnet18_cifar", pretrained, **dict(args, **kwargs))

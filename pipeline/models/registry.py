@@ -1,44 +1,65 @@
-"""The models this project trains, by name. Each is a timm-registered architecture (see the sibling
-modules); this table adds what the pipeline needs to know about it."""
+"""The models this project trains, by name — one decorator per architecture.
+
+``@register_architecture(family, note)`` registers the builder with timm (so ``timm.create_model`` and
+``local-dir:`` folders know it) *and* with :data:`MODELS` (so ``model.name`` is validated against it):
+adding a model is one file with one decorated builder, imported in ``pipeline/models/__init__.py``.
+Any other timm architecture is reachable as ``timm:<name>`` (``any_timm.py``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import timm
+from timm.models import register_model
 from torch import nn
 
-from ..errors import UsageError
+from ..registry import Registry
+from ..validation import InvalidValue, check
+from .normalize import CIFAR10_MEAN, CIFAR10_STD
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    family: str  # "cnn" | "vit"
-    input_size: int  # the image side it is built for
+    family: str  # "cnn" | "vit" | "timm"
     note: str
 
 
-MODELS: dict[str, ModelInfo] = {
-    "resnet10_cifar_tiny": ModelInfo("cnn", 32, "0.3 M params; quickstart and tests"),
-    "resnet18_cifar": ModelInfo("cnn", 32, "ResNet-18, CIFAR stem (the ACL/DynACL backbone)"),
-    "wrn28_10_cifar": ModelInfo("cnn", 32, "WideResNet-28-10, pre-activation"),
-    "wrn34_10_cifar": ModelInfo("cnn", 32, "WideResNet-34-10, pre-activation"),
-    "vit_micro_patch4_32": ModelInfo("vit", 32, "0.2 M params ViT; tests"),
-    "vit_tiny_patch4_32": ModelInfo("vit", 32, "ViT-Tiny, patch 4"),
-    "vit_small_patch4_32": ModelInfo("vit", 32, "ViT-Small, patch 4"),
-}
+MODELS: Registry[ModelInfo] = Registry("model")
+
+
+def register_architecture(family: str, note: str) -> Callable:
+    def wrap(builder: Callable) -> Callable:
+        register_model(builder)
+        MODELS.add(builder.__name__, ModelInfo(family, note))
+        return builder
+    return wrap
+
+
+@dataclass
+class ModelConfig:
+    name: str = "resnet10_cifar_tiny"  # a registered model (pipeline/models/) or timm:<any timm architecture>
+    mean: list[float] = field(default_factory=lambda: list(CIFAR10_MEAN))  # normalisation inside the model
+    std: list[float] = field(default_factory=lambda: list(CIFAR10_STD))
+
+    def check(self) -> None:
+        check_model_name(self.name, "name")
+        check(len(self.mean) == 3 and len(self.std) == 3 and min(self.std) > 0, "std", self.std,
+              "give 3 means and 3 positive stds")
 
 
 def check_model_name(name: str, key: str = "model.name") -> ModelInfo:
     """Return the registry entry or raise a one-line error listing what exists."""
     if name.startswith("timm:"):
         if not timm.is_model(name[5:]):
-            raise UsageError(f"{key}={name!r}: {name[5:]!r} is not a timm model; see timm.list_models()")
-        return ModelInfo("timm", 0, "any timm architecture, normalisation added in front")
+            raise InvalidValue(key, name, message=f"{{key}}={name!r}: {name[5:]!r} is not a timm model; "
+                                                  "see timm.list_models()")
+        return ModelInfo("timm", "any timm architecture, normalisation added in front")
     if name not in MODELS:
-        raise UsageError(f"{key}={name!r} is not a registered model; use one of: {', '.join(MODELS)}")
-    return MODELS[name]
+        raise InvalidValue(key, name, message=f"{{key}}={name!r} is not a registered model; use one of: "
+                                              f"{', '.join(MODELS)}")
+    return MODELS.get(name)
 
 
 def build_model(name: str, num_classes: int, mean: Sequence[float], std: Sequence[float]) -> nn.Module:

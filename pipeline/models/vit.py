@@ -6,10 +6,11 @@ A 16×16 patch on a 32 px image leaves 4 tokens; the small-image recipe uses pat
 
 from __future__ import annotations
 
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
 from .normalize import CIFAR10_MEAN, CIFAR10_STD, InputNormalize
+from .registry import register_architecture
 
 
 class PixelViT(VisionTransformer):
@@ -44,19 +45,19 @@ def _create(variant: str, pretrained: bool, **kwargs) -> PixelViT:
     return build_model_with_cfg(PixelViT, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn, **kwargs)
 
 
-@register_model
+@register_architecture("vit", "ViT-Tiny, patch 4")
 def vit_tiny_patch4_32(pretrained: bool = False, **kwargs) -> PixelViT:
     """ViT-Tiny (5.4 M parameters): width 192, depth 12, 3 heads."""
     return _create("vit_tiny_patch4_32", pretrained, **dict(dict(embed_dim=192, depth=12, num_heads=3), **kwargs))
 
 
-@register_model
+@register_architecture("vit", "ViT-Small, patch 4")
 def vit_small_patch4_32(pretrained: bool = False, **kwargs) -> PixelViT:
     """ViT-Small (21 M parameters): width 384, depth 12, 6 heads."""
     return _create("vit_small_patch4_32", pretrained, **dict(dict(embed_dim=384, depth=12, num_heads=6), **kwargs))
 
 
-@register_model
+@register_architecture("vit", "0.2 M params ViT; tests")
 def vit_micro_patch4_32(pretrained: bool = False, **kwargs) -> PixelViT:
     """A 0.2 M-parameter ViT (width 64, depth 4, 2 heads) for CPU tests."""
     return _create("vit_micro_patch4_32", pretrained, **dict(dict(embed_dim=64, depth=4, num_heads=2), **kwargs))

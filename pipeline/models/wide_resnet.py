@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import torch
 from timm.layers import SelectAdaptivePool2d
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import build_model_with_cfg, generate_default_cfgs
 from torch import nn
 
 from .normalize import CIFAR10_MEAN, CIFAR10_STD, InputNormalize
+from .registry import register_architecture
 
 
 class PreActBlock(nn.Module):
@@ -92,13 +93,13 @@ default_cfgs = generate_default_cfgs({
 })
 
 
-@register_model
+@register_architecture("cnn", "WideResNet-28-10, pre-activation")
 def wrn28_10_cifar(pretrained: bool = False, **kwargs) -> WideResNet:
     """WRN-28-10 (36 M parameters)."""
     return build_model_with_cfg(WideResNet, "wrn28_10_cifar", pretrained, **dict(dict(depth=28, widen_factor=10), **kwargs))
 
 
-@register_model
+@register_architecture("cnn", "WideResNet-34-10, pre-activation")
 def wrn34_10_cifar(pretrained: bool = False, **kwargs) -> WideResNet:
     """WRN-34-10 (46 M parameters), the usual TRADES / AutoAttack leaderboard backbone."""
     return build_model_with_cfg(WideResNet, "wrn34_10_cifar", pretrained, **dict(dict(depth=34, widen_factor=10), **kwargs))

@@ -1,10 +1,23 @@
-"""Training objectives, by name: contrastive (pretrain) and supervised (finetune)."""
+"""Training objectives, by name: contrastive (pretrain: ``PRETRAIN_METHODS``) and supervised (finetune:
+``FINETUNE_OBJECTIVES``, with the ``PROTOCOLS`` that pick one)."""
 
-from .contrastive import ContrastiveModel, ContrastiveObjective, dynacl_strength, loss_weights
-from .supervised import SupervisedObjective, trades_attack, trades_outer_loss
+from .contrastive import (
+    PRETRAIN_METHODS,
+    ContrastiveConfig,
+    ContrastiveModel,
+    ContrastiveObjective,
+    pretrain_method,
+)
+from .dynacl import DynACLConfig, DynACLSchedule
+from .supervised import (
+    FINETUNE_OBJECTIVES,
+    PROTOCOLS,
+    Protocol,
+    SupervisedObjective,
+    trades_attack,
+    trades_outer_loss,
+)
 
-PRETRAIN_OBJECTIVES = ("simclr", "acl", "dynacl")
-FINETUNE_OBJECTIVES = ("trades", "pgd_at", "ce")
-
-__all__ = ["ContrastiveModel", "ContrastiveObjective", "SupervisedObjective", "dynacl_strength",
-           "loss_weights", "trades_attack", "trades_outer_loss", "PRETRAIN_OBJECTIVES", "FINETUNE_OBJECTIVES"]
+__all__ = ["FINETUNE_OBJECTIVES", "PRETRAIN_METHODS", "PROTOCOLS", "ContrastiveConfig", "ContrastiveModel",
+           "ContrastiveObjective", "DynACLConfig", "DynACLSchedule", "Protocol", "SupervisedObjective",
+           "pretrain_method", "trades_attack", "trades_outer_loss"]

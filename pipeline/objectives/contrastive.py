@@ -16,15 +16,85 @@ One step of ``acl``/``dynacl`` (B images, two views each):
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import torch
 from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 from torch import nn
 
-from ..attacks.pgd import pgd_attack
-from ..models import bn_branch
+from ..attacks import AttackConfig, run_attack
+from ..models import bn_branch, eval_mode
+from ..registry import Registry
+from ..validation import check, check_choice
+from .dynacl import DynACLConfig, DynACLSchedule
+
+PRETRAIN_METHODS: Registry[type] = Registry("pretrain method")
+
+
+@dataclass
+class ContrastiveConfig:
+    """The contrastive objective's settings (the ``pretrain:`` section adds the training loop's)."""
+
+    method: str = "acl"  # simclr | acl | dynacl (PRETRAIN_METHODS)
+    temperature: float = 0.5  # NT-Xent τ
+    proj_hidden_dim: int = 512
+    proj_dim: int = 128
+    clean_weight: float = 0.5  # loss = clean_weight·NT-Xent(clean) + adv_weight·NT-Xent(adversarial)
+    adv_weight: float = 0.5
+    dual_bn: bool = True  # separate clean/adversarial BN (only for backbones that have BN)
+    min_crop_scale: float = 0.08  # SimCLR RandomResizedCrop lower scale at strength 1
+    attack: AttackConfig = field(default_factory=lambda: AttackConfig(steps=5, start="uniform"))
+    dynacl: DynACLConfig = field(default_factory=DynACLConfig)
+
+    def check(self) -> None:
+        check_choice("method", self.method, PRETRAIN_METHODS)
+        check(self.temperature > 0, "temperature", self.temperature, "use a positive temperature (0.5 in ACL)")
+
+
+@PRETRAIN_METHODS.register("simclr")
+class SimCLR:
+    """A pretraining method: whether views are attacked, and — by epoch — the augmentation strength the
+    loader uses and the loss weights the objective uses (one object read by both, in one direction)."""
+
+    adversarial = False  # attack both views and add the adversarial NT-Xent term
+
+    def __init__(self, cfg: ContrastiveConfig, epochs: int):
+        self.cfg, self.epochs = cfg, epochs
+        self.momentum = 0.0  # > 0: the second view goes through an EMA copy of the network
+
+    def strength(self, epoch: int) -> float:
+        return 1.0
+
+    def loss_weights(self, epoch: int) -> tuple[float, float]:
+        return 1.0, 0.0
+
+
+@PRETRAIN_METHODS.register("acl")
+class ACL(SimCLR):
+    adversarial = True
+
+    def loss_weights(self, epoch: int) -> tuple[float, float]:
+        return self.cfg.clean_weight, self.cfg.adv_weight
+
+
+@PRETRAIN_METHODS.register("dynacl")
+class DynACL(ACL):
+    def __init__(self, cfg: ContrastiveConfig, epochs: int):
+        super().__init__(cfg, epochs)
+        self.schedule = DynACLSchedule(cfg.dynacl, epochs)
+        self.momentum = cfg.dynacl.momentum
+
+    def strength(self, epoch: int) -> float:
+        return self.schedule.strength(epoch)
+
+    def loss_weights(self, epoch: int) -> tuple[float, float]:
+        return self.schedule.loss_weights(epoch, self.cfg.clean_weight, self.cfg.adv_weight)
+
+
+def pretrain_method(cfg: ContrastiveConfig, epochs: int) -> SimCLR:
+    """The configured method, built for a run of ``epochs`` epochs."""
+    return PRETRAIN_METHODS.get(cfg.method, "pretrain.method")(cfg, epochs)
 
 
 class ContrastiveModel(nn.Module):
@@ -63,39 +133,19 @@ class ContrastiveModel(nn.Module):
         return (self.key["backbone"], self.key["head"]) if self.key is not None else (self.backbone, self.head)
 
 
-def dynacl_strength(epoch: int, total_epochs: int, cfg) -> float:
-    """Augmentation strength at ``epoch``: 1 at the start, lowered step-wise every K epochs towards
-    ``cfg.min_strength`` (DynACL's schedule: μ = 1 − ⌊e/K⌋·K/E, floored)."""
-    k = cfg.strength_period_epochs
-    drop = (epoch // k) * k / max(1, total_epochs)
-    return max(cfg.min_strength, 1.0 - drop * (1.0 - cfg.min_strength))
-
-
-def loss_weights(method: str, strength: float, pcfg) -> tuple[float, float]:
-    """(clean weight, adversarial weight). DynACL shifts weight from the clean to the adversarial term as
-    augmentations weaken, keeping the sum: w = min(1 + progress·swap, 2), weights (2 − w, w)·(½, ½) by
-    default, where progress = ⌊e/K⌋·K/E is the strength schedule's (the DynACL code computes its ⌊·⌋ from
-    the 1-based epoch, so its weight moves one epoch before its strength; we move both together)."""
-    if method == "simclr":
-        return 1.0, 0.0
-    if method == "dynacl":
-        progress = (1.0 - strength) / (1.0 - pcfg.dynacl.min_strength)  # undo the floor's rescaling
-        w = min(1.0 + progress * pcfg.dynacl.weight_swap, 2.0)
-        return pcfg.clean_weight * (2.0 - w), pcfg.adv_weight * w
-    return pcfg.clean_weight, pcfg.adv_weight
-
-
 class ContrastiveObjective:
-    """``step(views, state) -> (loss, metrics)`` for simclr / acl / dynacl."""
+    """``step(views, state) -> (loss, metrics)`` for the configured method; ``state.epoch`` picks the
+    method's loss weights (``state`` None: epoch 0)."""
 
-    def __init__(self, method: str, model: nn.Module, raw_model: nn.Module, pcfg, gather: bool):
-        self.method, self.model, self.raw, self.cfg = method, model, raw_model, pcfg
-        self.loss = NTXentLoss(temperature=pcfg.temperature, gather_distributed=gather)
+    def __init__(self, method: str | SimCLR, model: nn.Module, raw_model: nn.Module, cfg: ContrastiveConfig,
+                 gather: bool):
+        self.method = pretrain_method(replace(cfg, method=method), 1) if isinstance(method, str) else method
+        self.model, self.raw, self.cfg = model, raw_model, cfg
+        self.loss = NTXentLoss(temperature=cfg.temperature, gather_distributed=gather)
         # the attack maximises the per-process loss: gathering inside the attack would add 2 collectives
         # per PGD step and couple ranks, for a perturbation of local samples only
-        self.attack_loss = NTXentLoss(temperature=pcfg.temperature, gather_distributed=False)
-        self.attack_cfg = replace(pcfg.attack)
-        self.strength = 1.0
+        self.attack_loss = NTXentLoss(temperature=cfg.temperature, gather_distributed=False)
+        self.attack_cfg = replace(cfg.attack)
 
     @staticmethod
     def _pair_loss(loss_fn, z: torch.Tensor, b: int) -> torch.Tensor:
@@ -103,15 +153,10 @@ class ContrastiveObjective:
 
     def _attack(self, x: torch.Tensor, b: int) -> tuple[torch.Tensor, dict]:
         losses = []
-        was_training = self.raw.training
-        self.raw.eval()
-        try:
-            with bn_branch(self.raw, "adv"):
-                # one forward of all 2B views: in eval() the batch composition cannot change the output
-                x_adv = pgd_attack(lambda xa: self._pair_loss(self.attack_loss, self.raw(xa, b), b), x,
-                                   self.attack_cfg, on_step=lambda _, v: losses.append(v))
-        finally:
-            self.raw.train(was_training)
+        with eval_mode(self.raw), bn_branch(self.raw, "adv"):
+            # one forward of all 2B views: in eval() the batch composition cannot change the output
+            x_adv = run_attack(lambda xa: self._pair_loss(self.attack_loss, self.raw(xa, b), b), x,
+                               self.attack_cfg, on_step=lambda _, v: losses.append(v))
         gain = (losses[-1] - losses[0]) if losses else 0.0
         return x_adv, {"attack_loss_first": losses[0] if losses else None, "attack_gain": gain}
 
@@ -119,10 +164,11 @@ class ContrastiveObjective:
         v1, v2 = batch[0], batch[1]  # (B, 3, H, W) each, in [0,1]
         b = v1.shape[0]
         x = torch.cat([v1, v2])  # (2B, 3, H, W): both views, attacked jointly
-        w_clean, w_adv = loss_weights(self.method, self.strength, self.cfg)
-        metrics: dict = {"images": b, "strength": self.strength, "w_clean": w_clean, "w_adv": w_adv}
-        steps = self.attack_cfg.steps if self.method != "simclr" else 0
-        if self.method != "simclr":
+        epoch = state.epoch if state is not None else 0
+        w_clean, w_adv = self.method.loss_weights(epoch)
+        metrics: dict = {"images": b, "strength": self.method.strength(epoch), "w_clean": w_clean, "w_adv": w_adv}
+        adversarial = self.method.adversarial
+        if adversarial:
             x_adv, info = self._attack(x, b)
             metrics.update(info)
         with bn_branch(self.raw, "clean"):
@@ -130,7 +176,7 @@ class ContrastiveObjective:
         loss_clean = self.loss(z[:b], z[b:])
         loss = w_clean * loss_clean
         metrics["loss_clean"] = float(loss_clean.detach())
-        if self.method != "simclr":
+        if adversarial:
             with bn_branch(self.raw, "adv"):
                 z_adv = self.model(x_adv, b)
             loss_adv = self.loss(z_adv[:b], z_adv[b:])
@@ -138,10 +184,13 @@ class ContrastiveObjective:
             metrics["loss_adv"] = float(loss_adv.detach())
         if self.raw.key is not None:
             self.raw.update_key()  # after the forwards, before the optimiser step (as the reference)
-        # passes over the 2B images: attack (fwd + input-bwd) per PGD step, then 1 or 2 training fwd+bwd
-        # (with a momentum copy, training backpropagates through the first B images only)
-        n_train = 1 if self.method == "simclr" else 2
-        train_bwd = b if self.raw.key is not None else 2 * b
-        metrics.update(forward_passes=2 * b * (steps + n_train), backward_passes=2 * b * steps + train_bwd * n_train)
+        metrics.update(self._passes(b, adversarial))
         return loss, metrics
 
+    def _passes(self, b: int, adversarial: bool) -> dict:
+        """Passes over the 2B images: attack (fwd + input-bwd) per PGD step, then 1 or 2 training fwd+bwd
+        (with a momentum copy, training backpropagates through the first B images only)."""
+        steps = self.attack_cfg.steps if adversarial else 0
+        n_train = 2 if adversarial else 1
+        train_bwd = b if self.raw.key is not None else 2 * b
+        return {"forward_passes": 2 * b * (steps + n_train), "backward_passes": 2 * b * steps + train_bwd * n_train}

@@ -1,12 +1,14 @@
-"""The evaluate config: defaults, OmegaConf compatibility, one-line errors naming the key."""
+"""The evaluate config: defaults, OmegaConf compatibility, one-line ``key=value is invalid; fix`` errors."""
 
 from __future__ import annotations
 
 import pytest
 from omegaconf import OmegaConf
 
+from pipeline.attacks.threat import ThreatModel
 from pipeline.errors import UsageError
-from pipeline.evaluation import EvaluateConfig
+from pipeline.evaluation import EvaluateConfig, first_n
+from pipeline.validation import InvalidValue
 
 
 def test_defaults_are_valid_and_structured():
@@ -39,17 +41,26 @@ def test_defaults_are_valid_and_structured():
         ({"autoattack.version": "custom"}, "evaluate.autoattack.attacks is empty", "apgd-ce"),
         (
             {"autoattack.version": "custom", "autoattack.attacks": ["pgd"]},
-            "evaluate.autoattack.attacks",
+            "evaluate.autoattack.attacks[0]='pgd' is invalid",
             "apgd-t",
         ),
-        ({"autoattack.attacks": ["square"]}, "evaluate.autoattack.attacks", "version=custom"),
+        (
+            {"autoattack.attacks": ["square"]},
+            "evaluate.autoattack.attacks=['square'] is invalid",
+            "version=custom",
+        ),
         ({"sweep.eps": [0.0, 1.5]}, "evaluate.sweep.eps[1]=1.5", "[0, 1]"),
-        ({"sweep.attacks": ["fgsm"]}, "evaluate.sweep.attacks", "apgd-ce"),
+        ({"sweep.attacks": ["fgsm"]}, "evaluate.sweep.attacks[0]='fgsm' is invalid", "apgd-ce"),
+        ({"sweep.eps": []}, "evaluate.sweep.eps is empty", "sweep.enabled=false"),
+        ({"norm": "L2", "sweep.eps": [0.0, -0.5]}, "evaluate.sweep.eps[1]=-0.5 is invalid", ">= 0 (L2"),
         ({"smoothing.n0": 0}, "evaluate.smoothing.n0=0", ">= 1"),
         ({"smoothing.n": 0}, "evaluate.smoothing.n=0", ">= 1"),
         ({"smoothing.alpha": 1.0}, "evaluate.smoothing.alpha=1.0", "(0, 1)"),
         ({"smoothing.sigma": 0.0}, "evaluate.smoothing.sigma=0.0", "> 0"),
-        ({"norm": "L1", "eps": 12.0}, "evaluate.pgd.steps=20", "pgd.steps=0"),
+        ({"smoothing.radii": [0.0, -1.0]}, "evaluate.smoothing.radii[1]=-1.0 is invalid", ">= 0"),
+        ({"calibration.n_bins": 0}, "evaluate.calibration.n_bins=0 is invalid", ">= 1"),
+        ({"pgd.step_size": 0.0}, "evaluate.pgd.step_size=0.0 is invalid", "> 0"),
+        ({"norm": "L1", "eps": 12.0}, "evaluate.pgd.steps=20 is invalid", "evaluate.pgd.steps=0"),
     ],
 )
 def test_invalid_values_name_the_key_and_fix(overrides, key, hint):
@@ -71,6 +82,22 @@ def test_large_l2_and_l1_radii_are_allowed():
     cfg.validate()
 
 
-def test_path_prefix_is_used():
-    with pytest.raises(UsageError, match=r"^cfg\.evaluate\.eps=-1"):
-        EvaluateConfig(eps=-1).validate("cfg.evaluate")
+def test_path_prefix_is_used_and_construction_does_not_check():
+    cfg = EvaluateConfig(eps=-1)  # construction never raises: validate() does
+    with pytest.raises(InvalidValue, match=r"^cfg\.evaluate\.eps=-1 is invalid; ") as err:
+        cfg.validate("cfg.evaluate")
+    assert err.value.key == "cfg.evaluate.eps"
+
+
+def test_threat_model_fields_are_inherited():
+    """norm and eps are the ThreatModel's (checked by threat.check_eps), at the same keys and defaults."""
+    cfg = EvaluateConfig()
+    assert isinstance(cfg, ThreatModel) and (cfg.norm, cfg.eps) == (ThreatModel().norm, ThreatModel().eps)
+    assert {"norm", "eps"} <= set(OmegaConf.structured(EvaluateConfig))
+
+
+@pytest.mark.parametrize(
+    ("requested", "available", "expected"), [(0, 7, 7), (3, 7, 3), (7, 7, 7), (9, 7, 7), (0, 0, 0)]
+)
+def test_first_n_zero_means_all_and_never_more_than_available(requested, available, expected):
+    assert first_n(requested, available) == expected

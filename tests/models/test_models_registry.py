@@ -5,7 +5,7 @@ import timm
 import torch
 from torch import nn
 
-from pipeline.checkpoint_io import load_timm_folder, save_timm_folder
+from pipeline.export import load_timm_folder, save_timm_folder
 from pipeline.models import (
     MODELS,
     bn_branch,
@@ -71,8 +71,8 @@ def test_any_timm_name_gets_normalisation_and_round_trips(tmp_path):
     assert model(x).shape == (2, 5) and torch.isfinite(model(x)).all()
     save_timm_folder(model, tmp_path / "m")
     assert torch.allclose(load_timm_folder(tmp_path / "m")(x), model(x), atol=1e-6)
-    from pipeline.checkpoint_io import load_backbone_weights
     from pipeline.errors import UsageError
+    from pipeline.export import load_backbone_weights
 
     fresh = build_model("timm:resnet10t", 5, (0.5,) * 3, (0.25,) * 3)
     load_backbone_weights(fresh, tmp_path / "m", "timm:resnet10t", "finetune.init")

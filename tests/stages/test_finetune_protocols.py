@@ -8,11 +8,12 @@ from accelerate import Accelerator
 from safetensors.torch import load_file
 
 from pipeline.attacks.pgd import AttackConfig
-from pipeline.checkpoint_io import load_timm_folder, save_timm_folder
 from pipeline.errors import DataError, UsageError
-from pipeline.finetune import run_finetune, validate
+from pipeline.export import load_timm_folder, save_timm_folder
 from pipeline.models import build_model
-from pipeline.run import stage_dir
+from pipeline.run import RunDir
+from pipeline.train.selection import validation_accuracy
+from stages.finetune import run_finetune
 
 
 @pytest.mark.parametrize("model_name", ["resnet10_cifar_tiny", "vit_micro_patch4_32", "timm:resnet10t"])
@@ -25,8 +26,8 @@ def test_protocols_freeze_or_train_the_backbone(tiny_cfg, tmp_path, model_name):
                        f"finetune.init=local-dir:{tmp_path / 'init'}")
         outputs = run_finetune(cfg)
         assert outputs["objective"] == {"slf": "ce", "alf": "pgd_at", "aff": "trades"}[protocol]
-        after = load_file(str(stage_dir(cfg, "finetune") / "final" / "model.safetensors"))
-        head = load_timm_folder(stage_dir(cfg, "finetune") / "final").get_classifier()
+        after = load_file(str(RunDir.of(cfg.run).stage("finetune") / "final" / "model.safetensors"))
+        head = load_timm_folder(RunDir.of(cfg.run).stage("finetune") / "final").get_classifier()
         head_keys = {k for k in after if "." in k and k.split(".")[-2] in ("fc", "head")}
         assert head_keys and head.weight.shape[0] == 4
         body = [k for k in before if k not in head_keys]
@@ -37,7 +38,7 @@ def test_protocols_freeze_or_train_the_backbone(tiny_cfg, tmp_path, model_name):
 def test_best_checkpoint_is_the_best_validation_robust_epoch(tiny_cfg):
     cfg = tiny_cfg("finetune.init=scratch", "finetune.epochs=3", "finetune.optim.lr=0.2")
     outputs = run_finetune(cfg)
-    d = stage_dir(cfg, "finetune")
+    d = RunDir.of(cfg.run).stage("finetune")
     epochs = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
     epochs = [r for r in epochs if r["kind"] == "epoch"]
     scores = [r["val_robust_acc"] for r in epochs]
@@ -49,7 +50,7 @@ def test_best_checkpoint_is_the_best_validation_robust_epoch(tiny_cfg):
     x, y, _ = load_labeled(expand_urls(cfg.data.val_urls, "v"), size=32, num_classes=4)
     attack = AttackConfig(eps=cfg.finetune.attack.eps, step_size=cfg.finetune.attack.step_size,
                           steps=cfg.finetune.val_attack_steps, start="uniform")
-    again = validate(load_timm_folder(d / "best"), x, y, attack, Accelerator(cpu=True), 64, cfg.run.seed)
+    again = validation_accuracy(load_timm_folder(d / "best"), x, y, attack, Accelerator(cpu=True), 64, cfg.run.seed)
     assert again["val_robust_acc"] == pytest.approx(max(scores))
 
 
@@ -63,8 +64,8 @@ def test_init_folder_of_another_architecture_is_refused(tiny_cfg, tmp_path):
 def test_head_with_wrong_number_of_classes_is_refused(tiny_cfg, tmp_path):
     cfg = tiny_cfg("finetune.init=scratch")
     run_finetune(cfg)
-    bad = tiny_cfg("run.name=other", "data.num_classes=7", "evaluate.model=local-dir:" + str(stage_dir(cfg, "finetune") / "best"))
-    from pipeline.evaluate import run_evaluate
+    bad = tiny_cfg("run.name=other", "data.num_classes=7", "evaluate.model=local-dir:" + str(RunDir.of(cfg.run).stage("finetune") / "best"))
+    from stages.evaluate import run_evaluate
 
     with pytest.raises(UsageError, match="4 classes but data.num_classes=7|num_classes"):
         run_evaluate(bad)

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from pipeline.finetune import run_finetune
-from pipeline.pretrain import run_pretrain
-from pipeline.run import stage_dir
+from pipeline.run import RunDir
+from stages.finetune import run_finetune
+from stages.pretrain import run_pretrain
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 
@@ -25,11 +25,11 @@ def test_tensorboard_tracker_logs_the_step_metrics(tiny_cfg):
     run_pretrain(cfg)
     run_finetune(cfg)
     for stage in ("pretrain", "finetune"):
-        d = stage_dir(cfg, stage)
+        d = RunDir.of(cfg.run).stage(stage)
         logged = _scalars(d / "tensorboard")
         rows = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
         losses = [r["loss"] for r in rows if r["kind"] == "step"]
         assert len(losses) == 2
         assert logged["loss"] == pytest.approx(losses, rel=1e-6)
         assert "lr" in logged
-    assert "attack_gain" in _scalars(stage_dir(cfg, "pretrain") / "tensorboard")
+    assert "attack_gain" in _scalars(RunDir.of(cfg.run).stage("pretrain") / "tensorboard")

@@ -1,4 +1,4 @@
-"""The one training loop that pretrain and finetune share.
+"""The one training loop that pretrain and finetune share, and the loop settings both take.
 
 It owns what both need and nothing else: accelerate (devices, processes, bf16, gradient accumulation),
 epoch/step bookkeeping, checkpoints every N steps and at epoch ends (``save_state`` into a temp directory
@@ -8,7 +8,6 @@ What a step computes is the objective's business (``step_fn``), what happens at 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -16,15 +15,45 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from accelerate import Accelerator
-from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from .errors import UsageError
-from .run import StageRun, atomic_write_text
+from ..errors import UsageError
+from ..io import atomic_write_text, read_jsonl
+from ..run import StageRun
+from ..validation import check
+from .optim import OptimConfig, build_optimizer, build_scheduler
+
+
+@dataclass
+class TrainLoopConfig:
+    """What pretrain and finetune share: budget, batching, checkpoints, logging."""
+
+    epochs: int = 1
+    samples_per_epoch: int = 0  # 0 = the training split's size
+    batch_size: int = 128  # global batch, split evenly over processes
+    grad_accum_steps: int = 1
+    checkpoint_every_steps: int = 0  # 0 = only at the end of every epoch
+    keep_checkpoints: int = 2  # most recent checkpoints kept on disk
+    log_every_steps: int = 1
+    tensorboard: bool = False  # log through accelerate's TensorBoard tracker as well
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def check(self) -> None:
+        check(self.epochs >= 0, "epochs", self.epochs, "use 0 or more epochs")
+        check(self.batch_size >= 1, "batch_size", self.batch_size, "use a batch size of at least 1")
+        check(self.samples_per_epoch >= 0, "samples_per_epoch", self.samples_per_epoch, "use 0 (= split size) or more")
+        check(self.grad_accum_steps >= 1, "grad_accum_steps", self.grad_accum_steps, "use 1 or more")
+        check(self.checkpoint_every_steps >= 0, "checkpoint_every_steps", self.checkpoint_every_steps, "use 0 or more")
+        check(self.keep_checkpoints >= 1, "keep_checkpoints", self.keep_checkpoints, "keep at least 1")
+        check(self.log_every_steps >= 1, "log_every_steps", self.log_every_steps, "use 1 or more")
+        if self.tensorboard:
+            import importlib.util
+
+            check(importlib.util.find_spec("tensorboard") is not None, "tensorboard", True,
+                  "install it first: pip install -e '.[tensorboard]' (or pip install tensorboard)")
 
 
 @dataclass
@@ -45,51 +74,6 @@ class TrainState:
         self.global_step, self.extra = int(state["global_step"]), dict(state["extra"])
 
 
-def make_accelerator(cfg, grad_accum_steps: int = 1, log_dir: Path | None = None) -> Accelerator:
-    """``log_dir`` given: accelerate's TensorBoard tracker writes there (``<run>/<stage>/tensorboard``)."""
-    if cfg.run.num_threads:
-        torch.set_num_threads(cfg.run.num_threads)
-    kwargs: dict[str, Any] = {}
-    if log_dir is not None:
-        kwargs = {"log_with": "tensorboard", "project_dir": str(log_dir)}
-    # cpu=True is needed on a CPU-only machine even under torchrun: with cpu=False and no CUDA, accelerate
-    # 1.15 ignores the torchrun environment and every process believes it is alone (checked here)
-    cpu = cfg.run.device == "cpu" or (cfg.run.device == "auto" and not torch.cuda.is_available())
-    return Accelerator(cpu=cpu, mixed_precision=cfg.run.mixed_precision,
-                       gradient_accumulation_steps=grad_accum_steps, step_scheduler_with_optimizer=False, **kwargs)
-
-
-def open_stage(cfg, stage: str, grad_accum_steps: int = 1, tensorboard: bool = False, seed: int | None = None):
-    """What every compute stage starts with: the accelerator, seeded RNGs, the resolved config (YAML) and
-    the data manifest (the data stage runs first when needed, on the main process only)."""
-    from accelerate.utils import set_seed
-
-    from data.prepare import ensure_data
-
-    from .config import to_yaml
-    from .run import stage_dir
-
-    acc = make_accelerator(cfg, grad_accum_steps, stage_dir(cfg, stage) if tensorboard else None)
-    if tensorboard:
-        # the stage's settings as TensorBoard hparams (scalars only; lists become strings)
-        acc.init_trackers("tensorboard", config=_flat_scalars(OmegaConf.to_container(OmegaConf.structured(getattr(cfg, stage)))))
-    set_seed(cfg.run.seed if seed is None else seed)
-    yaml = to_yaml(cfg)
-    with acc.main_process_first():
-        data = ensure_data(cfg, yaml, cfg.run.progress and acc.is_main_process)
-    return acc, yaml, data
-
-
-def _flat_scalars(d: dict, prefix: str = "") -> dict:
-    out: dict = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat_scalars(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
-    return out
-
-
 def per_process_batch(global_batch: int, accelerator: Accelerator, key: str) -> int:
     world = accelerator.num_processes
     if global_batch % world:
@@ -98,30 +82,16 @@ def per_process_batch(global_batch: int, accelerator: Accelerator, key: str) -> 
     return global_batch // world
 
 
-def config_fingerprint(cfg, section: str) -> str:
-    """What a checkpoint depends on: the stage's section, the model, the data and the seed."""
-    from .config import to_yaml_section
-
-    return hashlib.sha256(to_yaml_section(cfg, (section, "model", "data"), cfg.run.seed).encode()).hexdigest()[:16]
-
-
 def truncate_metrics(path: Path, step: int) -> None:
     """Drop the rows logged after the checkpoint we resume from (they will be logged again) and any line
     a kill cut in half, so metrics.jsonl reads as one uninterrupted run."""
     if not path.is_file():
         return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if row.get("step", 0) <= step:
-            keep.append(line)
-    atomic_write_text(path, "".join(f"{line}\n" for line in keep))
+    keep = [row for row in read_jsonl(path) if row.get("step", 0) <= step]
+    atomic_write_text(path, "".join(json.dumps(row, default=float) + "\n" for row in keep))
 
 
-def steps_per_epoch(loop, split: dict, world_batch: int, key: str) -> int:
+def steps_per_epoch(loop: TrainLoopConfig, split: dict, world_batch: int, key: str) -> int:
     """Optimiser steps per epoch: the epoch length in samples over the global batch."""
     samples = loop.samples_per_epoch or split.get("count", 0)
     if not samples:
@@ -148,7 +118,7 @@ class Trainer:
         objects: extra checkpointed objects (with ``state_dict``/``load_state_dict``).
     """
 
-    def __init__(self, accelerator: Accelerator, run: StageRun, loop_cfg, *, models, optimizer, scheduler,
+    def __init__(self, accelerator: Accelerator, run: StageRun, loop_cfg: TrainLoopConfig, *, models, optimizer, scheduler,
                  steps_per_epoch: int, make_batches: Callable[[int], Iterable], step_fn: Callable,
                  on_epoch_end: Callable[[int, TrainState], dict] | None = None, progress: bool = True,
                  desc: str = "train", fingerprint: str = ""):
@@ -246,3 +216,15 @@ class Trainer:
                 self.acc.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=self.state.global_step)
         bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         bar.update(1)
+
+
+def prepare_training(acc: Accelerator, model: torch.nn.Module, loop: TrainLoopConfig, steps_per_epoch: int):
+    """Optimiser and LR schedule for ``model``, both through ``acc.prepare``; returns
+    ``(model, optimizer, scheduler, raw)`` where ``raw`` is the unwrapped model (attacks use it: no
+    collective operations inside attack loops)."""
+    optimizer = build_optimizer(model.parameters(), loop.optim)
+    model, optimizer = acc.prepare(model, optimizer)
+    # the scheduler counts optimiser steps: one per grad_accum_steps micro-batches
+    scheduler = build_scheduler(optimizer, steps_per_epoch * loop.epochs // loop.grad_accum_steps,
+                                max(1, steps_per_epoch // loop.grad_accum_steps), loop.optim)
+    return model, optimizer, scheduler, acc.unwrap_model(model)

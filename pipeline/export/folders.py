@@ -5,6 +5,7 @@ Only safetensors are read: nothing in this project unpickles a weights file.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -12,11 +13,12 @@ import timm
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file as _load_file
+from safetensors.torch import save_file
 from torch import nn
 
-from . import models  # noqa: F401  (registers our architectures with timm before any local-dir load)
-from .errors import UsageError
-from .run import atomic_dir
+from .. import models  # noqa: F401  (registers our architectures with timm before any local-dir load)
+from ..errors import UsageError
+from ..io import atomic_dir
 
 
 def save_timm_folder(model: nn.Module, folder: Path) -> Path:
@@ -79,6 +81,13 @@ def _classifier_prefix(model: nn.Module) -> str:
     return ""
 
 
+def load_timm_weights(name: str, weights: Path, num_classes: int) -> nn.Module:
+    """``timm:<name>@<weights.safetensors>``: a plain timm (or registered) model with those weights."""
+    if name not in models.MODELS and not timm.is_model(name):
+        raise UsageError(f"evaluate.model: {name!r} is not a timm model; check the name (timm.list_models())")
+    return load_safetensors_into(timm.create_model(name, num_classes=num_classes), Path(weights))
+
+
 def load_safetensors_into(model: nn.Module, file: Path) -> nn.Module:
     """Load a bare ``.safetensors`` state dict (for ``timm name + weights file`` evaluation)."""
     if not str(file).endswith(".safetensors"):
@@ -94,3 +103,26 @@ def load_safetensors_into(model: nn.Module, file: Path) -> nn.Module:
 @torch.no_grad()
 def max_logit_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
     return float((a.eval()(x) - b.eval()(x)).abs().max())
+
+
+def save_backbones(backbone: nn.Module, dual: bool, out_dir: Path) -> dict[str, str]:
+    """A dual-BN backbone as one timm folder per BN branch (``backbone_clean/``, ``backbone_adv/``),
+    each an ordinary architecture again; a plain one as ``backbone/``. Returns branch → folder name."""
+    from ..models import resolve_dual_bn
+
+    out = {}
+    for branch in ("clean", "adv") if dual else ("single",):
+        copy_ = copy.deepcopy(backbone).cpu()
+        if dual:
+            resolve_dual_bn(copy_, branch)
+        name = f"backbone_{branch}" if dual else "backbone"
+        save_timm_folder(copy_, Path(out_dir) / name)
+        out[branch] = name
+    return out
+
+
+def save_module_weights(module: nn.Module, folder: Path, filename: str) -> Path:
+    """A module's state dict as ``<folder>/<filename>`` (safetensors), the folder replaced atomically."""
+    with atomic_dir(Path(folder)) as tmp:
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tmp / filename))
+    return Path(folder) / filename

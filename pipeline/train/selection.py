@@ -1,0 +1,42 @@
+"""Model selection on a held-out labeled split: clean and PGD accuracy after every epoch.
+
+Robust overfitting is real (the last epoch is often not the most robust one), so the finetune stage
+keeps the epoch with the best validation *robust* accuracy.
+"""
+
+from __future__ import annotations
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+
+from ..attacks import AttackConfig, cross_entropy_attack
+
+
+@torch.no_grad()
+def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (model(x).argmax(1) == y).sum()
+
+
+def validation_accuracy(raw: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor, attack: AttackConfig,
+                        acc: Accelerator, batch: int, seed: int = 0) -> dict:
+    """Clean and attacked accuracy on this process's stride of the validation split (uint8 images),
+    summed over processes.
+
+    The attack's random start is seeded (and the training RNG left untouched), so the same weights
+    always get the same score: model selection is reproducible. The model is left in eval().
+    """
+    with torch.random.fork_rng(devices=[acc.device] if acc.device.type == "cuda" else []):
+        torch.manual_seed(seed + acc.process_index)
+        raw.eval()
+        idx = torch.arange(acc.process_index, len(y_val), acc.num_processes)
+        counts = torch.zeros(3, device=acc.device)  # correct clean, correct robust, n
+        for chunk in idx.split(batch):
+            x = x_val[chunk].to(acc.device).float().div(255.0)
+            y = y_val[chunk].to(acc.device)
+            counts[0] += _correct(raw, x, y)
+            x_adv = cross_entropy_attack(raw, x, y, attack) if attack.steps else x
+            counts[1] += _correct(raw, x_adv, y)
+            counts[2] += len(y)
+    counts = acc.reduce(counts, "sum")
+    return {"val_clean_acc": float(counts[0] / counts[2]), "val_robust_acc": float(counts[1] / counts[2])}
