@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 RUN := $(PY) -m
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data pretrain finetune evaluate export test test-slow bench lint experiment clean
+.PHONY: help setup data index pretrain finetune evaluate export test test-slow bench lint experiment clean
 
 help: ## list the targets
 	@echo "usage: make <target> [CONFIG=configs/x.yaml] [ARGS=\"key=value ...\"]"
@@ -28,6 +28,9 @@ setup: $(STAMP) ## create .venv and install the project (idempotent; other targe
 
 data: $(STAMP) ## convert the dataset of CONFIG into webdataset shards
 	$(RUN) stages.data --config $(CONFIG) $(ARGS)
+
+index: $(STAMP) ## write shards.index.json next to your shards (data.*_urls): fast start-up for big shard sets
+	$(RUN) stages.index --config $(CONFIG) $(ARGS)
 
 pretrain: $(STAMP) ## self-supervised adversarial pretraining (SimCLR / ACL / DynACL)
 	$(RUN) stages.pretrain --config $(CONFIG) $(ARGS)

@@ -14,13 +14,14 @@ from pipeline.validation import check, check_choice
 @dataclass
 class DataConfig:
     dataset: str = "digits"  # a converter (see CONVERTERS in data/converters.py) or "shards" for shards you converted already
-    train_source: str = ""  # imagefolder: a directory or a .tar of one, for the training split
+    train_source: str = ""  # imagefolder: a directory or a .tar of one, for the training split; images: a folder/tar of images
     test_source: str = ""  # imagefolder: the same for the test split
     download_root: str = "~/.cache/robustpretrain"  # torchvision datasets are downloaded here
     out_dir: str = ""  # where converted shards go; "" = <run>/data/shards
     train_urls: str = ""  # dataset=shards: webdataset URLs (brace pattern, list, or pipe:) of the train split
     val_urls: str = ""  # dataset=shards: held-out labeled split for model selection ("" = none)
-    test_urls: str = ""  # dataset=shards: labeled evaluation split
+    test_urls: str = ""  # dataset=shards: labeled evaluation split (needed by evaluate only)
+    train_size: int = 0  # dataset=shards: samples in the training split, if you know it (0 = count them)
     num_classes: int = 10
     image_size: int = 32  # side of the square images the models see
     wrong_size: str = "resize"  # resize | error: what to do with an image of another size
@@ -46,6 +47,10 @@ class DataConfig:
         if self.dataset == "imagefolder":
             check(bool(self.train_source and self.test_source), "train_source", self.train_source,
                   "set {at}train_source and {at}test_source to ImageFolder directories or .tar files")
+        if self.dataset == "images":
+            check(bool(self.train_source), "train_source", self.train_source,
+                  "set {at}train_source to a directory of images (searched recursively) or a .tar of them")
         if self.dataset == "shards":
-            check(bool(self.train_urls and self.test_urls), "train_urls", self.train_urls,
-                  "set {at}train_urls and {at}test_urls to webdataset URL patterns of your shards")
+            check(bool(self.train_urls), "train_urls", self.train_urls,
+                  "set {at}train_urls to a webdataset URL pattern of your shards (labels are optional)")
+        check(self.train_size >= 0, "train_size", self.train_size, "use 0 (count the samples) or the sample count")

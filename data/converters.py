@@ -23,6 +23,7 @@ from pipeline.errors import DataError, UsageError
 from pipeline.registry import Registry
 
 from .config import DataConfig
+from .index import count_split
 from .readers import expand_urls
 from .shards import RawSample, dataset_info
 
@@ -34,8 +35,9 @@ SPLIT_SEED = 12345  # fixed: the train/val/test split must not move with run.see
 class ConvertedDataset:
     classes: list[str]
     train: Callable[[], Iterator[RawSample]]
-    val: Callable[[], Iterator[RawSample]]
-    test: Callable[[], Iterator[RawSample]]
+    val: Callable[[], Iterator[RawSample]] | None  # None: the source has no such split (unlabeled images)
+    test: Callable[[], Iterator[RawSample]] | None
+    ignored_files: int = 0  # files in the source that are not images by name
 
 
 SHARDS = "shards"  # the describer's name: shards the user converted already
@@ -176,26 +178,65 @@ for _name in ("cifar10", "cifar100", "stl10", "svhn"):
     CONVERTERS.add(_name, functools.partial(_torchvision, _name))
 
 
-def _count_samples(urls: list[str]) -> int:
-    n = 0
-    for url in urls:
-        if url.startswith("pipe:"):
-            return 0  # unknown without streaming it; pretrain/finetune then need samples_per_epoch
+@CONVERTERS.register("images")
+def images(cfg: DataConfig) -> ConvertedDataset:
+    """A pile of unlabeled images: a directory (searched recursively) or a tar, any layout, any common
+    format and size. Written as one shuffled, unlabeled training split (no val/test: nothing to select
+    or evaluate on without labels); files that are not images by name are counted and ignored."""
+    source = _ImagePile(cfg.train_source, "data.train_source")
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(source.names))  # shards in a fixed random order
+    return ConvertedDataset([], lambda: source.samples(order), None, None, ignored_files=source.ignored)
+
+
+class _ImagePile:
+    """Image files anywhere under a directory or inside a tar."""
+
+    def __init__(self, path: str, key: str):
+        self.path = Path(path).expanduser()
+        if not self.path.exists():
+            raise UsageError(f"{key}={path!r} does not exist; point it at a directory of images or a .tar of them")
+        self.is_tar = self.path.is_file()
+        if self.is_tar and not tarfile.is_tarfile(self.path):
+            raise DataError(f"{key}={path!r} is a file but not a tar archive; give a directory or a .tar")
+        if self.is_tar:
+            with tarfile.open(self.path) as tf:
+                self.members = {m.name: m for m in tf.getmembers() if m.isfile()}
+            files = list(self.members)
+        else:
+            files = [str(p.relative_to(self.path)) for p in self.path.rglob("*") if p.is_file()]
+        self.names = sorted(n for n in files if n.lower().endswith(IMAGE_EXTS))
+        self.ignored = len(files) - len(self.names)
+        if not self.names:
+            raise DataError(f"{key}={path!r} holds no image files ({', '.join(IMAGE_EXTS)}); check the path")
+
+    def samples(self, order: np.ndarray) -> Iterator[RawSample]:
+        tf = tarfile.open(self.path) if self.is_tar else None
         try:
-            with tarfile.open(url) as tf:
-                n += sum(1 for m in tf.getmembers() if m.name.endswith(".cls"))
-        except (tarfile.TarError, OSError) as exc:
-            raise DataError(f"shard {url} is not a readable tar ({type(exc).__name__}); re-create it or drop it from the URL pattern") from None
-    return n
+            for i in order:
+                name = self.names[i]
+                data = tf.extractfile(self.members[name]).read() if tf else (self.path / name).read_bytes()
+                ext = Path(name).suffix.lower().lstrip(".").replace("jpeg", "jpg")
+                yield RawSample(label=None, data=data, ext=ext, source=name)
+        finally:
+            if tf:
+                tf.close()
 
 
 @CONVERTERS.register(SHARDS)
-def describe_shards(cfg: DataConfig) -> dict:
-    """A ``dataset.json``-like description of shards the user converted already (nothing is written)."""
+def describe_shards(cfg: DataConfig, progress: bool = False) -> dict:
+    """A ``dataset.json``-like description of shards the user converted already (nothing is written).
+
+    Sizes come from ``data.train_size``, a shard index, a converter's ``dataset.json`` or a scan
+    (``data/index.py``); unlabeled shards are fine (only finetune and evaluate need labels)."""
     splits = {}
     for split, urls in (("train", cfg.train_urls), ("val", cfg.val_urls), ("test", cfg.test_urls)):
         if not urls:
             continue
-        expanded = expand_urls(urls, f"data.{split}_urls")
-        splits[split] = {"count": _count_samples(expanded), "urls": urls}
+        key = f"data.{split}_urls"
+        expanded = expand_urls(urls, key)
+        if split == "train" and cfg.train_size:
+            splits[split] = {"count": cfg.train_size, "urls": urls, "labeled": None,
+                             "count_source": {"data.train_size": len(expanded)}}
+            continue
+        splits[split] = count_split(expanded, cfg.on_bad_sample, progress, key).as_split(urls)
     return dataset_info(SHARDS, [str(i) for i in range(cfg.num_classes)], cfg.image_size, splits)

@@ -27,7 +27,7 @@ def run_data_stage(cfg: ExperimentConfig, config_yaml: str, progress: bool = Tru
             for split in info["splits"].values():
                 split.pop("shards", None)  # the checksums live in dataset.json
             run.outputs["dataset_json"] = str(out_dir / "dataset.json")
-        if info["num_classes"] != d.num_classes:
+        if info["num_classes"] and info["num_classes"] != d.num_classes:  # 0: unlabeled images
             raise DataError(f"the dataset has {info['num_classes']} classes but data.num_classes={d.num_classes}; "
                             f"set data.num_classes={info['num_classes']}")
         run.outputs.update(splits=info["splits"], classes=info["classes"], num_classes=info["num_classes"],
@@ -50,7 +50,11 @@ def ensure_data(cfg: ExperimentConfig, config_yaml: str, progress: bool = True) 
 def run(cfg: ExperimentConfig) -> dict:
     manifest = run_data_stage(cfg, to_yaml(cfg), cfg.run.progress)
     for split, info in manifest["outputs"]["splits"].items():
-        print(f"data: {split:5s} {info['count']:6d} samples  {info['urls']}")
+        notes = [f"{len(info['damaged_shards'])} damaged shards kept to their last readable sample"] if info.get("damaged_shards") else []
+        notes += [f"{info['skipped']['count']} unusable files skipped"] if info.get("skipped") else []
+        notes += [] if info.get("labeled", True) else ["unlabeled"]
+        size = "size unknown" if info.get("size_unknown") else f"{info['count']:6d} samples"
+        print(f"data: {split:5s} {size}  {info['urls']}" + (f"  ({'; '.join(notes)}; see the manifest)" if notes else ""))
     return manifest
 
 

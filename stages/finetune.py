@@ -15,6 +15,7 @@ from torch import nn
 from data.augment import CropFlip
 from data.readers import expand_urls, load_labeled, stream_loader
 from pipeline.config import ExperimentConfig
+from pipeline.errors import UsageError
 from pipeline.export import load_backbone_weights, save_timm_folder
 from pipeline.models import build_model
 from pipeline.models.probe import LinearProbe, unwrap_probe
@@ -48,6 +49,11 @@ def run_finetune(cfg: ExperimentConfig) -> dict:
     f, d, num_classes = cfg.finetune, cfg.data, cfg.data.num_classes
     stage = open_stage(cfg, "finetune", f.grad_accum_steps, f.tensorboard)
     acc, size = stage.acc, stage.image_size
+    if stage.splits["train"].get("labeled") is False:
+        raise UsageError("the training split holds unlabeled samples (no .cls), but fine-tuning needs labels; "
+                         "fine-tune on a labeled set under another run.name, starting from this backbone with "
+                         f"finetune.init=local-dir:{RunDir.of(cfg.run).stage('pretrain')}/backbone_adv "
+                         "(README: 'Pretrain on your own unlabeled images')")
     urls = expand_urls(stage.splits["train"]["urls"], "data.train_urls")
     batch = per_process_batch(f.batch_size, acc, "finetune.batch_size")
     spe = steps_per_epoch(f, stage.splits["train"], f.batch_size, "finetune")

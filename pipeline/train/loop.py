@@ -95,7 +95,9 @@ def steps_per_epoch(loop: TrainLoopConfig, split: dict, world_batch: int, key: s
     """Optimiser steps per epoch: the epoch length in samples over the global batch."""
     samples = loop.samples_per_epoch or split.get("count", 0)
     if not samples:
-        raise UsageError(f"the size of the training split is unknown (pipe: URLs); set {key}.samples_per_epoch")
+        why = split.get("size_unknown") or "the training split holds no readable samples"
+        raise UsageError(f"the size of the training split is unknown: {why}; set data.train_size=N "
+                         f"(or {key}.samples_per_epoch=N) to the number of training samples")
     steps = samples // world_batch
     if steps < 1:
         raise UsageError(f"{key}.batch_size={world_batch} is larger than an epoch ({samples} samples); lower it")

@@ -17,7 +17,7 @@ SHARED_CIFAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar1
 
 def test_registry_names_every_dataset_with_digits_first():
     # data.dataset is checked against this list, and the error message lists it in this order
-    assert CONVERTERS.names() == ("digits", "imagefolder", "cifar10", "cifar100", "stl10", "svhn", "shards")
+    assert CONVERTERS.names() == ("digits", "imagefolder", "cifar10", "cifar100", "stl10", "svhn", "images", "shards")
 
 
 def test_digits_converter_fixed_split(tmp_path):

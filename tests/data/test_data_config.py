@@ -12,7 +12,7 @@ def test_defaults_are_valid():
 
 @pytest.mark.parametrize("overrides, message", [
     ({"dataset": "mnistx"},
-     "data.dataset='mnistx' is invalid; use one of: digits, imagefolder, cifar10, cifar100, stl10, svhn, shards"),
+     "data.dataset='mnistx' is invalid; use one of: digits, imagefolder, cifar10, cifar100, stl10, svhn, images, shards"),
     ({"wrong_size": "crop"}, "data.wrong_size='crop' is invalid; use one of: resize, error"),
     ({"on_bad_sample": "ignore"}, "data.on_bad_sample='ignore' is invalid; use one of: error, skip"),
     ({"num_classes": 1}, "data.num_classes=1 is invalid; use 2 or more classes"),
@@ -22,8 +22,11 @@ def test_defaults_are_valid():
     ({"num_workers": -1}, "data.num_workers=-1 is invalid; use 0 or more workers"),
     ({"dataset": "imagefolder", "train_source": "t"},
      "data.train_source='t' is invalid; set data.train_source and data.test_source to ImageFolder directories or .tar files"),
-    ({"dataset": "shards", "train_urls": "a-{0..3}.tar"},
-     "data.train_urls='a-{0..3}.tar' is invalid; set data.train_urls and data.test_urls to webdataset URL patterns of your shards"),
+    ({"dataset": "shards"},
+     "data.train_urls='' is invalid; set data.train_urls to a webdataset URL pattern of your shards (labels are optional)"),
+    ({"dataset": "images"},
+     "data.train_source='' is invalid; set data.train_source to a directory of images (searched recursively) or a .tar of them"),
+    ({"train_size": -1}, "data.train_size=-1 is invalid; use 0 (count the samples) or the sample count"),
 ])
 def test_invalid_values_name_the_full_key_and_the_fix(overrides, message):
     with pytest.raises(InvalidValue) as exc:

@@ -35,8 +35,8 @@ def test_user_shards_are_described_not_written(tmp_path, random_samples):
     cfg = DataConfig(dataset="shards", train_urls=urls["train"], test_urls=urls["test"], num_classes=5)
     info = prepare_dataset(cfg, tmp_path / "out", progress=False)
     assert info == {"name": "shards", "classes": ["0", "1", "2", "3", "4"], "num_classes": 5, "image_size": 32,
-                    "splits": {"train": {"count": 10, "urls": urls["train"]},
-                               "test": {"count": 3, "urls": urls["test"]}}}
+                    "splits": {"train": {"count": 10, "urls": urls["train"], "labeled": True, "count_source": {"scan": 3}},
+                               "test": {"count": 3, "urls": urls["test"], "labeled": True, "count_source": {"scan": 1}}}}
     assert not (tmp_path / "out").exists()
     # a piped source is not streamed just to count it
     cfg.train_urls = "pipe:cat x.tar"
