@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 RUN := $(PY) -m
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data index pretrain finetune evaluate export test test-slow bench lint experiment clean
+.PHONY: help setup data index protocols pretrain finetune evaluate export test test-slow bench lint experiment clean
 
 help: ## list the targets
 	@echo "usage: make <target> [CONFIG=configs/x.yaml] [ARGS=\"key=value ...\"]"
@@ -40,6 +40,9 @@ finetune: $(STAMP) ## adversarial fine-tuning (SLF / ALF / AFF with TRADES, PGD-
 
 evaluate: $(STAMP) ## clean, PGD, AutoAttack (+ sweep, calibration, smoothing); writes report.md/json
 	$(RUN) stages.evaluate --config $(CONFIG) $(ARGS)
+
+protocols: $(STAMP) ## SLF, ALF and AFF from one pretrained backbone, each evaluated; prints RobustSSL's table
+	$(RUN) stages.protocols --config $(CONFIG) $(ARGS)
 
 export: $(STAMP) ## robust backbone + classifier as timm folders with a model card
 	$(RUN) stages.export --config $(CONFIG) $(ARGS)

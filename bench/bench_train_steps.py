@@ -29,6 +29,7 @@ from pipeline.attacks.pgd import AttackConfig  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.models import bn_branch, build_model, convert_to_dual_bn, has_batch_norm  # noqa: E402
 from pipeline.objectives import ContrastiveModel, ContrastiveObjective, SupervisedObjective  # noqa: E402
+from pipeline.objectives.heads import build_head  # noqa: E402
 
 
 def sync(device):
@@ -66,7 +67,8 @@ def bench_acl(name, b, k, reps, device, dtype):
     backbone = build_model(name, 0, (0.5,) * 3, (0.5,) * 3)
     if has_batch_norm(backbone):
         convert_to_dual_bn(backbone)
-    model = ContrastiveModel(backbone, 512, 128).to(device)
+    # the reference's head (ACL proj_head: 3 layers at the backbone's width, every BN dual), as pretraining builds it
+    model = ContrastiveModel(backbone, build_head("acl", backbone.num_features, dual_bn=True)).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     v1, v2 = torch.rand(b, 3, 32, 32, device=device), torch.rand(b, 3, 32, 32, device=device)
     x = torch.cat([v1, v2])

@@ -130,7 +130,9 @@ def count_split(urls: list[str], on_bad: str, progress: bool = True, key: str = 
     to_scan = []
     for url in urls:
         path = Path(url)
-        entries = indexes.setdefault(path.parent, read_index(path.parent))
+        if path.parent not in indexes:  # read each folder's index once (not once per shard)
+            indexes[path.parent] = read_index(path.parent)
+        entries = indexes[path.parent]
         entry = entries.get(path.name)
         if entry and entry.get("bytes") == path.stat().st_size:
             total.count, total.labeled = total.count + entry["count"], total.labeled + entry["labeled"]
@@ -159,7 +161,9 @@ def write_index(urls: list[str], on_bad: str, progress: bool = True) -> list[Pat
         if shard.error and on_bad == "error":
             raise DataError(f"shard {url} is not a readable tar to its end ({shard.error}); re-create it or set "
                             "data.on_bad_sample=skip to index its readable samples")
-        entries = by_dir.setdefault(path.parent, read_index(path.parent))
+        if path.parent not in by_dir:
+            by_dir[path.parent] = read_index(path.parent)
+        entries = by_dir[path.parent]
         entries[path.name] = {"bytes": path.stat().st_size, "count": shard.count, "labeled": shard.labeled,
                               **({"error": shard.error} if shard.error else {})}
     written = []

@@ -36,7 +36,7 @@ from .train import TrainLoopConfig
 from .validation import InvalidValue, check, check_choice, validate
 
 __all__ = ["DataConfig", "ExperimentConfig", "FinetuneConfig", "ModelConfig", "PretrainConfig", "RunConfig",
-           "load_config", "to_yaml", "to_yaml_section"]
+           "load_config", "to_yaml", "to_yaml_section", "with_overrides"]
 
 
 @dataclass
@@ -70,9 +70,21 @@ class FinetuneConfig(TrainLoopConfig):
     protocol: str = "aff"  # slf (frozen, clean head) | alf (frozen, adversarial head) | aff (full) (PROTOCOLS)
     objective: str = ""  # trades | pgd_at | ce (FINETUNE_OBJECTIVES); "" = the protocol's own
     beta: float = 6.0  # TRADES weight of the robustness (KL) term
-    bn_branch: str = "adv"  # which BN branch of a dual-BN pretrained backbone initialises the network
+    # which BN branch of a dual-BN pretrained backbone initialises a single-BN network (SLF, ALF, or AFF
+    # with dual_bn=false); the fine-tuned network is exported with this branch
+    bn_branch: str = "adv"
+    # AFF from a dual-BN backbone keeps both branches (RobustSSL's dualBN=1, DynACL test_AFF.py): clean
+    # inputs through the clean branch, adversarial ones through the adversarial branch; exported: adv
+    dual_bn: bool = True
+    head_init: str = "default"  # default (timm's) | zero: the classifier starts at 0 (RobustSSL)
+    name: str = ""  # "" → runs/<run>/finetune/; "slf" → runs/<run>/finetune_slf/ (several fine-tunes per run)
     val_attack_steps: int = 10  # PGD steps of the validation robust accuracy that selects "best"
-    attack: AttackConfig = field(default_factory=lambda: AttackConfig(steps=10, start="normal"))
+    # start "": the objective's own (TRADES: x + 0.001·N(0,1); PGD-AT: uniform in the ball)
+    attack: AttackConfig = field(default_factory=lambda: AttackConfig(steps=10, start=""))
+
+    def stage(self, base: str = "finetune") -> str:
+        """The stage folder of this fine-tune (``finetune``, ``evaluate``, ``export``), by its name."""
+        return f"{base}_{self.name}" if self.name else base
 
     def objective_name(self) -> str:
         """The objective actually used: explicit, or the protocol's default (slf: ce, alf: pgd_at, aff: trades)."""
@@ -88,6 +100,9 @@ class FinetuneConfig(TrainLoopConfig):
                 f"{{at}}protocol=slf trains the head on clean data but {{at}}objective={self.objective}; use "
                 "{at}protocol=alf (or aff) for adversarial objectives, or {at}objective=ce"))
         check_choice("bn_branch", self.bn_branch, ("clean", "adv"))
+        check_choice("head_init", self.head_init, ("default", "zero"))
+        check(self.name == "" or self.name.replace("_", "").replace("-", "").isalnum(), "name", self.name,
+              "use letters, digits, - and _ only (it becomes a folder name)")
         check(self.init in ("pretrain", "scratch") or self.init.startswith("local-dir:"), "init", self.init,
               "use pretrain, scratch or local-dir:<exported folder>")
         check(self.val_attack_steps >= 0, "val_attack_steps", self.val_attack_steps, "use 0 or more")
@@ -117,6 +132,21 @@ class ExportConfig:
 
 
 @dataclass
+class ProtocolsConfig:
+    """``make protocols``: RobustSSL's evaluation of a pretrained backbone — SLF, ALF and AFF from the same
+    backbone, each a named fine-tune (``finetune.name=<protocol>``) with its own overrides."""
+
+    names: list[str] = field(default_factory=lambda: ["slf", "alf", "aff"])  # which protocols, in order
+    slf: list[str] = field(default_factory=list)  # key=value overrides for SLF, e.g. [finetune.optim.lr=0.01]
+    alf: list[str] = field(default_factory=list)
+    aff: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        for name in self.names:
+            check_choice("names", name, ("slf", "alf", "aff"))
+
+
+@dataclass
 class ExperimentConfig:
     run: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -125,6 +155,7 @@ class ExperimentConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     evaluate: EvaluateStageConfig = field(default_factory=EvaluateStageConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    protocols: ProtocolsConfig = field(default_factory=ProtocolsConfig)
 
 
 def _one_line(exc: OmegaConfBaseException) -> str:
@@ -164,6 +195,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise UsageError(_one_line(exc)) from None
     validate(cfg)
     return cfg
+
+
+def with_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
+    """A copy of ``cfg`` with dot-list overrides applied and validated (e.g. one protocol's settings)."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(cfg), OmegaConf.from_dotlist(list(overrides)))
+        out: ExperimentConfig = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise UsageError(_one_line(exc)) from None
+    validate(out)
+    return out
 
 
 def to_yaml(cfg: ExperimentConfig) -> str:

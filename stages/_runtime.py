@@ -56,9 +56,11 @@ class Stage:
 
 
 def open_stage(cfg: ExperimentConfig, stage: str, grad_accum_steps: int = 1, tensorboard: bool = False,
-               seed: int | None = None) -> Stage:
+               seed: int | None = None, folder: str | None = None) -> Stage:
+    """``stage``: the config section; ``folder``: the stage's folder when it is not the section's name
+    (a named fine-tune: ``finetune_slf``)."""
     run_dir = RunDir.of(cfg.run)
-    acc = make_accelerator(cfg.run, grad_accum_steps, run_dir.stage(stage) if tensorboard else None)
+    acc = make_accelerator(cfg.run, grad_accum_steps, run_dir.stage(folder or stage) if tensorboard else None)
     if tensorboard:
         # the stage's settings as TensorBoard hparams (scalars only; lists become strings)
         acc.init_trackers("tensorboard", config=_flat_scalars(OmegaConf.to_container(OmegaConf.structured(getattr(cfg, stage)))))

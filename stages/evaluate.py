@@ -30,8 +30,8 @@ def load_model_to_evaluate(cfg: ExperimentConfig) -> tuple[nn.Module, dict]:
     """The classifier named by ``evaluate.model`` and a description of where it came from."""
     source, run_dir = cfg.evaluate.model, RunDir.of(cfg.run)
     if source == "finetune":
-        manifest = run_dir.read_manifest("finetune")
-        folder = run_dir.stage("finetune") / manifest["outputs"][cfg.evaluate.checkpoint]
+        manifest = run_dir.read_manifest(cfg.finetune.stage(), "finetune")
+        folder = run_dir.stage(cfg.finetune.stage()) / manifest["outputs"][cfg.evaluate.checkpoint]
         return load_timm_folder(folder), {**upstream_summary(manifest), "checkpoint": cfg.evaluate.checkpoint}
     if source.startswith("local-dir:"):
         return load_timm_folder(Path(source.split(":", 1)[1])), {"model": source}
@@ -82,7 +82,7 @@ def run_evaluate(cfg: ExperimentConfig) -> dict:
     if "test" not in stage.splits:
         raise UsageError("the dataset has no test split; set data.test_urls")
     x, y, order, skipped = load_test_split(cfg, stage.splits["test"], stage.image_size)
-    with StageRun(stage.run_dir, "evaluate", stage.yaml, {"data": upstream_summary(stage.data), "model": origin},
+    with StageRun(stage.run_dir, cfg.finetune.stage("evaluate"), stage.yaml, {"data": upstream_summary(stage.data), "model": origin},
                   acc.is_main_process) as run:
         report = evaluate_model(model, x.float().div(255.0), y, e, num_classes=cfg.data.num_classes,
                                 work_dir=run.dir, accelerator=acc, progress=cfg.run.progress)

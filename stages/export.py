@@ -36,19 +36,20 @@ def training_chain(cfg: ExperimentConfig, pretrain: dict | None, finetune: dict)
 
 def run_export(cfg: ExperimentConfig) -> dict:
     run_dir = RunDir.of(cfg.run)
-    finetune = run_dir.read_manifest("finetune")
-    source = run_dir.stage("finetune") / finetune["outputs"][cfg.export.checkpoint]
+    finetune = run_dir.read_manifest(cfg.finetune.stage(), "finetune")
+    source = run_dir.stage(cfg.finetune.stage()) / finetune["outputs"][cfg.export.checkpoint]
     classifier = load_timm_folder(source)
     arch = json.loads((source / "config.json").read_text())["architecture"]
-    report_file = run_dir.stage("evaluate") / "report.json"
-    report = json.loads(report_file.read_text()) if run_dir.optional_manifest("evaluate") and report_file.is_file() else None
+    evaluate = cfg.finetune.stage("evaluate")
+    report_file = run_dir.stage(evaluate) / "report.json"
+    report = json.loads(report_file.read_text()) if run_dir.optional_manifest(evaluate) and report_file.is_file() else None
     data = run_dir.optional_manifest("data")
     facts = CardFacts(run_name=cfg.run.name, arch=arch, model=cfg.model,
                       image_size=data["outputs"]["image_size"] if data else cfg.data.image_size,
                       num_classes=finetune["outputs"].get("num_classes", cfg.data.num_classes),
                       training=training_chain(cfg, run_dir.optional_manifest("pretrain"), finetune),
                       dataset=cfg.data.dataset, data_manifest=data["outputs"] if data else None, report=report)
-    with StageRun(run_dir, "export", to_yaml(cfg), upstream_summary(finetune)) as run:
+    with StageRun(run_dir, cfg.finetune.stage("export"), to_yaml(cfg), upstream_summary(finetune)) as run:
         save_timm_folder(classifier, run.dir / "classifier")
         backbone = copy.deepcopy(classifier)
         backbone.reset_classifier(0)

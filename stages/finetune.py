@@ -7,6 +7,7 @@ writes ``runs/<run>/finetune/{best,final}/`` as timm folders, ``metrics.jsonl`` 
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from data.readers import expand_urls, load_labeled, stream_loader
 from pipeline.config import ExperimentConfig
 from pipeline.errors import UsageError
 from pipeline.export import load_backbone_weights, save_timm_folder
-from pipeline.models import build_model
+from pipeline.models import build_model, convert_to_dual_bn, resolve_dual_bn
+from pipeline.models.dual_bn import DualBatchNorm2d
 from pipeline.models.probe import LinearProbe, unwrap_probe
 from pipeline.objectives import PROTOCOLS, SupervisedObjective
 from pipeline.plots import plot_curves
@@ -29,25 +31,46 @@ from ._cli import main
 from ._runtime import config_fingerprint, open_stage
 
 
-def build_classifier(cfg: ExperimentConfig, num_classes: int) -> tuple[nn.Module, dict | None]:
-    """The network to fine-tune (``finetune.init``) and the upstream it came from (None for scratch)."""
+def build_classifier(cfg: ExperimentConfig, num_classes: int) -> tuple[nn.Module, dict | None, bool]:
+    """The network to fine-tune (``finetune.init``), the upstream it came from (None for scratch), and
+    whether it keeps dual BN (AFF from a dual-BN pretrained backbone, ``finetune.dual_bn``)."""
     f, run_dir = cfg.finetune, RunDir.of(cfg.run)
     model = build_model(cfg.model.name, num_classes, cfg.model.mean, cfg.model.std)
+    if f.head_init == "zero":  # RobustSSL starts every protocol's classifier at 0
+        for p in model.get_classifier().parameters():
+            nn.init.zeros_(p)
     if f.init == "scratch":
-        return model, None
+        return model, None, False
     if f.init.startswith("local-dir:"):
         load_backbone_weights(model, Path(f.init.split(":", 1)[1]), cfg.model.name, "finetune.init")
-        return model, {"init": f.init}
+        return model, {"init": f.init}, False
     manifest = run_dir.read_manifest("pretrain")
-    backbones = manifest["outputs"]["backbones"]
-    branch = f.bn_branch if f.bn_branch in backbones else next(iter(backbones))
-    load_backbone_weights(model, run_dir.stage("pretrain") / backbones[branch], cfg.model.name, "finetune.init")
-    return model, {**upstream_summary(manifest), "bn_branch": branch}
+    folders = {b: run_dir.stage("pretrain") / name for b, name in manifest["outputs"]["backbones"].items()}
+    dual = f.dual_bn and not PROTOCOLS.get(f.protocol).frozen_backbone and set(folders) == {"clean", "adv"}
+    if dual:
+        convert_to_dual_bn(model)
+        for m in model.modules():  # un-routed forwards (validation, export) use the adversarial branch
+            if isinstance(m, DualBatchNorm2d):
+                m.branch = "adv"
+        load_backbone_weights(model, folders, cfg.model.name, "finetune.init")
+        return model, {**upstream_summary(manifest), "bn_branch": "dual (clean + adv)"}, True
+    branch = f.bn_branch if f.bn_branch in folders else next(iter(folders))
+    load_backbone_weights(model, folders[branch], cfg.model.name, "finetune.init")
+    return model, {**upstream_summary(manifest), "bn_branch": branch}, False
+
+
+def exportable(raw: nn.Module) -> nn.Module:
+    """The plain timm classifier to save: out of a LinearProbe, dual BN resolved to its adversarial
+    branch (what RobustSSL evaluates and exports)."""
+    net = unwrap_probe(raw)
+    if any(isinstance(m, DualBatchNorm2d) for m in net.modules()):
+        net = resolve_dual_bn(copy.deepcopy(net), "adv")
+    return net
 
 
 def run_finetune(cfg: ExperimentConfig) -> dict:
     f, d, num_classes = cfg.finetune, cfg.data, cfg.data.num_classes
-    stage = open_stage(cfg, "finetune", f.grad_accum_steps, f.tensorboard)
+    stage = open_stage(cfg, "finetune", f.grad_accum_steps, f.tensorboard, folder=f.stage())
     acc, size = stage.acc, stage.image_size
     if stage.splits["train"].get("labeled") is False:
         raise UsageError("the training split holds unlabeled samples (no .cls), but fine-tuning needs labels; "
@@ -62,10 +85,10 @@ def run_finetune(cfg: ExperimentConfig) -> dict:
         val = load_labeled(expand_urls(stage.splits["val"]["urls"], "data.val_urls"), size=size,
                            num_classes=num_classes, wrong_size=d.wrong_size, on_bad=d.on_bad_sample)[:2]
 
-    net, upstream = build_classifier(cfg, num_classes)
+    net, upstream, dual = build_classifier(cfg, num_classes)
     model = LinearProbe(net) if PROTOCOLS.get(f.protocol).frozen_backbone else net
     model, optimizer, scheduler, raw = prepare_training(acc, model, f, spe)
-    objective = SupervisedObjective(f.objective_name(), model, raw, f.attack, f.beta, num_classes)
+    objective = SupervisedObjective(f.objective_name(), model, raw, f.attack, f.beta, num_classes, dual_bn=dual)
     val_attack = replace(f.attack, steps=f.val_attack_steps, start="uniform")
 
     def make_batches(epoch: int):
@@ -75,7 +98,7 @@ def run_finetune(cfg: ExperimentConfig) -> dict:
         for x, y, _bad in loader:
             yield x.to(acc.device, non_blocking=True), y.to(acc.device, non_blocking=True)
 
-    with StageRun(stage.run_dir, "finetune", stage.yaml, {"data": upstream_summary(stage.data), "init": upstream},
+    with StageRun(stage.run_dir, f.stage(), stage.yaml, {"data": upstream_summary(stage.data), "init": upstream},
                   acc.is_main_process) as run:
 
         def on_epoch_end(epoch: int, state: TrainState) -> dict:
@@ -85,7 +108,7 @@ def run_finetune(cfg: ExperimentConfig) -> dict:
             metrics = validation_accuracy(raw, *val, val_attack, acc, 2 * batch, cfg.run.seed)
             if metrics["val_robust_acc"] > state.extra.get("best_val_robust_acc", -1.0):
                 if acc.is_main_process:
-                    save_timm_folder(unwrap_probe(raw), run.dir / "best")
+                    save_timm_folder(exportable(raw), run.dir / "best")
                 state.extra.update(best_val_robust_acc=metrics["val_robust_acc"], best_epoch=epoch + 1,
                                    best_val_clean_acc=metrics["val_clean_acc"])
             return metrics
@@ -96,8 +119,8 @@ def run_finetune(cfg: ExperimentConfig) -> dict:
                           desc=f"finetune[{f.protocol}/{objective.name}]", fingerprint=config_fingerprint(cfg, "finetune"))
         state = trainer.fit()
         if acc.is_main_process:
-            _write_outputs(run, unwrap_probe(raw), state, has_val=val is not None)
-            run.outputs.update(protocol=f.protocol, objective=objective.name, num_classes=num_classes)
+            _write_outputs(run, exportable(raw), state, has_val=val is not None)
+            run.outputs.update(protocol=f.protocol, objective=objective.name, num_classes=num_classes, dual_bn=dual)
         acc.wait_for_everyone()
     acc.end_training()
     return run.outputs

@@ -13,6 +13,7 @@ from pipeline.config import ExperimentConfig
 from pipeline.export import save_backbones, save_module_weights
 from pipeline.models import build_model, convert_to_dual_bn, has_batch_norm
 from pipeline.objectives import ContrastiveModel, ContrastiveObjective, pretrain_method
+from pipeline.objectives.heads import build_head
 from pipeline.plots import plot_curves
 from pipeline.run import StageRun, upstream_summary
 from pipeline.train import Trainer, per_process_batch, prepare_training, steps_per_epoch
@@ -35,13 +36,19 @@ def run_pretrain(cfg: ExperimentConfig) -> dict:
     dual = p.dual_bn and method.adversarial and has_batch_norm(backbone)
     if dual:
         convert_to_dual_bn(backbone)
-    model = ContrastiveModel(backbone, p.proj_hidden_dim, p.proj_dim, momentum=method.momentum)
+    # the head's BN sees clean and adversarial inputs even when the backbone has none (ViT): dual whenever
+    # the method attacks (ACL's proj_head: every BN dual)
+    head = build_head(method.head, backbone.num_features, p.proj_hidden_dim, p.proj_dim,
+                      dual_bn=p.dual_bn and method.adversarial)
+    model = ContrastiveModel(backbone, head, momentum=method.momentum)
     model, optimizer, scheduler, raw = prepare_training(acc, model, p, spe)
-    objective = ContrastiveObjective(method, model, raw, p, gather=acc.num_processes > 1)
+    # sync: DynACL's momentum copy moves once per optimiser step, not per accumulated micro-batch
+    objective = ContrastiveObjective(method, model, raw, p, gather=acc.num_processes > 1,
+                                     sync=lambda: acc.sync_gradients)
     bad = {"skipped": 0}
 
     def make_batches(epoch: int):
-        views = SimCLRViews(size, method.strength(epoch), p.min_crop_scale)
+        views = SimCLRViews(size, method.strength(epoch), p.min_crop_scale, method.crop_interpolation)
         loader = stream_loader(urls, views, batch_size=batch, seed=cfg.run.seed, epoch=epoch, rank=acc.process_index,
                                size=size, wrong_size=d.wrong_size, on_bad=d.on_bad_sample,
                                num_workers=d.num_workers, shuffle_buffer=d.shuffle_buffer)

@@ -32,7 +32,9 @@ class AttackConfig(ThreatModel):
 
     step_size: float = 2 / 255  # per-iteration step (Linf: sign step; L2: normalised-gradient step)
     steps: int = 10  # iterations; 0 = no attack (returns the start point clamped to the ball)
-    start: str = "uniform"  # uniform in the ball | normal (x + 0.001·N(0,1), TRADES) | zero
+    # uniform in the ball | normal (x + 0.001·N(0,1), TRADES) | zero; "" = the objective's own (finetune:
+    # TRADES normal, PGD-AT uniform)
+    start: str = "uniform"
     name: str = "pgd"  # a registered attack (pipeline/attacks/)
 
     def check(self) -> None:
@@ -41,7 +43,8 @@ class AttackConfig(ThreatModel):
         check_eps("eps", self.eps, self.norm)
         check(0 < self.step_size <= 1, "step_size", self.step_size, "use a value in (0, 1] (2/255 = 0.0078)")
         check(self.steps >= 0, "steps", self.steps, "use 0 or more steps")
-        check_choice("start", self.start, STARTS)
+        if self.start:
+            check_choice("start", self.start, STARTS)
 
 
 def run_attack(loss_fn: LossFn, x: torch.Tensor, cfg: AttackConfig,

@@ -64,7 +64,7 @@ def per_sample_csv(report: EvalReport) -> str:
     return buf.getvalue()
 
 
-def _pct(v: float | None) -> str:
+def format_accuracy(v: float | None) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}%"
 
 
@@ -83,31 +83,31 @@ def summary_table(report: EvalReport) -> str:
     rows = [
         ["examples", r.n_examples],
         ["threat model", f"{tm['norm']} eps={tm['eps']:.4g}"],
-        ["clean accuracy", _pct(r.clean_accuracy)],
+        ["clean accuracy", format_accuracy(r.clean_accuracy)],
     ]
     if r.pgd:
-        rows.append([f"PGD-{r.pgd['steps']} robust accuracy", _pct(r.robust_accuracy["pgd"])])
+        rows.append([f"PGD-{r.pgd['steps']} robust accuracy", format_accuracy(r.robust_accuracy["pgd"])])
     if r.autoattack:
         aa = r.autoattack
         rows.append(
             [
                 f"AutoAttack ({aa['version']}, n={aa['n_examples']}) robust accuracy",
-                _pct(aa["robust_accuracy"]),
+                format_accuracy(aa["robust_accuracy"]),
             ]
         )
     c = r.calibration
     if c and "clean" in c and "autoattack" in c:
         rows.append(
-            ["ECE clean / under AutoAttack", f"{_pct(c['clean']['ece'])} / {_pct(c['autoattack']['ece'])}"]
+            ["ECE clean / under AutoAttack", f"{format_accuracy(c['clean']['ece'])} / {format_accuracy(c['autoattack']['ece'])}"]
         )
     elif c and "clean" in c:
-        rows.append(["ECE clean", _pct(c["clean"]["ece"])])
+        rows.append(["ECE clean", format_accuracy(c["clean"]["ece"])])
     if r.smoothing:
         s = r.smoothing
         rows.append(
             [
                 f"certified accuracy (sigma={s['sigma']}) at r={s['radii']}",
-                " / ".join(_pct(a) for a in s["certified_accuracy"]),
+                " / ".join(format_accuracy(a) for a in s["certified_accuracy"]),
             ]
         )
     out = "\n".join(_table(["metric", "value"], rows))
@@ -139,8 +139,8 @@ def _section_autoattack(r: EvalReport) -> list[str]:
     if not r.autoattack:
         return []
     aa = r.autoattack
-    rows = [["clean", _pct(aa["clean_accuracy"]), aa["first_broken_by"]["clean"]]]
-    rows += [[a, _pct(aa["robust_accuracy_after"][a]), aa["first_broken_by"][a]] for a in aa["attacks"]]
+    rows = [["clean", format_accuracy(aa["clean_accuracy"]), aa["first_broken_by"]["clean"]]]
+    rows += [[a, format_accuracy(aa["robust_accuracy_after"][a]), aa["first_broken_by"][a]] for a in aa["attacks"]]
     return [
         f"## AutoAttack ({aa['version']}, pyautoattack)",
         "",
@@ -156,7 +156,7 @@ def _section_sweep(r: EvalReport, figures: dict[str, str]) -> list[str]:
         return []
     s = r.sweep
     rows = [
-        [f"{e:.4g}", f"{255 * e:.3g}", _pct(a)] for e, a in zip(s["eps"], s["robust_accuracy"], strict=True)
+        [f"{e:.4g}", f"{255 * e:.3g}", format_accuracy(a)] for e, a in zip(s["eps"], s["robust_accuracy"], strict=True)
     ]
     lines = [
         f"## Robust accuracy vs epsilon ({', '.join(s['attacks'])}, n={s['n_examples']})",
@@ -175,9 +175,9 @@ def _section_calibration(r: EvalReport, figures: dict[str, str]) -> list[str]:
         [
             name,
             c[name]["n_examples"],
-            _pct(c[name]["ece"]),
-            _pct(c[name]["mean_confidence"]),
-            _pct(c[name]["mean_confidence_of_wrong"]),
+            format_accuracy(c[name]["ece"]),
+            format_accuracy(c[name]["mean_confidence"]),
+            format_accuracy(c[name]["mean_confidence_of_wrong"]),
         ]
         for name in ("clean", "autoattack")
         if name in c
@@ -193,14 +193,14 @@ def _section_smoothing(r: EvalReport, figures: dict[str, str]) -> list[str]:
     if not r.smoothing:
         return []
     s = r.smoothing
-    rows = [[f"{rad:.3g}", _pct(a)] for rad, a in zip(s["radii"], s["certified_accuracy"], strict=True)]
+    rows = [[f"{rad:.3g}", format_accuracy(a)] for rad, a in zip(s["radii"], s["certified_accuracy"], strict=True)]
     lines = [
         f"## Randomized smoothing (sigma={s['sigma']}, n0={s['n0']}, n={s['n']}, alpha={s['alpha']}, "
         f"n_examples={s['n_examples']})",
         "",
         *_table(["L2 radius", "certified accuracy"], rows),
         "",
-        f"Abstained on {_pct(s['abstain_rate'])} of the points.",
+        f"Abstained on {format_accuracy(s['abstain_rate'])} of the points.",
         "",
     ]
     figure = _figure_line(figures, "certified", "certified accuracy")

@@ -54,23 +54,44 @@ def load_timm_folder(folder: Path, **kwargs) -> nn.Module:
         raise UsageError(f"cannot load {folder}: {str(exc).splitlines()[0][:200]}") from None
 
 
-def load_backbone_weights(model: nn.Module, folder: Path, expected_arch: str, key: str) -> None:
-    """Copy a backbone folder's weights into ``model`` (a classifier of the same architecture); the
-    classifier head stays freshly initialised. Refuses folders of another architecture."""
+def _checked_state(folder: Path, expected_arch: str, key: str) -> dict:
     arch = folder_architecture(folder)
     if arch == "timm_any":  # any-timm wrapper: the folder records the wrapped architecture
         arch = "timm:" + json.loads((Path(folder) / "config.json").read_text()).get("model_args", {}).get("base", "?")
     if arch != expected_arch:
         raise UsageError(f"{key}: {folder} holds a {arch!r} but model.name={expected_arch!r}; "
                          f"set model.name={arch} or use a folder exported from {expected_arch}")
-    state = load_file(str(Path(folder) / "model.safetensors"))
+    return load_file(str(Path(folder) / "model.safetensors"))
+
+
+def load_backbone_weights(model: nn.Module, folder: Path | dict[str, Path], expected_arch: str, key: str) -> None:
+    """Copy a backbone folder's weights into ``model`` (a classifier of the same architecture); the
+    classifier head stays freshly initialised. Refuses folders of another architecture.
+
+    ``folder`` as ``{"clean": folder, "adv": folder}``: ``model`` has dual BN, and each branch of every
+    dual BN layer is loaded from its own folder (the pretrain stage exports one folder per branch; all
+    other weights are the same in both)."""
+    from ..models.dual_bn import DualBatchNorm2d
+
+    folders = folder if isinstance(folder, dict) else {"": folder}
+    dual = {n for n, m in model.named_modules() if isinstance(m, DualBatchNorm2d)}
+    state: dict = {}
+    for branch, path in folders.items():
+        for k, v in _checked_state(path, expected_arch, key).items():
+            state[_branch_key(k, branch, dual)] = v
     head = {n for n, _ in model.get_classifier().named_parameters(prefix=_classifier_prefix(model))}
     state = {k: v for k, v in state.items() if k not in head}
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [m for m in missing if m not in head]
     if missing or unexpected:
-        raise UsageError(f"{key}: weights in {folder} do not fit {expected_arch} "
+        raise UsageError(f"{key}: weights in {next(iter(folders.values()))} do not fit {expected_arch} "
                          f"(missing {missing[:3]}, unexpected {unexpected[:3]}); was it exported with other model args?")
+
+
+def _branch_key(key: str, branch: str, dual: set[str]) -> str:
+    """``layer1.0.bn1.weight`` → ``layer1.0.bn1.<branch>.weight`` when that BN layer is dual."""
+    module, _, leaf = key.rpartition(".")
+    return f"{module}.{branch}.{leaf}" if branch and module in dual else key
 
 
 def _classifier_prefix(model: nn.Module) -> str:

@@ -9,6 +9,7 @@ from .contrastive import (
     pretrain_method,
 )
 from .dynacl import DynACLConfig, DynACLSchedule
+from .heads import PROJECTION_HEADS, build_head
 from .supervised import (
     FINETUNE_OBJECTIVES,
     PROTOCOLS,
@@ -19,5 +20,5 @@ from .supervised import (
 )
 
 __all__ = ["FINETUNE_OBJECTIVES", "PRETRAIN_METHODS", "PROTOCOLS", "ContrastiveConfig", "ContrastiveModel",
-           "ContrastiveObjective", "DynACLConfig", "DynACLSchedule", "Protocol", "SupervisedObjective",
+           "ContrastiveObjective", "DynACLConfig", "PROJECTION_HEADS", "build_head", "DynACLSchedule", "Protocol", "SupervisedObjective",
            "pretrain_method", "trades_attack", "trades_outer_loss"]

@@ -7,6 +7,11 @@ One step of ``acl``/``dynacl`` (B images, two views each):
   2. train: clean views through the clean BN branch, adversarial views through the adversarial branch,
      both in ``train()``; loss = w_clean·NT-Xent(clean) + w_adv·NT-Xent(adv), negatives gathered across
      processes when there are several.
+  3. DynACL: the momentum copy moves once per optimiser step, after that step's forwards and before the
+     optimiser (``train_DynACL.py``: ``_momentum_update_encoder_k()`` between the forwards and the loss).
+
+References: ``train_simCLR.py`` (ACL, ``--ACL_DS``) and ``train_DynACL.py``; both are transcribed in
+``tests/objectives/test_contrastive_parity.py`` and checked step for step against this objective.
 
 [0] Chen et al., A Simple Framework for Contrastive Learning of Visual Representations, ICML 2020.
 [1] Jiang et al., Robust Pre-Training by Adversarial Contrastive Learning, NeurIPS 2020.
@@ -16,18 +21,20 @@ One step of ``acl``/``dynacl`` (B images, two views each):
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import torch
 from lightly.loss import NTXentLoss
-from lightly.models.modules import SimCLRProjectionHead
 from torch import nn
+from torchvision.transforms import InterpolationMode
 
 from ..attacks import AttackConfig, run_attack
 from ..models import bn_branch, eval_mode
 from ..registry import Registry
 from ..validation import check, check_choice
 from .dynacl import DynACLConfig, DynACLSchedule
+from .heads import PROJECTION_HEADS
 
 PRETRAIN_METHODS: Registry[type] = Registry("pretrain method")
 
@@ -38,18 +45,30 @@ class ContrastiveConfig:
 
     method: str = "acl"  # simclr | acl | dynacl (PRETRAIN_METHODS)
     temperature: float = 0.5  # NT-Xent τ
-    proj_hidden_dim: int = 512
-    proj_dim: int = 128
+    head: str = ""  # acl | simclr (PROJECTION_HEADS); "" = the method's: acl for acl/dynacl, simclr for simclr
+    # the head's widths, 0 = the head's default (heads.py): acl → hidden = out = the backbone's feature
+    # width (the reference head); simclr → 512 / 128
+    proj_hidden_dim: int = 0
+    proj_dim: int = 0
     clean_weight: float = 0.5  # loss = clean_weight·NT-Xent(clean) + adv_weight·NT-Xent(adversarial)
     adv_weight: float = 0.5
     dual_bn: bool = True  # separate clean/adversarial BN (only for backbones that have BN)
-    min_crop_scale: float = 0.08  # SimCLR RandomResizedCrop lower scale at strength 1
+    min_crop_scale: float = 0.1  # RandomResizedCrop lower scale at strength 1 (ACL/DynACL: 1 − 0.9·strength)
+    # RandomResizedCrop resampling; "" = the method's: acl bicubic (train_simCLR.py: interpolation=3),
+    # dynacl bilinear (train_DynACL.py: torchvision's default), simclr bilinear (lightly's default)
+    crop_interpolation: str = ""
     attack: AttackConfig = field(default_factory=lambda: AttackConfig(steps=5, start="uniform"))
     dynacl: DynACLConfig = field(default_factory=DynACLConfig)
 
     def check(self) -> None:
         check_choice("method", self.method, PRETRAIN_METHODS)
         check(self.temperature > 0, "temperature", self.temperature, "use a positive temperature (0.5 in ACL)")
+        if self.head:
+            check_choice("head", self.head, PROJECTION_HEADS)
+        if self.crop_interpolation:
+            check_choice("crop_interpolation", self.crop_interpolation, [m.value for m in InterpolationMode])
+        for key in ("proj_hidden_dim", "proj_dim"):
+            check(getattr(self, key) >= 0, key, getattr(self, key), "use 0 (the head's default) or a width")
 
 
 @PRETRAIN_METHODS.register("simclr")
@@ -58,10 +77,14 @@ class SimCLR:
     loader uses and the loss weights the objective uses (one object read by both, in one direction)."""
 
     adversarial = False  # attack both views and add the adversarial NT-Xent term
+    default_head = "simclr"  # lightly's SimCLRProjectionHead
+    default_crop_interpolation = "bilinear"  # lightly's SimCLRTransform (torchvision's default)
 
     def __init__(self, cfg: ContrastiveConfig, epochs: int):
         self.cfg, self.epochs = cfg, epochs
         self.momentum = 0.0  # > 0: the second view goes through an EMA copy of the network
+        self.head = cfg.head or self.default_head  # the projection head to build (heads.build_head)
+        self.crop_interpolation = cfg.crop_interpolation or self.default_crop_interpolation  # for SimCLRViews
 
     def strength(self, epoch: int) -> float:
         return 1.0
@@ -73,6 +96,8 @@ class SimCLR:
 @PRETRAIN_METHODS.register("acl")
 class ACL(SimCLR):
     adversarial = True
+    default_head = "acl"  # models/resnet_multi_bn.py: proj_head, 3 layers, dual BN
+    default_crop_interpolation = "bicubic"  # train_simCLR.py: RandomResizedCrop(..., interpolation=3)
 
     def loss_weights(self, epoch: int) -> tuple[float, float]:
         return self.cfg.clean_weight, self.cfg.adv_weight
@@ -80,6 +105,8 @@ class ACL(SimCLR):
 
 @PRETRAIN_METHODS.register("dynacl")
 class DynACL(ACL):
+    default_crop_interpolation = "bilinear"  # train_DynACL.py reload(): RandomResizedCrop without interpolation
+
     def __init__(self, cfg: ContrastiveConfig, epochs: int):
         super().__init__(cfg, epochs)
         self.schedule = DynACLSchedule(cfg.dynacl, epochs)
@@ -98,16 +125,17 @@ def pretrain_method(cfg: ContrastiveConfig, epochs: int) -> SimCLR:
 
 
 class ContrastiveModel(nn.Module):
-    """backbone (pooled features) → projection head; ``(B, 3, H, W) -> (B, proj_dim)``.
+    """backbone (pooled features) → projection head (built by the caller: ``heads.build_head``);
+    ``(B, 3, H, W) -> (B, D)``.
 
     With ``momentum > 0`` (DynACL's reference) a frozen copy of backbone + head, updated as an exponential
     moving average of the trained one, encodes the images after the first ``n_query`` of a batch.
     """
 
-    def __init__(self, backbone: nn.Module, hidden_dim: int, out_dim: int, momentum: float = 0.0):
+    def __init__(self, backbone: nn.Module, head: nn.Module, momentum: float = 0.0):
         super().__init__()
         self.backbone = backbone
-        self.head = SimCLRProjectionHead(backbone.num_features, hidden_dim, out_dim)
+        self.head = head
         self.momentum = momentum
         self.key: nn.ModuleDict | None = None
         if momentum > 0:
@@ -135,12 +163,17 @@ class ContrastiveModel(nn.Module):
 
 class ContrastiveObjective:
     """``step(views, state) -> (loss, metrics)`` for the configured method; ``state.epoch`` picks the
-    method's loss weights (``state`` None: epoch 0)."""
+    method's loss weights (``state`` None: epoch 0).
+
+    ``sync()``: whether this call is the last micro-batch of an optimiser step (the stage passes
+    ``lambda: acc.sync_gradients``). The momentum copy moves only then: once per optimiser step, as the
+    reference (which has no accumulation) does, and every micro-batch of a step sees the same copy.
+    """
 
     def __init__(self, method: str | SimCLR, model: nn.Module, raw_model: nn.Module, cfg: ContrastiveConfig,
-                 gather: bool):
+                 gather: bool, sync: Callable[[], bool] = lambda: True):
         self.method = pretrain_method(replace(cfg, method=method), 1) if isinstance(method, str) else method
-        self.model, self.raw, self.cfg = model, raw_model, cfg
+        self.model, self.raw, self.cfg, self.sync = model, raw_model, cfg, sync
         self.loss = NTXentLoss(temperature=cfg.temperature, gather_distributed=gather)
         # the attack maximises the per-process loss: gathering inside the attack would add 2 collectives
         # per PGD step and couple ranks, for a perturbation of local samples only
@@ -182,8 +215,8 @@ class ContrastiveObjective:
             loss_adv = self.loss(z_adv[:b], z_adv[b:])
             loss = loss + w_adv * loss_adv
             metrics["loss_adv"] = float(loss_adv.detach())
-        if self.raw.key is not None:
-            self.raw.update_key()  # after the forwards, before the optimiser step (as the reference)
+        if self.raw.key is not None and self.sync():
+            self.raw.update_key()  # after the forwards, before the optimiser step (as train_DynACL.py)
         metrics.update(self._passes(b, adversarial))
         return loss, metrics
 

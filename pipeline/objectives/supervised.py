@@ -17,7 +17,8 @@ Add an objective: a function ``(objective, x, y) -> (loss, metrics)`` with
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +26,7 @@ from torch import nn
 
 from ..attacks import AttackConfig, cross_entropy_attack, run_attack
 from ..errors import DataError
-from ..models import eval_mode
+from ..models import bn_branch, eval_mode
 from ..registry import Registry
 
 FINETUNE_OBJECTIVES: Registry[Callable] = Registry("finetune objective")
@@ -43,11 +44,15 @@ PROTOCOLS.add("alf", Protocol(frozen_backbone=True, objective="pgd_at"))  # adve
 PROTOCOLS.add("aff", Protocol(frozen_backbone=False, objective="trades"))  # adversarial full fine-tuning
 
 
-def trades_attack(model: nn.Module, x: torch.Tensor, cfg: AttackConfig) -> torch.Tensor:
-    """Maximise KL(f(x) ‖ f(x')) over x'; the caller puts the model in eval()."""
-    with torch.no_grad():
+def trades_attack(model: nn.Module, x: torch.Tensor, cfg: AttackConfig, dual_bn: bool = False) -> torch.Tensor:
+    """Maximise KL(f(x) ‖ f(x')) over x'; the caller puts the model in eval().
+
+    ``dual_bn``: RobustSSL's ``trades_loss_dual`` — the clean prediction through the clean BN branch, the
+    adversarial one through the adversarial branch."""
+    with torch.no_grad(), bn_branch(model, "clean") if dual_bn else nullcontext():
         p_clean = F.softmax(model(x), dim=1)  # (B, K), fixed during the attack: computed once
-    return run_attack(lambda xa: F.kl_div(F.log_softmax(model(xa), dim=1), p_clean, reduction="sum"), x, cfg)
+    with bn_branch(model, "adv") if dual_bn else nullcontext():
+        return run_attack(lambda xa: F.kl_div(F.log_softmax(model(xa), dim=1), p_clean, reduction="sum"), x, cfg)
 
 
 def trades_outer_loss(logits: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor, beta: float) -> torch.Tensor:
@@ -64,8 +69,11 @@ def _accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
 def _trades(obj: SupervisedObjective, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
     b, k = x.shape[0], obj.attack.steps
     with eval_mode(obj.raw):  # eval(): attack iterations must not move BN statistics
-        x_adv = trades_attack(obj.raw, x, obj.attack)
-    logits, logits_adv = obj.model(x), obj.model(x_adv)
+        x_adv = trades_attack(obj.raw, x, obj.attack, obj.dual_bn)
+    with bn_branch(obj.raw, "clean") if obj.dual_bn else nullcontext():
+        logits = obj.model(x)
+    with bn_branch(obj.raw, "adv") if obj.dual_bn else nullcontext():
+        logits_adv = obj.model(x_adv)
     loss = trades_outer_loss(logits, logits_adv, y, obj.beta)
     return loss, {"images": b, "train_acc": _accuracy(logits, y), "train_robust_acc": _accuracy(logits_adv, y),
                   "forward_passes": b * (1 + k + 2), "backward_passes": b * (k + 2)}
@@ -90,13 +98,24 @@ def _ce(obj: SupervisedObjective, x: torch.Tensor, y: torch.Tensor) -> tuple[tor
                                         "forward_passes": b, "backward_passes": b}
 
 
+# where each objective's attack starts when ``attack.start`` is "" (its reference's choice): TRADES from
+# x + 0.001·N(0, 1) (TRADES' trades.py), PGD-AT uniformly in the ε-ball (Madry et al.; RobustSSL's pgd_attack)
+DEFAULT_STARTS = {"trades": "normal", "pgd_at": "uniform", "ce": "uniform"}
+
+
 class SupervisedObjective:
     """``step((x, y), state) -> (loss, metrics)``; ``model`` is the (possibly DDP-wrapped) classifier,
-    ``raw`` the unwrapped one used by the attack (no collective operations inside attack loops)."""
+    ``raw`` the unwrapped one used by the attack (no collective operations inside attack loops).
 
-    def __init__(self, name: str, model: nn.Module, raw: nn.Module, attack: AttackConfig, beta: float, num_classes: int):
-        self.name, self.model, self.raw, self.attack, self.beta = name, model, raw, attack, beta
-        self.num_classes = num_classes
+    ``dual_bn``: the classifier has dual BN (AFF from a dual-BN pretrained backbone, RobustSSL's default):
+    TRADES routes clean inputs through the clean branch and adversarial ones through the adversarial
+    branch, in the attack and in the loss."""
+
+    def __init__(self, name: str, model: nn.Module, raw: nn.Module, attack: AttackConfig, beta: float, num_classes: int,
+                 dual_bn: bool = False):
+        self.name, self.model, self.raw, self.beta = name, model, raw, beta
+        self.attack = replace(attack, start=attack.start or DEFAULT_STARTS.get(name, "uniform"))
+        self.num_classes, self.dual_bn = num_classes, dual_bn
         self._step = FINETUNE_OBJECTIVES.get(name, "finetune.objective")
 
     def step(self, batch, state) -> tuple[torch.Tensor, dict]:

@@ -1,7 +1,14 @@
-"""Optimisers (SGD, LARS from lightly, AdamW) and per-step learning-rate schedules with warm-up, by name.
+"""Optimisers (SGD, the ACL/DynACL LARS, lightly's LARS, AdamW) and learning-rate schedules with warm-up,
+by name.
+
+Defaults reproduce the references (ACL, Jiang et al. NeurIPS 2020: VITA-Group/Adversarial-Contrastive-Learning
+``train_simCLR.py`` + ``optimizer/lars.py``; DynACL, Luo et al. ICLR 2023: PKU-ML/DYNACL ``train_DynACL.py``,
+same ``optimizer/lars.py``; RobustSSL fine-tuning: GodXuxilie/RobustSSL_Benchmark
+``Finetuning_Methods/Vanilla_Finetuning/utils.py``): weight decay on every parameter, plain (not Nesterov)
+momentum, and a warm-up whose first step is already at lr / W (never 0).
 
 Add one: a function with ``@OPTIMIZERS.register("name")`` (``(param_groups, cfg) -> Optimizer``) or
-``@SCHEDULES.register("name")`` (``(step_after_warmup, total_after_warmup, steps_per_epoch, cfg) -> factor``).
+``@SCHEDULES.register("name")`` (``(unit_after_warmup, total_after_warmup, units_per_epoch, cfg) -> factor``).
 """
 
 from __future__ import annotations
@@ -11,36 +18,101 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from lightly.utils.lars import LARS
+from lightly.utils.lars import LARS as LightlyLARS
 
 from ..registry import Registry
 from ..validation import check, check_choice
 
 OPTIMIZERS: Registry[Callable] = Registry("optimizer")
 SCHEDULES: Registry[Callable] = Registry("schedule")
+SCHEDULE_UNITS = ("step", "epoch")
 
 
 @dataclass
 class OptimConfig:
-    name: str = "sgd"  # sgd | lars | adamw (OPTIMIZERS)
+    name: str = "sgd"  # sgd | lars | lars_lightly | adamw (OPTIMIZERS)
     lr: float = 0.1  # for the global batch
     momentum: float = 0.9
+    nesterov: bool = False  # SGD only; the references use plain momentum
     weight_decay: float = 5e-4
+    # True: decay every parameter, BN and biases included (ACL/DynACL/RobustSSL pass model.parameters()
+    # whole); False: biases and norm parameters (ndim <= 1) get no weight decay (common large-batch practice)
+    decay_norm_and_bias: bool = True
     schedule: str = "cosine"  # cosine | piecewise | constant (SCHEDULES)
-    warmup_epochs: float = 0.0  # linear warm-up from 0
+    # lr is recomputed every optimiser step ("step", ACL) or held for a whole epoch ("epoch": DynACL
+    # steps its LambdaLR once per epoch, RobustSSL its MultiStepLR)
+    schedule_unit: str = "step"
+    warmup_epochs: float = 0.0  # linear warm-up: (u + 1) / W over the first W units
+    min_lr: float = 0.0  # cosine floor, an absolute lr (ACL/DynACL: lr_min = 1e-6 / args.lr as a factor)
+    # False: the cosine is read at the start of each unit, so the first unit after warm-up runs at the
+    # peak (DynACL steps its LambdaLR after each epoch; our previous schedule); True: at its end, one unit
+    # ahead, the last unit running at min_lr (ACL steps its LambdaLR before optimizer.step())
+    cosine_sampled_at_end: bool = False
     milestones: list[float] = field(default_factory=list)  # piecewise: epochs where lr *= gamma
     gamma: float = 0.1
 
     def check(self) -> None:
         check_choice("name", self.name, OPTIMIZERS)
         check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("schedule_unit", self.schedule_unit, SCHEDULE_UNITS)
         check(self.lr > 0, "lr", self.lr, "use a positive learning rate")
         check(self.warmup_epochs >= 0, "warmup_epochs", self.warmup_epochs, "use 0 or more")
+        check(self.schedule_unit == "step" or float(self.warmup_epochs).is_integer(), "warmup_epochs",
+              self.warmup_epochs, "use a whole number of epochs with schedule_unit=epoch")
+        check(0 <= self.min_lr <= self.lr, "min_lr", self.min_lr, "use a value in [0, lr]")
+        check(not self.nesterov or self.momentum > 0, "nesterov", self.nesterov,
+              "Nesterov needs momentum > 0")
+
+
+class LARS(torch.optim.Optimizer):
+    """LARS exactly as ACL/DynACL's ``optimizer/lars.py`` (You et al. 2017, "Large Batch Training of
+    Convolutional Networks", Alg. 1), re-typed. Per parameter tensor ``w`` with gradient ``g``::
+
+        local_lr = eta * ||w|| / (||g|| + wd * ||w||)     (1 if ||w|| or ||g|| < 1e-15)
+        buf = momentum * buf + lr * local_lr * (g + wd * w)
+        w  -= buf
+
+    Why not a kept library: lightly's LARS (``lars_lightly``) multiplies by ``lr`` *after* the momentum
+    buffer (so a changing lr acts at once instead of through the buffer), adds eps, and skips the trust
+    ratio and weight decay for groups with ``weight_decay=0``; torchlars/apex LARC wrap SGD the same way.
+    The trust ratio and decay here apply to every parameter, zero-initialised BN biases included (their
+    ``local_lr`` is 1 until they move). Parity is tested in tests/train/test_optim_parity.py.
+    """
+
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
+                 eta: float = 1e-3):
+        if min(lr, momentum, weight_decay, eta) < 0:
+            raise ValueError(f"LARS needs non-negative lr, momentum, weight_decay, eta; "
+                             f"got {lr}, {momentum}, {weight_decay}, {eta}")
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, momentum, wd, eta = group["lr"], group["momentum"], group["weight_decay"], group["eta"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(p.grad)
+                local_lr = eta * w_norm / (g_norm + wd * w_norm)
+                degenerate = (w_norm < 1e-15) | (g_norm < 1e-15)
+                local_lr = torch.where(degenerate, torch.ones_like(local_lr), local_lr)
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                buf = state["momentum_buffer"]
+                buf.mul_(momentum).add_(p.grad.add(p, alpha=wd).mul_(local_lr * lr))
+                p.sub_(buf)
+        return loss
 
 
 @OPTIMIZERS.register("sgd")
 def _sgd(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
 
 
 @OPTIMIZERS.register("lars")
@@ -48,52 +120,76 @@ def _lars(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
     return LARS(groups, lr=cfg.lr, momentum=cfg.momentum)
 
 
+@OPTIMIZERS.register("lars_lightly")
+def _lars_lightly(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
+    # kept because lightly is a dependency anyway (objectives/contrastive.py); the pre-parity behaviour
+    return LightlyLARS(groups, lr=cfg.lr, momentum=cfg.momentum)
+
+
 @OPTIMIZERS.register("adamw")
 def _adamw(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
-def param_groups(params, weight_decay: float) -> list[dict]:
-    """Trainable parameters in two groups: weights (``ndim > 1``) with weight decay, biases and norm
-    parameters without (standard for all three optimisers). Empty groups are dropped."""
+def param_groups(params, weight_decay: float, decay_norm_and_bias: bool = True) -> list[dict]:
+    """Trainable parameters in groups carrying their weight decay. ``decay_norm_and_bias``: one group,
+    all decayed (the references); otherwise weights (``ndim > 1``) decayed, biases and norm parameters
+    not. Empty groups are dropped."""
     params = [p for p in params if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    if decay_norm_and_bias:
+        groups = [{"params": params, "weight_decay": weight_decay}]
+    else:
+        groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
 
 
 def build_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
-    return OPTIMIZERS.get(cfg.name, "optim.name")(param_groups(params, cfg.weight_decay), cfg)
+    groups = param_groups(params, cfg.weight_decay, cfg.decay_norm_and_bias)
+    return OPTIMIZERS.get(cfg.name, "optim.name")(groups, cfg)
 
 
 @SCHEDULES.register("cosine")
-def _cosine(step: int, total: int, steps_per_epoch: int, cfg: OptimConfig) -> float:
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, step / max(1, total))))
+def _cosine(unit: int, total: int, units_per_epoch: int, cfg: OptimConfig) -> float:
+    # ACL train_simCLR.py cosine_annealing: lr_min + (lr_max - lr_min) * 0.5 * (1 + cos(pi * t / T)),
+    # as a factor of lr (lr_max = 1, lr_min = min_lr / lr)
+    floor = cfg.min_lr / cfg.lr
+    progress = min(1.0, (unit + int(cfg.cosine_sampled_at_end)) / max(1, total))
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 @SCHEDULES.register("piecewise")
-def _piecewise(step: int, total: int, steps_per_epoch: int, cfg: OptimConfig) -> float:
-    # milestones count epochs from the start of training, warm-up included
-    epoch = (step + _warmup_steps(steps_per_epoch, cfg)) / max(1, steps_per_epoch)
+def _piecewise(unit: int, total: int, units_per_epoch: int, cfg: OptimConfig) -> float:
+    # milestones count epochs from the start of training, warm-up included; an epoch's lr is that of its
+    # start, as a MultiStepLR stepped after each epoch (RobustSSL utils.py train())
+    epoch = (unit + _warmup_units(units_per_epoch, cfg)) / max(1, units_per_epoch)
     return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
 
 
 @SCHEDULES.register("constant")
-def _constant(step: int, total: int, steps_per_epoch: int, cfg: OptimConfig) -> float:
+def _constant(unit: int, total: int, units_per_epoch: int, cfg: OptimConfig) -> float:
     return 1.0
 
 
-def _warmup_steps(steps_per_epoch: int, cfg: OptimConfig) -> int:
-    return int(round(cfg.warmup_epochs * steps_per_epoch))
+def _warmup_units(units_per_epoch: int, cfg: OptimConfig) -> int:
+    return int(round(cfg.warmup_epochs * units_per_epoch))
 
 
 def lr_factor(step: int, total_steps: int, steps_per_epoch: int, cfg: OptimConfig) -> float:
-    """Multiplier of ``cfg.lr`` at optimiser step ``step`` (0-based): linear warm-up to 1 over
-    ``warmup_epochs``, then the schedule over the remaining steps."""
-    warmup = _warmup_steps(steps_per_epoch, cfg)
-    if step < warmup:
-        return (step + 1) / warmup
-    return SCHEDULES.get(cfg.schedule, "optim.schedule")(step - warmup, total_steps - warmup, steps_per_epoch, cfg)
+    """Multiplier of ``cfg.lr`` for optimiser step ``step`` (0-based; the trainer steps the scheduler
+    after each optimiser step, so step s runs at ``lr_factor(s)``). With unit u (the step, or its epoch
+    when ``schedule_unit=epoch``) and W warm-up units: ``(u + 1) / W`` for u < W, then the schedule over
+    the remaining units. Why u + 1: ACL calls ``scheduler.step()`` before ``optimizer.step()``, so its
+    first update already runs at ``cosine_annealing(1) = 1/W``, never at 0; DynACL's ``utils.py``
+    warm-up is ``(epoch + 1) / W`` with the scheduler stepped after each epoch, the same values."""
+    per_unit = max(1, steps_per_epoch) if cfg.schedule_unit == "epoch" else 1
+    unit, total = step // per_unit, max(1, round(total_steps / per_unit))
+    units_per_epoch = max(1, steps_per_epoch) // per_unit
+    warmup = _warmup_units(units_per_epoch, cfg)
+    if unit < warmup:
+        return (unit + 1) / warmup
+    schedule = SCHEDULES.get(cfg.schedule, "optim.schedule")
+    return schedule(unit - warmup, total - warmup, units_per_epoch, cfg)
 
 
 def build_scheduler(optimizer, total_steps: int, steps_per_epoch: int, cfg: OptimConfig):

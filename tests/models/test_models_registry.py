@@ -14,6 +14,7 @@ from pipeline.models import (
     has_batch_norm,
     resolve_dual_bn,
 )
+from pipeline.models.dual_bn import DualBatchNorm
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -52,11 +53,11 @@ def test_dual_bn_keeps_two_sets_of_statistics():
         model(torch.rand(8, 3, 32, 32))
     with bn_branch(model, "adv"):
         model(torch.rand(8, 3, 32, 32) * 0.2)
-    dual = [m for m in model.modules() if m.__class__.__name__ == "DualBatchNorm2d"]
+    dual = [m for m in model.modules() if isinstance(m, DualBatchNorm)]
     assert dual and not torch.allclose(dual[0].clean.running_mean, dual[0].adv.running_mean)
     adv_mean = dual[0].adv.running_mean.clone()
     plain = resolve_dual_bn(model, "adv")
-    assert not any(m.__class__.__name__ == "DualBatchNorm2d" for m in plain.modules())
+    assert not any(isinstance(m, DualBatchNorm) for m in plain.modules())
     assert torch.equal(plain.bn1.running_mean, adv_mean)
     assert isinstance(plain.bn1, nn.BatchNorm2d)
 

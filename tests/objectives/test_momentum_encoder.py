@@ -8,13 +8,15 @@ import torch
 from pipeline.config import load_config
 from pipeline.models import build_model, convert_to_dual_bn
 from pipeline.objectives import ContrastiveModel, ContrastiveObjective
+from pipeline.objectives.heads import build_head
 
 
 def _model(momentum):
     torch.manual_seed(0)
     backbone = build_model("resnet10_cifar_tiny", 0, (0.5,) * 3, (0.5,) * 3)
     convert_to_dual_bn(backbone)
-    return ContrastiveModel(backbone, 32, 16, momentum=momentum)
+    head = build_head("acl", backbone.num_features, 32, 16, dual_bn=True)
+    return ContrastiveModel(backbone, head, momentum=momentum)
 
 
 def test_second_half_goes_through_the_key_copy():
@@ -46,6 +48,30 @@ def test_step_updates_key_as_ema_and_gives_it_no_gradient():
         assert torch.allclose(k, m * k0 + (1 - m) * q0, atol=1e-7)
     # training backpropagates through the first view only (the second went through the frozen copy)
     assert metrics["backward_passes"] == 2 * 8 * 2 + 8 * 2
+
+
+def test_key_moves_once_per_optimiser_step_with_accumulation():
+    # 3 micro-batches per optimiser step: only the last (sync) one moves the copy, after its forwards
+    cfg = load_config(None, ["pretrain.method=dynacl", "pretrain.attack.steps=1"]).pretrain
+    model = _model(cfg.dynacl.momentum).train()
+    calls = iter([False, False, True])
+    objective = ContrastiveObjective("dynacl", model, model, cfg, gather=False, sync=lambda: next(calls))
+    before_k = [p.detach().clone() for p in model.key.parameters()]
+    q0 = [p.detach().clone() for p in [*model.backbone.parameters(), *model.head.parameters()]]
+    for i in range(3):
+        objective.step((torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32)), None)
+        moved = any(not torch.equal(k, k0) for k, k0 in zip(model.key.parameters(), before_k, strict=True))
+        assert moved == (i == 2)
+    m = cfg.dynacl.momentum
+    for k, k0, q in zip(model.key.parameters(), before_k, q0, strict=True):
+        assert torch.allclose(k, m * k0 + (1 - m) * q, atol=1e-7)  # one EMA step, not three
+
+
+def test_key_copies_the_head_with_its_dual_bn():
+    model = _model(0.99)
+    names = dict(model.key["head"].named_parameters())
+    assert names.keys() == dict(model.head.named_parameters()).keys()
+    assert any(".adv." in n for n in names) and any(".clean." in n for n in names)
 
 
 def test_momentum_out_of_range_is_refused():

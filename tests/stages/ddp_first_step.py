@@ -19,10 +19,10 @@ def main() -> None:
     cfg = load_config(None, ["pretrain.method=simclr", "pretrain.proj_hidden_dim=32", "pretrain.proj_dim=16"])
     acc = Accelerator(cpu=True)
     set_seed(0)
-    model = ContrastiveModel(build_model("vit_micro_patch4_32", 0, (0.5,) * 3, (0.5,) * 3), 32, 16)
-    # BatchNorm statistics are per process (the projection head has BN1d): drop it here so that the
-    # comparison isolates what is under test, the cross-process negatives
-    model.head = SimCLRProjectionHead(model.backbone.num_features, 32, 16, batch_norm=False)
+    backbone = build_model("vit_micro_patch4_32", 0, (0.5,) * 3, (0.5,) * 3)
+    # BatchNorm statistics are per process (projection heads have BN1d): a head without it isolates what is
+    # under test, the cross-process negatives
+    model = ContrastiveModel(backbone, SimCLRProjectionHead(backbone.num_features, 32, 16, batch_norm=False))
     model = acc.prepare(model)
     g = torch.Generator().manual_seed(1)
     v1, v2 = torch.rand(8, 3, 32, 32, generator=g), torch.rand(8, 3, 32, 32, generator=g)  # global batch of 8

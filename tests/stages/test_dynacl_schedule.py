@@ -38,9 +38,9 @@ def test_strength_reaches_the_loader(tiny_cfg, monkeypatch):
     seen = []
     original = pretrain_mod.SimCLRViews
 
-    def recording(size, strength, min_scale):
+    def recording(size, strength, min_scale, interpolation):
         seen.append(strength)
-        return original(size, strength, min_scale)
+        return original(size, strength, min_scale, interpolation)
 
     monkeypatch.setattr(pretrain_mod, "SimCLRViews", recording)
     cfg = tiny_cfg("pretrain.method=dynacl", "pretrain.epochs=2", "pretrain.dynacl.strength_period_epochs=1")
