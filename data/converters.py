@@ -83,26 +83,44 @@ def digits(cfg: DataConfig) -> ConvertedDataset:
                             _from_arrays(rgb, labels, val_idx), _from_arrays(rgb, labels, test_idx))
 
 
-class _ImageFolderSource:
-    """An ImageFolder layout (``.../<class>/<image>``) in a directory or in a tar of one."""
+class _FileSource:
+    """Files in a directory (searched recursively) or inside a tar, read by relative name."""
 
-    def __init__(self, path: str, key: str):
+    def __init__(self, path: str, key: str, what: str):
         self.path = Path(path).expanduser()
         if not self.path.exists():
-            raise UsageError(f"{key}={path!r} does not exist; point it at an ImageFolder directory or a .tar of one")
+            raise UsageError(f"{key}={path!r} does not exist; point it at {what}")
         self.is_tar = self.path.is_file()
         if self.is_tar and not tarfile.is_tarfile(self.path):
             raise DataError(f"{key}={path!r} is a file but not a tar archive; give a directory or a .tar")
         self.members: dict[str, tarfile.TarInfo] = {}
         if self.is_tar:
             with tarfile.open(self.path) as tf:
-                # kept by name: tarfile's own lookup by name is a linear scan, and train samples are read
-                # in permuted order
+                # kept by name: tarfile's own lookup by name is a linear scan, and samples are read in
+                # permuted order
                 self.members = {m.name: m for m in tf.getmembers() if m.isfile()}
-            names = list(self.members)
+            self.files = list(self.members)
         else:
-            names = [str(p.relative_to(self.path)) for p in self.path.rglob("*") if p.is_file()]
-        self.items = sorted((n, Path(n).parent.name) for n in names
+            self.files = [str(p.relative_to(self.path)) for p in self.path.rglob("*") if p.is_file()]
+
+    def read(self, names: Iterator[str]) -> Iterator[tuple[str, bytes, str]]:
+        """(name, bytes, extension) of each file, in the order given; the tar stays open while reading."""
+        tf = tarfile.open(self.path) if self.is_tar else None
+        try:
+            for name in names:
+                data = tf.extractfile(self.members[name]).read() if tf else (self.path / name).read_bytes()
+                yield name, data, Path(name).suffix.lower().lstrip(".").replace("jpeg", "jpg")
+        finally:
+            if tf:
+                tf.close()
+
+
+class _ImageFolderSource(_FileSource):
+    """An ImageFolder layout (``.../<class>/<image>``) in a directory or in a tar of one."""
+
+    def __init__(self, path: str, key: str):
+        super().__init__(path, key, "an ImageFolder directory or a .tar of one")
+        self.items = sorted((n, Path(n).parent.name) for n in self.files
                             if n.lower().endswith(IMAGE_EXTS) and "/" in n.strip("/"))
         if not self.items:
             raise DataError(f"{key}={path!r} holds no images in <class>/<image> folders; check the layout")
@@ -111,19 +129,13 @@ class _ImageFolderSource:
         return sorted({c for _, c in self.items})
 
     def samples(self, idx: np.ndarray, class_index: dict[str, int], key: str) -> Iterator[RawSample]:
-        tf = tarfile.open(self.path) if self.is_tar else None
-        try:
-            for i in idx:
-                name, cls = self.items[i]
-                if cls not in class_index:
-                    raise DataError(f"{key}: class folder {cls!r} does not exist in the training source; "
-                                    "the test split must use the training split's classes")
-                data = tf.extractfile(self.members[name]).read() if tf else (self.path / name).read_bytes()
-                ext = Path(name).suffix.lower().lstrip(".").replace("jpeg", "jpg")
-                yield RawSample(label=class_index[cls], data=data, ext=ext)
-        finally:
-            if tf:
-                tf.close()
+        items = [self.items[i] for i in idx]
+        unknown = sorted({cls for _, cls in items} - set(class_index))
+        if unknown:
+            raise DataError(f"{key}: class folder {unknown[0]!r} does not exist in the training source; "
+                            "the test split must use the training split's classes")
+        for (_, cls), (_, data, ext) in zip(items, self.read(name for name, _ in items), strict=True):
+            yield RawSample(label=class_index[cls], data=data, ext=ext)
 
 
 @CONVERTERS.register("imagefolder")
@@ -188,38 +200,19 @@ def images(cfg: DataConfig) -> ConvertedDataset:
     return ConvertedDataset([], lambda: source.samples(order), None, None, ignored_files=source.ignored)
 
 
-class _ImagePile:
+class _ImagePile(_FileSource):
     """Image files anywhere under a directory or inside a tar."""
 
     def __init__(self, path: str, key: str):
-        self.path = Path(path).expanduser()
-        if not self.path.exists():
-            raise UsageError(f"{key}={path!r} does not exist; point it at a directory of images or a .tar of them")
-        self.is_tar = self.path.is_file()
-        if self.is_tar and not tarfile.is_tarfile(self.path):
-            raise DataError(f"{key}={path!r} is a file but not a tar archive; give a directory or a .tar")
-        if self.is_tar:
-            with tarfile.open(self.path) as tf:
-                self.members = {m.name: m for m in tf.getmembers() if m.isfile()}
-            files = list(self.members)
-        else:
-            files = [str(p.relative_to(self.path)) for p in self.path.rglob("*") if p.is_file()]
-        self.names = sorted(n for n in files if n.lower().endswith(IMAGE_EXTS))
-        self.ignored = len(files) - len(self.names)
+        super().__init__(path, key, "a directory of images or a .tar of them")
+        self.names = sorted(n for n in self.files if n.lower().endswith(IMAGE_EXTS))
+        self.ignored = len(self.files) - len(self.names)
         if not self.names:
             raise DataError(f"{key}={path!r} holds no image files ({', '.join(IMAGE_EXTS)}); check the path")
 
     def samples(self, order: np.ndarray) -> Iterator[RawSample]:
-        tf = tarfile.open(self.path) if self.is_tar else None
-        try:
-            for i in order:
-                name = self.names[i]
-                data = tf.extractfile(self.members[name]).read() if tf else (self.path / name).read_bytes()
-                ext = Path(name).suffix.lower().lstrip(".").replace("jpeg", "jpg")
-                yield RawSample(label=None, data=data, ext=ext, source=name)
-        finally:
-            if tf:
-                tf.close()
+        for name, data, ext in self.read(self.names[i] for i in order):
+            yield RawSample(label=None, data=data, ext=ext, source=name)
 
 
 @CONVERTERS.register(SHARDS)

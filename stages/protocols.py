@@ -21,8 +21,11 @@ from .finetune import run_finetune
 
 
 def protocol_config(cfg: ExperimentConfig, protocol: str) -> ExperimentConfig:
+    """The experiment with ``protocol``'s settings: its own objective (SLF: CE, ALF: PGD-AT, AFF: TRADES)
+    unless ``protocols.<protocol>`` says otherwise, and its own folders (``finetune_<protocol>``)."""
     extra = getattr(cfg.protocols, protocol)
-    return with_overrides(cfg, [f"finetune.protocol={protocol}", f"finetune.name={protocol}", *extra])
+    return with_overrides(cfg, [f"finetune.protocol={protocol}", f"finetune.name={protocol}", "finetune.objective=''",
+                                *extra])
 
 
 def _complete(run_dir: RunDir, stage: str) -> bool:
