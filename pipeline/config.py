@@ -13,6 +13,7 @@ unknown key, wrong type, missing value, and invalid values (ranges, unknown name
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,9 @@ __all__ = ["DataConfig", "ExperimentConfig", "FinetuneConfig", "ModelConfig", "P
            "load_config", "to_yaml", "to_yaml_section", "with_overrides"]
 
 
+TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}  # name -> the module it needs
+
+
 @dataclass
 class RunConfig:
     name: str = "quickstart"  # the run directory is <root>/<name>/<stage>/
@@ -47,9 +51,16 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda (accelerate picks the device; "cpu" forces it)
     mixed_precision: str = "no"  # no | bf16 (autocast)
     num_threads: int = 0  # torch intra-op threads per process on CPU; 0 = torch's default
-    progress: bool = True  # tqdm progress bars
+    progress: bool = True  # tqdm progress bars (only on a terminal; logs get one line per epoch instead)
+    # experiment trackers that get step and epoch metrics: tensorboard | wandb | mlflow (accelerate's);
+    # <section>.tensorboard=true is the older spelling of adding tensorboard for one stage
+    log_with: list[str] = field(default_factory=list)
 
     def check(self) -> None:
+        for i, name in enumerate(self.log_with):
+            check_choice(f"log_with[{i}]", name, TRACKERS)
+            check(importlib.util.find_spec(TRACKERS[name]) is not None, f"log_with[{i}]", name,
+                  f"install it first: pip install -e '.[{name}]' (or pip install {TRACKERS[name]})")
         check_choice("device", self.device, ("auto", "cpu", "cuda"))
         check_choice("mixed_precision", self.mixed_precision, ("no", "bf16"))
         check(bool(self.name) and "/" not in self.name, "name", self.name, "use a non-empty name without '/'")

@@ -7,14 +7,21 @@ settings, so ``make data`` is optional.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from data.prepare import data_fingerprint, prepare_dataset
-from pipeline.config import ExperimentConfig, to_yaml
+from pipeline.config import ExperimentConfig, RunConfig, to_yaml
 from pipeline.errors import DataError, UpstreamMissing
 from pipeline.run import RunDir, StageRun
 
 from ._cli import main
+
+
+def show_progress(run: RunConfig) -> bool:
+    """Progress bars only on a terminal: under SLURM, CI or a redirected ``make`` they would fill the log
+    with carriage returns; the training loop prints one plain line per epoch instead."""
+    return run.progress and sys.stderr.isatty()
 
 
 def run_data_stage(cfg: ExperimentConfig, config_yaml: str, progress: bool = True) -> dict:
@@ -48,7 +55,7 @@ def ensure_data(cfg: ExperimentConfig, config_yaml: str, progress: bool = True) 
 
 
 def run(cfg: ExperimentConfig) -> dict:
-    manifest = run_data_stage(cfg, to_yaml(cfg), cfg.run.progress)
+    manifest = run_data_stage(cfg, to_yaml(cfg), show_progress(cfg.run))
     for split, info in manifest["outputs"]["splits"].items():
         notes = [f"{len(info['damaged_shards'])} damaged shards kept to their last readable sample"] if info.get("damaged_shards") else []
         notes += [f"{info['skipped']['count']} unusable files skipped"] if info.get("skipped") else []

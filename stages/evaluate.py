@@ -22,6 +22,7 @@ from pipeline.run import RunDir, StageRun, upstream_summary
 
 from ._cli import main
 from ._runtime import open_stage
+from .data import show_progress
 
 EVAL_ORDER_SEED = 20231  # fixed, not run.seed: the evaluated subset must be the same for every run
 
@@ -85,7 +86,7 @@ def run_evaluate(cfg: ExperimentConfig) -> dict:
     with StageRun(stage.run_dir, cfg.finetune.stage("evaluate"), stage.yaml, {"data": upstream_summary(stage.data), "model": origin},
                   acc.is_main_process) as run:
         report = evaluate_model(model, x.float().div(255.0), y, e, num_classes=cfg.data.num_classes,
-                                work_dir=run.dir, accelerator=acc, progress=cfg.run.progress)
+                                work_dir=run.dir, accelerator=acc, progress=show_progress(cfg.run))
         report.per_sample["index"] = order.tolist()  # position in the test split, not in the sample
         report.notes.append(f"examples are evaluated in a fixed random order of the test split (seed {EVAL_ORDER_SEED}), "
                             "so every 'first k' subset is a uniform sample; per_sample.csv's index is the "

@@ -29,6 +29,7 @@ from pipeline.train.selection import validation_accuracy
 
 from ._cli import main
 from ._runtime import config_fingerprint, open_stage
+from .data import show_progress
 
 
 def build_classifier(cfg: ExperimentConfig, num_classes: int) -> tuple[nn.Module, dict | None, bool]:
@@ -98,6 +99,7 @@ def run_finetune(cfg: ExperimentConfig) -> dict:
         for x, y, _bad in loader:
             yield x.to(acc.device, non_blocking=True), y.to(acc.device, non_blocking=True)
 
+    fingerprint, fingerprint_config = config_fingerprint(cfg, "finetune")  # what a checkpoint depends on
     with StageRun(stage.run_dir, f.stage(), stage.yaml, {"data": upstream_summary(stage.data), "init": upstream},
                   acc.is_main_process) as run:
 
@@ -115,26 +117,37 @@ def run_finetune(cfg: ExperimentConfig) -> dict:
 
         trainer = Trainer(acc, run, f, models=[model], optimizer=optimizer, scheduler=scheduler,
                           steps_per_epoch=spe, make_batches=make_batches, step_fn=objective.step,
-                          on_epoch_end=on_epoch_end, progress=cfg.run.progress,
-                          desc=f"finetune[{f.protocol}/{objective.name}]", fingerprint=config_fingerprint(cfg, "finetune"))
+                          on_epoch_end=on_epoch_end, progress=show_progress(cfg.run),
+                          desc=f"finetune[{f.protocol}/{objective.name}]", trackers=stage.trackers,
+                          fingerprint=fingerprint, fingerprint_config=fingerprint_config)
         state = trainer.fit()
         if acc.is_main_process:
-            _write_outputs(run, exportable(raw), state, has_val=val is not None)
+            _write_outputs(run, exportable(raw), state, has_val=val is not None, run_name=cfg.run.name)
             run.outputs.update(protocol=f.protocol, objective=objective.name, num_classes=num_classes, dual_bn=dual)
+            print(_summary(run, state))
         acc.wait_for_everyone()
     acc.end_training()
     return run.outputs
 
 
-def _write_outputs(run: StageRun, classifier: nn.Module, state: TrainState, has_val: bool) -> None:
+def _write_outputs(run: StageRun, classifier: nn.Module, state: TrainState, has_val: bool, run_name: str) -> None:
     save_timm_folder(classifier, run.dir / "final")
     if not has_val:  # no validation split: "best" is the final model, said so in the manifest
         save_timm_folder(classifier, run.dir / "best")
     png = plot_curves(run.dir / "metrics.jsonl", "epoch", "epoch", ["val_clean_acc", "val_robust_acc"],
-                      run.dir / "accuracy_curve.png", "validation accuracy")
+                      run.dir / "accuracy_curve.png", "validation accuracy", run_name=run_name,
+                      best_key="val_robust_acc")
     run.outputs.update(best="best", final="final",
                        selection="val_robust_acc" if has_val else "none (no validation split)",
                        steps=state.global_step, **state.extra, **({"accuracy_curve": run.rel(png)} if png else {}))
+
+
+def _summary(run: StageRun, state: TrainState) -> str:
+    e = state.extra
+    if "best_epoch" not in e:
+        return f"[finetune] no validation split: best = final → {run.dir / 'final'}/"
+    return (f"[finetune] best epoch {e['best_epoch']}: val robust {e['best_val_robust_acc']:.1%}, clean "
+            f"{e['best_val_clean_acc']:.1%} → {run.dir / 'best'}/ (final: {run.dir / 'final'}/)")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pipeline.config import ExperimentConfig
 from pipeline.errors import UsageError
 
 from ._cli import main
+from .data import show_progress
 
 
 def run_index(cfg: ExperimentConfig) -> list:
@@ -23,7 +24,7 @@ def run_index(cfg: ExperimentConfig) -> list:
     if not local:
         raise UsageError("no local shards to index: set data.train_urls (and val/test) to shard files on disk; "
                          "remote shards need data.train_size")
-    written = write_index(local, d.on_bad_sample, cfg.run.progress)
+    written = write_index(local, d.on_bad_sample, show_progress(cfg.run))
     for path in written:
         print(f"index: {path}")
     return written

@@ -20,6 +20,7 @@ from pipeline.train import Trainer, per_process_batch, prepare_training, steps_p
 
 from ._cli import main
 from ._runtime import config_fingerprint, open_stage
+from .data import show_progress
 
 
 def run_pretrain(cfg: ExperimentConfig) -> dict:
@@ -56,24 +57,28 @@ def run_pretrain(cfg: ExperimentConfig) -> dict:
             bad["skipped"] += n_bad
             yield v1.to(acc.device, non_blocking=True), v2.to(acc.device, non_blocking=True)
 
+    fingerprint, fingerprint_config = config_fingerprint(cfg, "pretrain")  # what a checkpoint depends on
     with StageRun(stage.run_dir, "pretrain", stage.yaml, upstream_summary(stage.data), acc.is_main_process) as run:
         trainer = Trainer(acc, run, p, models=[model], optimizer=optimizer, scheduler=scheduler,
                           steps_per_epoch=spe, make_batches=make_batches, step_fn=objective.step,
                           on_epoch_end=lambda e, s: {"skipped_samples": bad["skipped"]},
-                          progress=cfg.run.progress, desc=f"pretrain[{p.method}]",
-                          fingerprint=config_fingerprint(cfg, "pretrain"))
+                          progress=show_progress(cfg.run), desc=f"pretrain[{p.method}]",
+                          trackers=stage.trackers,
+                          fingerprint=fingerprint, fingerprint_config=fingerprint_config)
         trainer.fit()
         if acc.is_main_process:
             trained_backbone, trained_head = raw.export_modules()  # DynACL: the momentum copy
             save_module_weights(trained_head, run.dir / "projection_head", "head.safetensors")
             png = plot_curves(run.dir / "metrics.jsonl", "step", "step", ["loss", "loss_clean", "loss_adv"],
-                              run.dir / "loss_curve.png", "pretrain loss")
+                              run.dir / "loss_curve.png", "pretrain loss", run_name=cfg.run.name)
             run.outputs.update(backbones=save_backbones(trained_backbone, dual, run.dir),
                                momentum_encoder=raw.key is not None,
                                projection_head="projection_head/head.safetensors",
                                **({"loss_curve": run.rel(png)} if png else {}),
                                method=p.method, dual_bn=dual, steps=trainer.state.global_step,
                                skipped_samples=bad["skipped"])
+            folders = ", ".join(f"{run.dir / name}/" for name in run.outputs["backbones"].values())
+            print(f"[pretrain] backbone (timm folder{'s, one per BN branch' if dual else ''}): {folders}")
         acc.wait_for_everyone()
     acc.end_training()
     return run.outputs

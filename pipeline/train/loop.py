@@ -24,6 +24,7 @@ from ..errors import UsageError
 from ..io import atomic_write_text, read_jsonl
 from ..run import StageRun
 from ..validation import check
+from .epoch_log import EpochMeter, epoch_line
 from .optim import OptimConfig, build_optimizer, build_scheduler
 
 
@@ -104,6 +105,17 @@ def steps_per_epoch(loop: TrainLoopConfig, split: dict, world_batch: int, key: s
     return steps
 
 
+def _changed_keys(saved: dict, now: dict) -> list[str]:
+    """Flat keys whose values differ between two (nested) settings dicts."""
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+    a, b = flat(saved), flat(now)
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
     """Complete checkpoints, oldest first (temp directories start with '.' and are ignored)."""
     return sorted(p for p in run_dir.glob("step_*") if p.is_dir())
@@ -123,13 +135,16 @@ class Trainer:
     def __init__(self, accelerator: Accelerator, run: StageRun, loop_cfg: TrainLoopConfig, *, models, optimizer, scheduler,
                  steps_per_epoch: int, make_batches: Callable[[int], Iterable], step_fn: Callable,
                  on_epoch_end: Callable[[int, TrainState], dict] | None = None, progress: bool = True,
-                 desc: str = "train", fingerprint: str = ""):
+                 desc: str = "train", fingerprint: str = "", fingerprint_config: dict | None = None,
+                 trackers: bool = False):
         self.acc, self.run, self.cfg = accelerator, run, loop_cfg
         self.models, self.optimizer, self.scheduler = models, optimizer, scheduler
         self.steps_per_epoch, self.make_batches, self.step_fn = steps_per_epoch, make_batches, step_fn
         self.on_epoch_end, self.progress, self.desc = on_epoch_end, progress, desc
-        self.state = TrainState(extra={"fingerprint": fingerprint})
-        self.fingerprint = fingerprint
+        # the settings a checkpoint depends on travel with it, so a refusal to resume can name what changed
+        self.state = TrainState(extra={"fingerprint": fingerprint, "fingerprint_config": fingerprint_config or {}})
+        self.fingerprint, self.fingerprint_config = fingerprint, fingerprint_config or {}
+        self.trackers, self.meter = trackers, EpochMeter()
         accelerator.register_for_checkpointing(self.state)
         if scheduler is not None:
             accelerator.register_for_checkpointing(scheduler)
@@ -143,8 +158,12 @@ class Trainer:
         self.acc.load_state(str(found[-1]))
         saved = self.state.extra.get("fingerprint")
         if saved != self.fingerprint:
-            raise UsageError(f"{self.run.checkpoints} holds checkpoints of a different {self.run.stage} configuration; "
-                             f"resume with the same settings, or use a new run.name")
+            changed = _changed_keys(self.state.extra.get("fingerprint_config", {}), self.fingerprint_config)
+            what = f" (changed: {', '.join(changed[:6])}{', …' if len(changed) > 6 else ''})" if changed else ""
+            raise UsageError(f"{self.run.checkpoints} holds checkpoints of a different {self.run.stage} configuration"
+                             f"{what}; resume with the same settings, or use a new run.name")
+        # harmless settings (logging, trackers, checkpoint retention) may differ: the new ones apply from here
+        self.state.extra["fingerprint_config"] = self.fingerprint_config
         if self.acc.is_main_process:
             truncate_metrics(self.run.metrics.path, self.state.global_step)
         self.acc.print(f"[{self.run.stage}] resumed from {found[-1]} (epoch {self.state.epoch}, "
@@ -178,17 +197,35 @@ class Trainer:
             bar = tqdm(total=self.steps_per_epoch, initial=self.state.step_in_epoch, leave=False,
                        desc=f"{self.desc} epoch {epoch + 1}/{self.cfg.epochs}",
                        disable=not (self.progress and self.acc.is_local_main_process))
+            self.meter.start_epoch_clock()
             while self.state.step_in_epoch < self.steps_per_epoch:
                 self._one_step(next(batches), bar)
                 if every and self.state.global_step % every == 0 and self.state.step_in_epoch < self.steps_per_epoch:
                     self.save_checkpoint()
             bar.close()
             metrics = self.on_epoch_end(epoch, self.state) if self.on_epoch_end else {}
-            if metrics:
-                self.run.metrics.log(kind="epoch", epoch=epoch + 1, step=self.state.global_step, **metrics)
+            self._report_epoch(epoch, metrics)
             self.state.epoch, self.state.step_in_epoch = epoch + 1, 0
             self.save_checkpoint()
+        self.acc.print(f"[{self.run.stage}] done: {self.cfg.epochs} epochs, {self.state.global_step} steps in "
+                       f"{sum(self.meter.epoch_seconds):.1f} s of training in this run")
         return self.state
+
+    def _report_epoch(self, epoch: int, metrics: dict) -> None:
+        """The epoch's row in metrics.jsonl, its line in the log, and its metrics to the trackers."""
+        seconds, images_per_s = self.meter.end_epoch()
+        means = self.meter.means()
+        row = {**{f"mean_{k}": v for k, v in means.items() if k in ("loss", "loss_clean", "loss_adv")}, **metrics}
+        if metrics:  # epoch rows exist only where an epoch has something of its own (validation, skips)
+            self.run.metrics.log(kind="epoch", epoch=epoch + 1, step=self.state.global_step, **metrics)
+        best = {k: self.state.extra[k] for k in ("best_val_robust_acc", "best_epoch") if k in self.state.extra}
+        self.acc.print(epoch_line(self.run.stage, epoch + 1, self.cfg.epochs, means, self.optimizer.param_groups[0]["lr"],
+                                  images_per_s * self.acc.num_processes, self.meter.eta(self.cfg.epochs - epoch - 1),
+                                  metrics, best))
+        if self.trackers:
+            scalars = {f"epoch/{k}": v for k, v in {**row, **best, "epoch_seconds": seconds}.items()
+                       if isinstance(v, (int, float))}
+            self.acc.log(scalars, step=self.state.global_step)
 
     def _one_step(self, batch, bar) -> None:
         t0 = time.perf_counter()
@@ -208,14 +245,16 @@ class Trainer:
         self.state.step_in_epoch += 1
         self.state.global_step += 1
         dt = time.perf_counter() - t0
+        images_raw = metrics.pop("images", 0)  # this process's images in the step
         if self.state.global_step % self.cfg.log_every_steps == 0:
-            images = metrics.pop("images", 0) * self.acc.num_processes
+            images = images_raw * self.acc.num_processes
             row = {"kind": "step", "epoch": self.state.epoch + 1, "step": self.state.global_step,
                    "loss": float(loss.detach()), "lr": self.optimizer.param_groups[0]["lr"],
                    "step_time_s": dt, "images_per_s": images / dt if dt > 0 else 0.0, **metrics}
             self.run.metrics.log(**row)
-            if self.cfg.tensorboard:
+            if self.trackers:
                 self.acc.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=self.state.global_step)
+        self.meter.add(float(loss.detach()), metrics, int(images_raw))
         bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         bar.update(1)
 

@@ -86,3 +86,35 @@ def test_bf16_autocast_and_gradient_accumulation_run(tiny_cfg):
     assert lrs == pytest.approx([0.3, 0.3, 0.3, 0.0])
     w = _weights(run_dir / "backbone_adv")
     assert all(torch.isfinite(v.float()).all() for v in w.values())
+
+
+def test_resume_tolerates_logging_and_tracker_changes(tiny_cfg, monkeypatch):
+    common = ["finetune.init=scratch", "finetune.epochs=2", "finetune.checkpoint_every_steps=1"]
+    straight = tiny_cfg("run.name=straight", *common)
+    run_finetune(straight)
+    resumed = tiny_cfg("run.name=resumed", *common, "finetune.log_every_steps=1")
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 3)
+        with pytest.raises(KeyboardInterrupt):
+            run_finetune(resumed)
+    # logging, trackers and checkpoint retention changed between the kill and the resume: harmless
+    run_finetune(tiny_cfg("run.name=resumed", *common, "finetune.log_every_steps=2", "finetune.tensorboard=true",
+                          "finetune.keep_checkpoints=3"))
+    a = _weights(RunDir.of(straight.run).stage("finetune") / "final")
+    b = _weights(RunDir.of(resumed.run).stage("finetune") / "final")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+
+
+def test_refusal_to_resume_names_the_changed_keys(tiny_cfg, monkeypatch):
+    from pipeline.errors import UsageError
+
+    common = ["finetune.init=scratch", "finetune.epochs=2", "finetune.checkpoint_every_steps=1"]
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 2)
+        with pytest.raises(KeyboardInterrupt):
+            run_finetune(tiny_cfg(*common))
+    with pytest.raises(UsageError, match=r"different finetune configuration \(changed: finetune\.beta, "
+                                         r"finetune\.optim\.lr\); resume with the same settings"):
+        run_finetune(tiny_cfg(*common, "finetune.optim.lr=0.05", "finetune.beta=3.0"))

@@ -1,5 +1,6 @@
-"""`pretrain.tensorboard=true` / `finetune.tensorboard=true`: accelerate's TensorBoard tracker receives the
-same per-step scalars as metrics.jsonl, under <run>/<stage>/tensorboard."""
+"""`run.log_with=[tensorboard]` (or the older `pretrain.tensorboard=true` / `finetune.tensorboard=true`):
+accelerate's TensorBoard tracker receives the per-step scalars of metrics.jsonl and the epoch metrics,
+under <run>/<stage>/tensorboard; other trackers are optional and say how to install them."""
 
 import json
 
@@ -20,8 +21,10 @@ def _scalars(log_dir):
     return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
-def test_tensorboard_tracker_logs_the_step_metrics(tiny_cfg):
-    cfg = tiny_cfg("pretrain.method=acl", "pretrain.tensorboard=true", "finetune.tensorboard=true")
+@pytest.mark.parametrize("switch", [["pretrain.tensorboard=true", "finetune.tensorboard=true"],
+                                    ["run.log_with=[tensorboard]"]])
+def test_tensorboard_tracker_logs_the_step_and_epoch_metrics(tiny_cfg, switch):
+    cfg = tiny_cfg("pretrain.method=acl", *switch)  # the old per-stage switch and run.log_with
     run_pretrain(cfg)
     run_finetune(cfg)
     for stage in ("pretrain", "finetune"):
@@ -32,4 +35,21 @@ def test_tensorboard_tracker_logs_the_step_metrics(tiny_cfg):
         assert len(losses) == 2
         assert logged["loss"] == pytest.approx(losses, rel=1e-6)
         assert "lr" in logged
+        if stage == "finetune":  # epoch metrics reach the tracker too
+            epochs = [r for r in rows if r["kind"] == "epoch"]
+            assert logged["epoch/val_robust_acc"] == pytest.approx([r["val_robust_acc"] for r in epochs])
+            assert "epoch/mean_loss" in logged and "epoch/best_val_robust_acc" in logged
     assert "attack_gain" in _scalars(RunDir.of(cfg.run).stage("pretrain") / "tensorboard")
+
+
+def test_unknown_or_missing_tracker_is_a_one_line_error():
+    import importlib.util
+
+    from pipeline.config import load_config
+    from pipeline.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"^run.log_with\[0\]='neptune' is invalid; use one of: tensorboard, wandb, mlflow$"):
+        load_config(None, ["run.log_with=[neptune]"])
+    if importlib.util.find_spec("wandb") is None:
+        with pytest.raises(UsageError, match=r"run.log_with\[0\]='wandb' is invalid; install it first: pip install"):
+            load_config(None, ["run.log_with=[wandb]"])
