@@ -70,6 +70,46 @@ def test_pickle_posing_as_weights_is_refused(tmp_path):
     assert not marker.exists(), "a pickle was executed"
 
 
+def test_pickles_planted_in_a_checkpoint_never_run(tiny_cfg, monkeypatch):
+    """Resume reads weights through safetensors, the optimiser and RNG states with weights_only loads and
+    the loop's state as JSON: a planted pickle is either never read or refused, and never executed."""
+    from pipeline.train import loop
+
+    original = loop.Trainer._one_step
+    finetune = run_finetune
+
+    def interrupt_at(m, step):
+        def one_step(self, batch, bar):
+            if self.state.global_step == step:
+                raise KeyboardInterrupt
+            return original(self, batch, bar)
+        m.setattr(loop.Trainer, "_one_step", one_step)
+
+    marker = Path("/tmp/robustpretrain_pwned")
+    marker.unlink(missing_ok=True)
+    cfg = tiny_cfg("finetune.init=scratch", "finetune.epochs=2", "finetune.checkpoint_every_steps=1")
+    with monkeypatch.context() as m:
+        interrupt_at(m, 3)
+        with pytest.raises(KeyboardInterrupt):
+            finetune(cfg)
+    (last,) = sorted((RunDir.of(cfg.run).stage("finetune") / "checkpoints").glob("step_*"))[-1:]
+    # what accelerate unpickles with weights_only=False for objects registered for checkpointing (we
+    # register none): refused before it is read
+    (last / "custom_checkpoint_0.pkl").write_bytes(pickle.dumps(_Evil()))
+    with pytest.raises(UsageError, match=r"^cannot resume from .*step_00000003.*delete the checkpoint folder"):
+        finetune(cfg)
+    (last / "custom_checkpoint_0.pkl").unlink()
+    # a pickle posing as the optimiser state: refused by the weights_only load
+    good = (last / "optimizer.bin").read_bytes()
+    (last / "optimizer.bin").write_bytes(pickle.dumps({"state": _Evil()}))
+    with pytest.raises(UsageError, match=r"^cannot resume from .*UnpicklingError.*delete the checkpoint folder"):
+        finetune(cfg)
+    assert not marker.exists(), "a pickle was executed"
+    (last / "optimizer.bin").write_bytes(good)
+    finetune(cfg)  # the untouched checkpoint resumes and finishes
+    assert json.loads((RunDir.of(cfg.run).stage("finetune") / "manifest.json").read_text())["status"] == "complete"
+
+
 def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(tiny_cfg):
     cfg = tiny_cfg("finetune.init=scratch", "finetune.epochs=3", "finetune.checkpoint_every_steps=1",
                    "finetune.optim.lr=1e30", "finetune.optim.schedule=constant")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import shutil
 import time
 from collections.abc import Callable, Iterable
@@ -59,7 +60,7 @@ class TrainLoopConfig:
 
 @dataclass
 class TrainState:
-    """Where training is; saved with every checkpoint (accelerate ``register_for_checkpointing``)."""
+    """Where training is; saved with every checkpoint as JSON (``trainer_state.json``)."""
 
     epoch: int = 0
     step_in_epoch: int = 0  # batches of ``epoch`` already consumed
@@ -105,6 +106,13 @@ def steps_per_epoch(loop: TrainLoopConfig, split: dict, world_batch: int, key: s
     return steps
 
 
+TRAINER_STATE = "trainer_state.json"  # the loop's position and the LR schedule, next to accelerate's files
+
+
+def _no_objects(obj):
+    raise TypeError(f"{type(obj).__name__} in the trainer state is not JSON; keep it to numbers and strings")
+
+
 def _changed_keys(saved: dict, now: dict) -> list[str]:
     """Flat keys whose values differ between two (nested) settings dicts."""
     def flat(d: dict, prefix: str = "") -> dict:
@@ -145,9 +153,9 @@ class Trainer:
         self.state = TrainState(extra={"fingerprint": fingerprint, "fingerprint_config": fingerprint_config or {}})
         self.fingerprint, self.fingerprint_config = fingerprint, fingerprint_config or {}
         self.trackers, self.meter = trackers, EpochMeter()
-        accelerator.register_for_checkpointing(self.state)
-        if scheduler is not None:
-            accelerator.register_for_checkpointing(scheduler)
+        # not accelerate's register_for_checkpointing: it stores such objects as pickles and loads them with
+        # torch.load(weights_only=False), so a crafted checkpoint folder could run code on resume. The
+        # loop's state and the LR schedule are plain numbers: they go through JSON (TRAINER_STATE).
 
     # -- checkpoints -------------------------------------------------------------------------------
     def resume(self) -> bool:
@@ -155,7 +163,7 @@ class Trainer:
         found = checkpoint_dirs(self.run.checkpoints)
         if not found:
             return False
-        self.acc.load_state(str(found[-1]))
+        self._load(found[-1])
         saved = self.state.extra.get("fingerprint")
         if saved != self.fingerprint:
             changed = _changed_keys(self.state.extra.get("fingerprint_config", {}), self.fingerprint_config)
@@ -179,11 +187,31 @@ class Trainer:
         self.acc.save_state(str(tmp), safe_serialization=True)
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
+            state = {"trainer": self.state.state_dict(),
+                     "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None}
+            atomic_write_text(tmp / TRAINER_STATE, json.dumps(state, default=_no_objects))
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)  # atomic: a checkpoint directory is either complete or absent
             for old in checkpoint_dirs(self.run.checkpoints)[: -self.cfg.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
         self.acc.wait_for_everyone()
+
+    def _load(self, folder: Path) -> None:
+        """Weights (safetensors), optimiser and RNG states (accelerate, ``weights_only`` loads) and our
+        JSON state. Nothing in a checkpoint folder is unpickled with code execution allowed."""
+        state_file = folder / TRAINER_STATE
+        if not state_file.is_file():
+            raise UsageError(f"{folder} has no {TRAINER_STATE} (a checkpoint from an older version, or not ours); "
+                             "it cannot be resumed safely: delete the checkpoints folder or use a new run.name")
+        try:
+            self.acc.load_state(str(folder))
+            state = json.loads(state_file.read_text())
+        except (pickle.UnpicklingError, RuntimeError, ValueError, OSError) as exc:
+            raise UsageError(f"cannot resume from {folder}: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}; "
+                             "delete the checkpoint folder (or use a new run.name)") from None
+        self.state.load_state_dict(state["trainer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
 
     # -- the loop ----------------------------------------------------------------------------------
     def fit(self) -> TrainState:
