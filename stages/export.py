@@ -20,6 +20,9 @@ from pipeline.run import RunDir, StageRun, upstream_summary
 from ._cli import main
 
 
+ROUNDTRIP_TOLERANCE = 1e-6
+
+
 def training_chain(cfg: ExperimentConfig, pretrain: dict | None, finetune: dict) -> list[str]:
     """The model card's bullets: how the exported weights were made."""
     p, f, ft = cfg.pretrain, cfg.finetune, finetune["outputs"]
@@ -63,6 +66,11 @@ def run_export(cfg: ExperimentConfig) -> dict:
             roundtrip_max_logit_diff=max_logit_diff(classifier, load_timm_folder(run.dir / "classifier"), x),
             roundtrip_max_feature_diff=max_logit_diff(backbone, load_timm_folder(run.dir / "backbone"), x),
         )
+        # what a user reloads must be what we trained: a difference is a bug, never a rounding matter
+        worst = max(run.outputs["roundtrip_max_logit_diff"], run.outputs["roundtrip_max_feature_diff"])
+        if not worst <= ROUNDTRIP_TOLERANCE:
+            raise RuntimeError(f"exported folders do not reproduce the model (max difference {worst:.3g} > "
+                               f"{ROUNDTRIP_TOLERANCE}); please report this")
     print(f"export: {run.dir}/classifier and {run.dir}/backbone (timm local-dir folders), model card README.md")
     return run.outputs
 
