@@ -19,7 +19,6 @@ from pipeline.run import RunDir, StageRun, upstream_summary
 
 from ._cli import main
 
-
 ROUNDTRIP_TOLERANCE = 1e-6
 
 

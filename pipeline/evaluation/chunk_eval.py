@@ -124,7 +124,7 @@ def _pgd_predictions(
     """
     cfg = ctx.cfg
     atk = AttackConfig(
-        norm=cfg.norm, eps=cfg.eps, step_size=cfg.pgd.step_size, steps=cfg.pgd.steps, start="uniform"
+        norm=cfg.norm, eps=cfg.eps, step_size=cfg.pgd_step_size(), steps=cfg.pgd.steps, start="uniform"
     )
     pred = clean_pred.clone()
     todo = (clean_pred == y).nonzero().squeeze(1)
@@ -189,8 +189,8 @@ def _autoattack(
 def _sweep(ctx: EvalContext, x: torch.Tensor, y: torch.Tensor, chunk: Chunk, rec: dict) -> None:
     """Robust predictions at every radius of the sweep; fills ``rec['sweep']``."""
     cfg = ctx.cfg
-    preds, messages = [], []
-    for eps in cfg.sweep.eps:
+    preds, messages, radii = [], [], cfg.sweep_radii()
+    for eps in radii:
         with _phase(ctx, rec, "sweep"):
             ctx.status(f"sweep eps={eps:.4g}")
             aa = make_autoattack(
@@ -206,7 +206,7 @@ def _sweep(ctx: EvalContext, x: torch.Tensor, y: torch.Tensor, chunk: Chunk, rec
             y_adv, msgs = run_robust_flags(aa, x, y, cfg.attack_batch_size())
         preds.append(y_adv.tolist())
         messages += msgs
-    rec["sweep"] = {"eps": list(cfg.sweep.eps), "pred": preds}
+    rec["sweep"] = {"eps": radii, "pred": preds}
     rec["warnings"] += [f"[pyautoattack, sweep] {m}" for m in dict.fromkeys(messages)]
 
 

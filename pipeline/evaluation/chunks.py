@@ -90,6 +90,9 @@ def _cfg_without_sizes(cfg: EvaluateConfig) -> dict[str, Any]:
     d = asdict(cfg)
     for section in (d, d["autoattack"], d["sweep"], d["smoothing"]):
         section.pop("n_examples")
+    # the values actually used, not the "0 / [] = default" spelling: an explicit setting equal to the
+    # default reuses the same chunks
+    d["sweep"]["eps"], d["pgd"]["step_size"] = cfg.sweep_radii(), cfg.pgd_step_size()
     return d
 
 

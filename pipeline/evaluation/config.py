@@ -20,6 +20,22 @@ VERSIONS = ("standard", "plus", "rand", "custom")
 ATTACKS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
 
 
+# Default sweep radii per norm. Each list ends at a radius that puts the all-grey image within reach of
+# every 3×32×32 image in [0,1] (half the diameter of the pixel cube: Linf 0.5, L2 0.5·√3072 ≈ 27.7,
+# L1 0.5·3072), so an attack that works must bring robust accuracy to at most f(grey)'s share, about
+# chance: the grey check (masking.grey_checks) then has teeth for every norm. Larger images need a larger
+# last radius for L2/L1: list the radii explicitly. The middle radii bracket the usual CIFAR-10 budgets
+# (Linf 8/255, L2 0.5, L1 12).
+DEFAULT_SWEEP_EPS = {
+    "Linf": [0.0, 2 / 255, 4 / 255, 8 / 255, 16 / 255, 0.5],
+    "L2": [0.0, 0.25, 0.5, 1.0, 2.0, 28.0],
+    "L1": [0.0, 3.0, 6.0, 12.0, 24.0, 1536.0],
+}
+# PGD's default step: 2.5·eps/steps (Madry et al., 2018), so that the iterates can cross the ball and back
+# whatever the norm and radius; a fixed 2/255 moved L2 PGD-20 at most 0.16 of eps=0.5.
+PGD_STEP_FACTOR = 2.5
+
+
 def first_n(requested: int, available: int) -> int:
     """How many of ``available`` examples an ``n_examples`` setting selects: 0 = all; never more than
     available. The one reading of every ``n_examples`` (evaluate, autoattack, sweep, smoothing)."""
@@ -41,13 +57,18 @@ class PGDEvalConfig:
     """PGD-k with cross-entropy (our ``pipeline.attacks.pgd``), the cheap first look."""
 
     steps: int = 20  # iterations; 0 disables the PGD evaluation
-    step_size: float = 2 / 255  # per-iteration step, pixel units (Linf: sign step)
+    step_size: float = 0.0  # per-iteration step, pixel units (Linf: sign step); 0 = 2.5·eps/steps
     restarts: int = 1  # random starts; a point is broken if any restart breaks it
 
     def check(self) -> None:
         check_min("steps", self.steps, 0)
         check_min("restarts", self.restarts, 1)
-        check(self.step_size > 0, "step_size", self.step_size, "use a value > 0 (pixel units)")
+        check(
+            self.step_size >= 0,
+            "step_size",
+            self.step_size,
+            "use a value > 0 (pixel units), or 0 for 2.5·eps/steps",
+        )
 
 
 @dataclass
@@ -82,8 +103,8 @@ class SweepConfig:
 
     enabled: bool = True  # run the sweep
     eps: list[float] = field(
-        default_factory=lambda: [0.0, 2 / 255, 4 / 255, 8 / 255, 16 / 255, 0.5]
-    )  # radii, pixel units; keep 0 and a large one for the checks
+        default_factory=list
+    )  # radii, pixel units; [] = the norm's defaults (DEFAULT_SWEEP_EPS); keep 0 and a large one for the checks
     attacks: list[str] = field(
         default_factory=lambda: ["apgd-ce", "apgd-t"]
     )  # pyautoattack attacks run at each radius
@@ -92,9 +113,6 @@ class SweepConfig:
     def check(self) -> None:
         check_min("n_examples", self.n_examples, 0)
         if self.enabled:
-            _check_not_empty(
-                "eps", self.eps, "list radii such as [0, 0.0157, 0.0314] or set {at}enabled=false"
-            )
             _check_not_empty("attacks", self.attacks, f"list some of: {', '.join(ATTACKS)}")
         # the radii depend on evaluate.norm: EvaluateConfig.check checks them
         _check_attacks("attacks", self.attacks)
@@ -159,7 +177,7 @@ class EvaluateConfig(ThreatModel):
             check_min(key, getattr(self, key), 0)
         for key in ("batch_size", "chunk_size"):
             check_min(key, getattr(self, key), 1)
-        for i, eps in enumerate(self.sweep.eps):
+        for i, eps in enumerate(self.sweep_radii()):
             check_eps(f"sweep.eps[{i}]", eps, self.norm, allow_zero=True)
         if self.pgd.steps > 0 and self.norm not in ("Linf", "L2"):
             raise InvalidValue(
@@ -180,6 +198,17 @@ class EvaluateConfig(ThreatModel):
                 key and the fix.
         """
         validation.validate(self, path)
+
+    def sweep_radii(self) -> list[float]:
+        """The radii the sweep runs: ``sweep.eps``, or the norm's defaults when it is empty. The one place
+        they are resolved (chunks, merge, fingerprint and checks all call it)."""
+        return list(self.sweep.eps) if self.sweep.eps else list(DEFAULT_SWEEP_EPS.get(self.norm, []))
+
+    def pgd_step_size(self) -> float:
+        """PGD's per-iteration step: ``pgd.step_size``, or 2.5·eps/steps when it is 0."""
+        if self.pgd.step_size > 0:
+            return self.pgd.step_size
+        return PGD_STEP_FACTOR * self.eps / max(self.pgd.steps, 1)
 
     def attack_batch_size(self) -> int:
         """pyautoattack's batch size: ``autoattack.batch_size``, 0 = ``batch_size``."""

@@ -9,6 +9,7 @@ import torch
 
 from .calibration import expected_calibration_error, mean_confidence_of_wrong, reliability_bins
 from .config import EvaluateConfig
+from .intervals import LEVEL, METHOD, accuracy_interval, interval_of
 from .masking import CheckInput, run_checks
 from .report import EvalReport
 from .smoothing import ABSTAIN, certified_accuracy
@@ -21,6 +22,20 @@ def _cat(records: list[dict], key: str, sub: str | None = None) -> torch.Tensor:
 
 def _accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
     return float((pred == y[: pred.shape[0]]).double().mean()) if pred.numel() else math.nan
+
+
+def _ci(pred: torch.Tensor, y: torch.Tensor) -> list[float] | None:
+    """The 95% exact interval of :func:`_accuracy` (``None`` when no point was evaluated)."""
+    return accuracy_interval(int((pred == y[: pred.shape[0]]).sum()), int(pred.numel()))
+
+
+# With version=rand every sub-attack's run repeats pyautoattack's (noisy) clean pass on the points still
+# robust: we keep the attribution but say what it means.
+RAND_CAVEAT = (
+    "version=rand: each sub-attack re-runs the randomized model's clean pass on the points still robust, "
+    "so a point misclassified by the noise alone is counted as broken by that sub-attack; the per-attack "
+    "split is noisy and the robust accuracy can be slightly lower than one uninterrupted run would give"
+)
 
 
 def first_broken_by(
@@ -76,6 +91,9 @@ def build_report(
         robust_accuracy={"pgd": None, "autoattack": None},
         threat_model={"norm": cfg.norm, "eps": cfg.eps},
         seed=cfg.seed,
+        clean_accuracy_ci=_ci(clean_pred, y),
+        robust_accuracy_ci={"pgd": None, "autoattack": None},
+        intervals={"method": METHOD, "level": LEVEL},
     )
     if cfg.pgd.steps > 0:
         _merge_pgd(records, cfg, y, checks, per_sample, report)
@@ -103,12 +121,15 @@ def _merge_pgd(records, cfg, y, checks, per_sample, report) -> None:
     checks.pgd_pred = _cat(records, "pgd_pred")
     per_sample["pgd_pred"] = checks.pgd_pred.tolist()
     report.robust_accuracy["pgd"] = _accuracy(checks.pgd_pred, y)
+    report.robust_accuracy_ci["pgd"] = _ci(checks.pgd_pred, y)
     report.pgd = {
         "steps": cfg.pgd.steps,
-        "step_size": cfg.pgd.step_size,
+        "step_size": cfg.pgd_step_size(),  # the step used (resolved when the setting is 0)
+        "step_size_rule": "explicit" if cfg.pgd.step_size > 0 else "2.5*eps/steps",
         "restarts": cfg.pgd.restarts,
         "n_examples": int(y.shape[0]),
         "robust_accuracy": report.robust_accuracy["pgd"],
+        "robust_accuracy_ci": report.robust_accuracy_ci["pgd"],
     }
 
 
@@ -129,6 +150,7 @@ def _merge_autoattack(records, cfg, y, clean_pred, checks, per_sample, report) -
     )
     robust = _accuracy(final, y)
     report.robust_accuracy["autoattack"] = robust
+    report.robust_accuracy_ci["autoattack"] = _ci(final, y)
     after, left = {}, int((clean_pred[:k] == y[:k]).sum())
     for a in attacks:
         left -= broken_by.count(a)
@@ -139,10 +161,14 @@ def _merge_autoattack(records, cfg, y, clean_pred, checks, per_sample, report) -
         "n_examples": k,
         "batch_size": cfg.attack_batch_size(),
         "clean_accuracy": _accuracy(clean_pred[:k], y),
+        "clean_accuracy_ci": _ci(clean_pred[:k], y),
         "robust_accuracy": robust,
+        "robust_accuracy_ci": report.robust_accuracy_ci["autoattack"],
         "robust_accuracy_after": after,
+        "robust_accuracy_after_ci": {a: interval_of(v, k) for a, v in after.items()},
         "first_broken_by": {name: broken_by.count(name) for name in ["clean", *attacks, ""]},
         "seed_rule": "derive_seed(seed, chunk_index, 'autoattack') per chunk",
+        "attribution_caveat": RAND_CAVEAT if cfg.autoattack.version == "rand" else None,
     }
     report.autoattack["first_broken_by"]["none"] = report.autoattack["first_broken_by"].pop("")
     pad = [None] * (y.shape[0] - k)
@@ -154,7 +180,7 @@ def _merge_autoattack(records, cfg, y, clean_pred, checks, per_sample, report) -
 
 def _merge_sweep(records, cfg, y, checks, per_sample, report, num_classes) -> None:
     recs = [r for r in records if r.get("sweep")]
-    eps = list(cfg.sweep.eps)
+    eps = cfg.sweep_radii()
     pred = torch.tensor([[v for r in recs for v in r["sweep"]["pred"][j]] for j in range(len(eps))]).reshape(
         len(eps), -1
     )
@@ -165,6 +191,7 @@ def _merge_sweep(records, cfg, y, checks, per_sample, report, num_classes) -> No
         "attacks": list(cfg.sweep.attacks),
         "n_examples": k,
         "robust_accuracy": [_accuracy(p, y) for p in pred],
+        "robust_accuracy_ci": [_ci(p, y) for p in pred],
         "chance": 1.0 / num_classes,
     }
     for j, e in enumerate(eps):
@@ -194,6 +221,7 @@ def _merge_smoothing(records, cfg, y, per_sample, report) -> None:
     sm = cfg.smoothing
     pred, radius = _cat(records, "smoothing", "prediction"), _cat(records, "smoothing", "radius").double()
     k = pred.shape[0]
+    certified = certified_accuracy(pred, radius, y[:k], list(sm.radii))
     report.smoothing = {
         "sigma": sm.sigma,
         "n0": sm.n0,
@@ -201,7 +229,8 @@ def _merge_smoothing(records, cfg, y, per_sample, report) -> None:
         "alpha": sm.alpha,
         "n_examples": k,
         "radii": list(sm.radii),
-        "certified_accuracy": certified_accuracy(pred, radius, y[:k], list(sm.radii)),
+        "certified_accuracy": certified,
+        "certified_accuracy_ci": [interval_of(a, k) for a in certified],
         "abstain_rate": float((pred == ABSTAIN).float().mean()) if k else math.nan,
         "mean_certified_radius_of_correct": float(radius[pred == y[:k]].mean())
         if (pred == y[:k]).any()

@@ -17,6 +17,12 @@ class EvalReport:
     robust_accuracy: dict[str, float | None]  # {"pgd": ..., "autoattack": ...}; None when not run
     threat_model: dict[str, Any]  # {"norm": "Linf", "eps": 0.0314}
     seed: int  # the run seed every chunk seed derives from
+    clean_accuracy_ci: list[float] | None = None  # [lo, hi], 95% Clopper–Pearson over n_examples
+    robust_accuracy_ci: dict[str, list[float] | None] = field(
+        default_factory=dict
+    )  # {"pgd": [lo, hi], "autoattack": [lo, hi]}, each over the points that component attacked
+    intervals: dict = field(default_factory=dict)  # {"method": "clopper-pearson", "level": 0.95}
+    # every accuracy below carries a matching "<name>_ci" ([lo, hi] or a list/dict of them)
     pgd: dict | None = None  # PGD-k settings and result
     autoattack: dict | None = None  # version, attacks, accuracy after each attack, first_broken_by counts
     sweep: dict | None = None  # eps list and robust accuracy at each

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pipeline.io import atomic_write_json, atomic_write_text
 
+from .intervals import format_accuracy
 from .report import EvalReport
 
 BANNER = "⚠ evaluation may be unreliable"
@@ -64,8 +65,9 @@ def per_sample_csv(report: EvalReport) -> str:
     return buf.getvalue()
 
 
-def format_accuracy(v: float | None) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}%"
+def _ci_list(values: list, cis: list | None) -> list:
+    """The intervals matching ``values`` (a report read from an older file may have none)."""
+    return list(cis) if cis else [None] * len(values)
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
@@ -83,16 +85,22 @@ def summary_table(report: EvalReport) -> str:
     rows = [
         ["examples", r.n_examples],
         ["threat model", f"{tm['norm']} eps={tm['eps']:.4g}"],
-        ["clean accuracy", format_accuracy(r.clean_accuracy)],
+        ["clean accuracy", format_accuracy(r.clean_accuracy, r.clean_accuracy_ci, r.n_examples)],
     ]
+    ci = r.robust_accuracy_ci or {}
     if r.pgd:
-        rows.append([f"PGD-{r.pgd['steps']} robust accuracy", format_accuracy(r.robust_accuracy["pgd"])])
+        rows.append(
+            [
+                f"PGD-{r.pgd['steps']} robust accuracy",
+                format_accuracy(r.robust_accuracy["pgd"], ci.get("pgd"), r.pgd["n_examples"]),
+            ]
+        )
     if r.autoattack:
         aa = r.autoattack
         rows.append(
             [
-                f"AutoAttack ({aa['version']}, n={aa['n_examples']}) robust accuracy",
-                format_accuracy(aa["robust_accuracy"]),
+                f"AutoAttack ({aa['version']}) robust accuracy",
+                format_accuracy(aa["robust_accuracy"], ci.get("autoattack"), aa["n_examples"]),
             ]
         )
     c = r.calibration
@@ -104,16 +112,23 @@ def summary_table(report: EvalReport) -> str:
         rows.append(["ECE clean", format_accuracy(c["clean"]["ece"])])
     if r.smoothing:
         s = r.smoothing
+        cis = _ci_list(s["certified_accuracy"], s.get("certified_accuracy_ci"))
         rows.append(
             [
-                f"certified accuracy (sigma={s['sigma']}) at r={s['radii']}",
-                " / ".join(format_accuracy(a) for a in s["certified_accuracy"]),
+                f"certified accuracy (sigma={s['sigma']}, n={s['n_examples']}) at r={s['radii']}",
+                " / ".join(format_accuracy(a, c) for a, c in zip(s["certified_accuracy"], cis, strict=True)),
             ]
         )
     out = "\n".join(_table(["metric", "value"], rows))
+    out += f"\n\nIntervals: {_interval_words(r)}."
     if r.warnings:
         out = f"**{BANNER}**: {len(r.warnings)} check(s) failed, see report.md\n\n" + out
     return out
+
+
+def _interval_words(r: EvalReport) -> str:
+    level = (r.intervals or {}).get("level", 0.95)
+    return f"[lo, hi] is the two-sided {level:.0%} Clopper–Pearson (exact binomial) interval over n points"
 
 
 def render_markdown(report: EvalReport, figures: dict[str, str]) -> str:
@@ -138,15 +153,21 @@ def _figure_line(figures: dict[str, str], key: str, alt: str) -> list[str]:
 def _section_autoattack(r: EvalReport) -> list[str]:
     if not r.autoattack:
         return []
-    aa = r.autoattack
-    rows = [["clean", format_accuracy(aa["clean_accuracy"]), aa["first_broken_by"]["clean"]]]
-    rows += [[a, format_accuracy(aa["robust_accuracy_after"][a]), aa["first_broken_by"][a]] for a in aa["attacks"]]
+    aa, n = r.autoattack, r.autoattack["n_examples"]
+    after_ci = aa.get("robust_accuracy_after_ci") or {}
+    rows = [["clean", format_accuracy(aa["clean_accuracy"], aa.get("clean_accuracy_ci"), n), aa["first_broken_by"]["clean"]]]
+    rows += [
+        [a, format_accuracy(aa["robust_accuracy_after"][a], after_ci.get(a), n), aa["first_broken_by"][a]]
+        for a in aa["attacks"]
+    ]
+    caveat = [f"**Caveat:** {aa['attribution_caveat']}.", ""] if aa.get("attribution_caveat") else []
     return [
         f"## AutoAttack ({aa['version']}, pyautoattack)",
         "",
         *_table(["after attack", "robust accuracy", "first broken here"], rows),
         "",
-        f"Per-sample predictions: `per_sample.csv` ({aa['n_examples']} attacked points).",
+        *caveat,
+        f"Per-sample predictions: `per_sample.csv` ({n} attacked points).",
         "",
     ]
 
@@ -155,8 +176,10 @@ def _section_sweep(r: EvalReport, figures: dict[str, str]) -> list[str]:
     if not r.sweep:
         return []
     s = r.sweep
+    cis = _ci_list(s["robust_accuracy"], s.get("robust_accuracy_ci"))
     rows = [
-        [f"{e:.4g}", f"{255 * e:.3g}", format_accuracy(a)] for e, a in zip(s["eps"], s["robust_accuracy"], strict=True)
+        [f"{e:.4g}", f"{255 * e:.3g}", format_accuracy(a, c, s["n_examples"])]
+        for e, a, c in zip(s["eps"], s["robust_accuracy"], cis, strict=True)
     ]
     lines = [
         f"## Robust accuracy vs epsilon ({', '.join(s['attacks'])}, n={s['n_examples']})",
@@ -193,7 +216,11 @@ def _section_smoothing(r: EvalReport, figures: dict[str, str]) -> list[str]:
     if not r.smoothing:
         return []
     s = r.smoothing
-    rows = [[f"{rad:.3g}", format_accuracy(a)] for rad, a in zip(s["radii"], s["certified_accuracy"], strict=True)]
+    cis = _ci_list(s["certified_accuracy"], s.get("certified_accuracy_ci"))
+    rows = [
+        [f"{rad:.3g}", format_accuracy(a, c, s["n_examples"])]
+        for rad, a, c in zip(s["radii"], s["certified_accuracy"], cis, strict=True)
+    ]
     lines = [
         f"## Randomized smoothing (sigma={s['sigma']}, n0={s['n0']}, n={s['n']}, alpha={s['alpha']}, "
         f"n_examples={s['n_examples']})",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..evaluation.intervals import format_accuracy, interval_of
 from ..models import ModelConfig
 from ..run import git_commit
 
@@ -42,13 +43,26 @@ def _data_lines(facts: CardFacts) -> list[str]:
     ]
 
 
+def _with_interval(acc, ci, n) -> str:
+    """``51.00% [40.8, 61.1] (n=100)``; a report.json written before intervals existed gets its interval
+    computed here (its accuracy is exactly correct/n)."""
+    if not isinstance(acc, (int, float)) or not isinstance(n, int) or n <= 0:
+        return _pct(acc)
+    return format_accuracy(acc, ci or interval_of(acc, n), n)
+
+
 def _evaluation_lines(report: dict | None) -> list[str]:
     if not report:
         return ["Not evaluated yet: run `make evaluate`, then `make export` again.", ""]
     tm, ra = report.get("threat_model", {}), report.get("robust_accuracy", {})
-    lines = ["| n | norm | ε | clean | PGD | AutoAttack |", "|---|---|---|---|---|---|",
-             f"| {report.get('n_examples')} | {tm.get('norm')} | {tm.get('eps', 0):.4f} | "
-             f"{_pct(report.get('clean_accuracy'))} | {_pct(ra.get('pgd'))} | {_pct(ra.get('autoattack'))} |", ""]
+    ci, n = report.get("robust_accuracy_ci") or {}, report.get("n_examples")
+    n_aa = (report.get("autoattack") or {}).get("n_examples", n)
+    cells = [_with_interval(report.get("clean_accuracy"), report.get("clean_accuracy_ci"), n),
+             _with_interval(ra.get("pgd"), ci.get("pgd"), n),
+             _with_interval(ra.get("autoattack"), ci.get("autoattack"), n_aa)]
+    lines = ["| norm | ε | clean | PGD | AutoAttack |", "|---|---|---|---|---|",
+             f"| {tm.get('norm')} | {tm.get('eps', 0):.4f} | {' | '.join(cells)} |", "",
+             "Accuracy [95% Clopper–Pearson interval] (n = points evaluated).", ""]
     if report.get("warnings"):
         lines += ["**Evaluation warnings:** " + "; ".join(map(str, report["warnings"])), ""]
     return lines

@@ -12,26 +12,33 @@ from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models.resnet import BasicBlock, ResNet
 from torch import nn
 
-from .normalize import CIFAR10_MEAN, CIFAR10_STD, InputNormalize
+from .normalize import CIFAR10_MEAN, CIFAR10_STD, InputNormalize, NormalizedConv2d
 from .registry import register_architecture
 
 
 class CifarResNet(ResNet):
-    """timm ``ResNet`` with a 3×3 stride-1 stem, no max-pool, and input normalisation inside."""
+    """timm ``ResNet`` with a 3×3 stride-1 stem, no max-pool, and input normalisation inside.
+
+    The normalisation is part of the stem conv (``conv1`` is a :class:`NormalizedConv2d`), so
+    ``forward_features``, ``forward_intermediates`` and ``features_only=True`` (timm's
+    ``FeatureListNet`` runs ``conv1, bn1, act1, maxpool, layer1..4`` itself) all normalise exactly once.
+    State-dict keys are unchanged (``conv1.weight``): mean/std are not weights.
+    """
 
     def __init__(self, mean=CIFAR10_MEAN, std=CIFAR10_STD, **kwargs):
         super().__init__(**kwargs)
         # one 3×3 conv producing what timm's stem would (bn1's width; 'deep' stems give 2×stem_width)
-        self.conv1 = nn.Conv2d(self.in_chans, self.bn1.num_features, 3, stride=1, padding=1, bias=False)
+        self.conv1 = NormalizedConv2d(self.in_chans, self.bn1.num_features, 3, stride=1, padding=1, bias=False,
+                                      mean=mean, std=std)
         self.maxpool = nn.Identity()
-        self.normalize = InputNormalize(mean, std)
         # the stem no longer reduces resolution: feature maps are 32→32→16→8→4
         for info in self.feature_info:
             info["reduction"] = max(1, info["reduction"] // 4)
 
-    def forward_features(self, x):
-        # x: (B, 3, H, W) in [0,1]
-        return super().forward_features(self.normalize(x))
+    @property
+    def normalize(self) -> InputNormalize:
+        """The input normalisation (held by the stem conv)."""
+        return self.conv1.normalize
 
 
 def _cfg(**kwargs):

@@ -3,6 +3,11 @@
 Every model in this project takes images in [0,1]; the (mean, std) standardisation lives inside the
 network so that attacks, ε and AutoAttack all work in pixel units and an exported model needs no
 separate preprocessing recipe.
+
+The normalisation is applied by the network's *first module* (``NormalizedConv2d`` as a CNN's input
+conv, a normalising patch embedding in the ViT, the wrapper in ``timm_any``), never by
+``forward_features`` alone: timm's feature APIs (``forward_intermediates``, ``features_only=True``)
+bypass ``forward_features`` and call the stem directly.
 """
 
 from __future__ import annotations
@@ -30,3 +35,21 @@ class InputNormalize(nn.Module):
 
     def extra_repr(self) -> str:
         return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+
+
+class NormalizedConv2d(nn.Conv2d):
+    """The input convolution of a CNN, standardising its input first: ``conv((x - mean) / std)``.
+
+    The normalisation lives in the stem *module*, not in ``forward_features``, so every way into the
+    network normalises exactly once: ``__call__``, ``forward_features``, ``forward_intermediates`` and
+    timm's ``features_only`` wrappers (``FeatureListNet`` and friends call the stem module directly).
+    State-dict keys are those of a plain ``nn.Conv2d`` (``weight``, ``bias``): mean/std are
+    non-persistent buffers, so folders exported before the normalisation moved here load unchanged.
+    """
+
+    def __init__(self, *args, mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.normalize = InputNormalize(mean, std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.normalize(x))

@@ -1,11 +1,14 @@
 """Vision Transformers at 32 px with 4×4 patches (64 tokens), registered as timm models.
 
 A 16×16 patch on a 32 px image leaves 4 tokens; the small-image recipe uses patch 4. We reuse timm's
-``VisionTransformer`` unchanged apart from the normalisation layer in front.
+``VisionTransformer`` unchanged apart from the normalisation inside its patch embedding.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
+from timm.layers import PatchEmbed
 from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
@@ -13,16 +16,38 @@ from .normalize import CIFAR10_MEAN, CIFAR10_STD, InputNormalize
 from .registry import register_architecture
 
 
-class PixelViT(VisionTransformer):
-    """timm ``VisionTransformer`` taking [0,1] images (normalisation inside)."""
+class NormalizedPatchEmbed(PatchEmbed):
+    """timm ``PatchEmbed`` standardising its [0,1] input first (before any dynamic padding, as before).
 
-    def __init__(self, mean=CIFAR10_MEAN, std=CIFAR10_STD, **kwargs):
-        super().__init__(**kwargs)
+    State-dict keys are those of ``PatchEmbed`` (``proj.weight``, ``proj.bias``): mean/std are
+    non-persistent buffers.
+    """
+
+    def __init__(self, *args, mean=CIFAR10_MEAN, std=CIFAR10_STD, **kwargs):
+        super().__init__(*args, **kwargs)
         self.normalize = InputNormalize(mean, std)
 
-    def forward_features(self, x, *args, **kwargs):
-        # x: (B, 3, 32, 32) in [0,1] -> tokens (B, 1 + 64, D)
-        return super().forward_features(self.normalize(x), *args, **kwargs)
+    def forward(self, x):
+        return super().forward(self.normalize(x))
+
+
+class PixelViT(VisionTransformer):
+    """timm ``VisionTransformer`` taking [0,1] images (normalisation inside).
+
+    The normalisation is part of the patch embedding, the first module, so ``forward_features``,
+    ``forward_intermediates`` / ``get_intermediate_layers`` and ``features_only=True`` (timm's
+    ``FeatureGetterNet`` over ``forward_intermediates``) all normalise exactly once.
+    """
+
+    def __init__(self, mean=CIFAR10_MEAN, std=CIFAR10_STD, **kwargs):
+        if "embed_layer" in kwargs:
+            raise ValueError("PixelViT builds its own (normalising) patch embedding; embed_layer is not supported")
+        super().__init__(embed_layer=partial(NormalizedPatchEmbed, mean=mean, std=std), **kwargs)
+
+    @property
+    def normalize(self) -> InputNormalize:
+        """The input normalisation (held by the patch embedding)."""
+        return self.patch_embed.normalize
 
 
 def _cfg(**kwargs):
@@ -42,7 +67,10 @@ default_cfgs = generate_default_cfgs({
 
 def _create(variant: str, pretrained: bool, **kwargs) -> PixelViT:
     kwargs = dict(dict(img_size=32, patch_size=4), **kwargs)
-    return build_model_with_cfg(PixelViT, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn, **kwargs)
+    # as timm's own ViTs: features_only goes through forward_intermediates (last 3 blocks by default)
+    out_indices = kwargs.pop("out_indices", 3)
+    return build_model_with_cfg(PixelViT, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
+                                feature_cfg=dict(out_indices=out_indices, feature_cls="getter"), **kwargs)
 
 
 @register_architecture("vit", "ViT-Tiny, patch 4")

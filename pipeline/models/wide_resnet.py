@@ -13,9 +13,10 @@ from __future__ import annotations
 import torch
 from timm.layers import SelectAdaptivePool2d
 from timm.models import build_model_with_cfg, generate_default_cfgs
+from timm.models._features import feature_take_indices
 from torch import nn
 
-from .normalize import CIFAR10_MEAN, CIFAR10_STD, InputNormalize
+from .normalize import CIFAR10_MEAN, CIFAR10_STD, InputNormalize, NormalizedConv2d
 from .registry import register_architecture
 
 
@@ -45,8 +46,9 @@ class WideResNet(nn.Module):
         n = (depth - 4) // 6
         widths = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
         self.num_classes, self.in_chans, self.drop_rate = num_classes, in_chans, drop_rate
-        self.normalize = InputNormalize(mean, std)
-        self.conv1 = nn.Conv2d(in_chans, widths[0], 3, 1, 1, bias=False)
+        # the stem conv normalises its input: every path into the network (forward_features,
+        # forward_intermediates, features_only's FeatureListNet) goes through it exactly once
+        self.conv1 = NormalizedConv2d(in_chans, widths[0], 3, 1, 1, bias=False, mean=mean, std=std)
         stages, in_chs = [], widths[0]
         for i, (w, s) in enumerate(zip(widths[1:], (1, 2, 2), strict=True)):
             stages.append(nn.Sequential(*[PreActBlock(in_chs if j == 0 else w, w, s if j == 0 else 1) for j in range(n)]))
@@ -60,6 +62,11 @@ class WideResNet(nn.Module):
         self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
         self.fc = nn.Linear(in_chs, num_classes) if num_classes > 0 else nn.Identity()
 
+    @property
+    def normalize(self) -> InputNormalize:
+        """The input normalisation (held by the stem conv)."""
+        return self.conv1.normalize
+
     def get_classifier(self) -> nn.Module:
         return self.fc
 
@@ -69,8 +76,54 @@ class WideResNet(nn.Module):
             self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
+    def forward_intermediates(
+            self,
+            x: torch.Tensor,
+            indices: int | list[int] | None = None,
+            norm: bool = False,
+            stop_early: bool = False,
+            output_fmt: str = "NCHW",
+            intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's intermediate-features API; indices 0, 1, 2 are the outputs of ``block1..3``
+        (``feature_info``). As in timm's pre-activation ResNetV2, the last block's output is taken
+        before the final BN + ReLU unless ``norm=True``; the returned final features always have them
+        (= ``forward_features``) when the last block ran."""
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+        names = [info["module"] for info in self.feature_info]
+        take_indices, max_index = feature_take_indices(len(names), indices)
+        last = len(names) - 1
+        intermediates = []
+        x = self.conv1(x)  # normalises
+        for i, name in enumerate(names[:max_index + 1] if stop_early else names):
+            x = getattr(self, name)(x)
+            if i in take_indices:
+                intermediates.append(self.act(self.bn(x)) if (norm and i == last) else x)
+        if intermediates_only:
+            return intermediates
+        if not stop_early or max_index == last:
+            x = self.act(self.bn(x))
+        return x, intermediates
+
+    def prune_intermediate_layers(self, indices: int | list[int] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        """Drop the blocks (and final norm / head) not needed for ``indices``; returns the kept indices."""
+        names = [info["module"] for info in self.feature_info]
+        take_indices, max_index = feature_take_indices(len(names), indices)
+        for name in names[max_index + 1:]:
+            setattr(self, name, nn.Sequential())
+        prune_end = max_index < len(names) - 1
+        if prune_norm or prune_end:
+            self.bn, self.act = nn.Identity(), nn.Identity()
+        if prune_end:
+            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
+        if prune_head or prune_end:
+            self.reset_classifier(0, "")
+        return take_indices
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv1(self.normalize(x))  # (B, 16, 32, 32)
+        x = self.conv1(x)  # normalises; (B, 16, 32, 32)
         x = self.block3(self.block2(self.block1(x)))  # (B, 64k, 8, 8)
         return self.act(self.bn(x))
 
@@ -93,13 +146,18 @@ default_cfgs = generate_default_cfgs({
 })
 
 
+def _create(variant: str, pretrained: bool, **kwargs) -> WideResNet:
+    # features_only: timm's FeatureListNet over conv1 (normalising), block1..3 — all three by default
+    return build_model_with_cfg(WideResNet, variant, pretrained, feature_cfg=dict(out_indices=(0, 1, 2)), **kwargs)
+
+
 @register_architecture("cnn", "WideResNet-28-10, pre-activation")
 def wrn28_10_cifar(pretrained: bool = False, **kwargs) -> WideResNet:
     """WRN-28-10 (36 M parameters)."""
-    return build_model_with_cfg(WideResNet, "wrn28_10_cifar", pretrained, **dict(dict(depth=28, widen_factor=10), **kwargs))
+    return _create("wrn28_10_cifar", pretrained, **dict(dict(depth=28, widen_factor=10), **kwargs))
 
 
 @register_architecture("cnn", "WideResNet-34-10, pre-activation")
 def wrn34_10_cifar(pretrained: bool = False, **kwargs) -> WideResNet:
     """WRN-34-10 (46 M parameters), the usual TRADES / AutoAttack leaderboard backbone."""
-    return build_model_with_cfg(WideResNet, "wrn34_10_cifar", pretrained, **dict(dict(depth=34, widen_factor=10), **kwargs))
+    return _create("wrn34_10_cifar", pretrained, **dict(dict(depth=34, widen_factor=10), **kwargs))

@@ -76,3 +76,37 @@ class MaskedNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.inner(_ZeroGrad.apply(x))
+
+
+class NoisyNet(nn.Module):
+    """A randomized model (Gaussian input noise at every call): two passes over the same input disagree,
+    so the sweep's eps=0 run cannot reproduce the clean predictions."""
+
+    def __init__(self, inner: nn.Module, sigma: float = 0.3) -> None:
+        super().__init__()
+        self.inner, self.sigma = inner, sigma
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x + self.sigma * torch.randn_like(x))
+
+
+def roughness(x: torch.Tensor) -> torch.Tensor:
+    """Per-image mean |x - 3×3 box blur of x|: high-frequency energy, which a large perturbation raises."""
+    blur = nn.functional.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    return (x - blur).abs().flatten(1).mean(dim=1)
+
+
+class FarMaskedNet(nn.Module):
+    """Honest near the data, masked far from it: an image rougher than any clean one (a large perturbation)
+    is blurred and classified behind a zero-gradient quantiser, so attacks succeed at small radii and stall
+    at large ones (robust accuracy rises with eps). Clean roughness of make_data images is below 0.13;
+    random starts at Linf 0.5 or L2 >= 4 (8×8 images) lie above 0.19."""
+
+    def __init__(self, inner: nn.Module, threshold: float = 0.19) -> None:
+        super().__init__()
+        self.inner, self.threshold = inner, threshold
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        blur = nn.functional.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+        far = (roughness(x) > self.threshold).view(-1, 1)
+        return torch.where(far, self.inner(_ZeroGrad.apply(blur)), self.inner(x))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from eval_helpers import MaskedNet
+from eval_helpers import FarMaskedNet, MaskedNet, NoisyNet
 
 from pipeline.evaluation import EvaluateConfig, evaluate_model
 from pipeline.evaluation.masking import CheckInput, run_checks
@@ -70,7 +70,8 @@ def _check_input(**kw) -> CheckInput:
 
 
 def test_sweep_and_pgd_checks_on_synthetic_results():
-    # eps=0 disagrees with the clean pass on one point; accuracy rises from eps 0.01 to 0.02
+    # eps=0 disagrees with the clean pass on one point; accuracy at eps 0.02 (2/4) stays inside the 95%
+    # interval of eps 0.01's (1/4: [0.6%, 80.6%]), so no rise is claimed on 4 points
     sweep_pred = torch.tensor([[0, 1, 0, 0], [0, 9, 9, 0], [0, 1, 9, 0]])
     d = _check_input(
         sweep_eps=[0.0, 0.01, 0.02],
@@ -82,7 +83,7 @@ def test_sweep_and_pgd_checks_on_synthetic_results():
     text = "\n".join(warnings)
     assert "randomized defense! (in 1 of 2 chunks)" in text
     assert "at eps=0 the attacks changed 1/4" in text
-    assert "rises from 25.00% at eps=0.01 to 50.00% at eps=0.02" in text
+    assert "rises" not in text
     assert "PGD robust accuracy 25.00% is below AutoAttack's 50.00%" in text
     assert any("broken by PGD survive AutoAttack" in n for n in notes)
 
@@ -128,3 +129,73 @@ def test_fewer_than_ten_classes_caps_the_targets():
     r = evaluate_model(model, x, y, cfg, num_classes=4, progress=False)
     assert r.clean_accuracy == 1.0 and r.robust_accuracy["autoattack"] is not None
     assert any("3 target classes" in n for n in r.notes)
+
+
+def _sweep_input(correct: list[int], n: int = 100, norm: str = "Linf") -> CheckInput:
+    """Synthetic sweep results: ``correct[j]`` of ``n`` points survive radius j (eps = 0.01·(j + 1))."""
+    label = torch.zeros(n, dtype=torch.long)
+    pred = torch.stack([(torch.arange(n) >= c).long() for c in correct])  # the first c are correct
+    return CheckInput(
+        label=label,
+        clean_pred=label,
+        num_classes=10,
+        norm=norm,
+        eps=0.01,
+        grey_pred=0,
+        grey_dist=torch.full((n,), 100.0),
+        sweep_eps=[0.01 * (j + 1) for j in range(len(correct))],
+        sweep_pred=pred,
+    )
+
+
+@pytest.mark.parametrize("norm", ["Linf", "L2"])
+def test_monotonicity_tolerates_sampling_noise_but_not_a_real_rise(norm):
+    assert run_checks(_sweep_input([50, 51, 55], norm=norm), [])[0] == []  # wobbles inside [39.8%, 60.2%]
+    warnings = run_checks(_sweep_input([50, 70], norm=norm), [])[0]
+    assert len(warnings) == 1 and "rises from 50.00% at eps=0.01 to 70.00% at eps=0.02" in warnings[0]
+    # a slow climb, each step inside the previous interval, is measured against the lowest value so far
+    warnings = run_checks(_sweep_input([30, 38, 46, 54], norm=norm), [])[0]
+    assert warnings and all("from 30.00% at eps=0.01" in w for w in warnings)
+
+
+@pytest.mark.parametrize("norm", ["Linf", "L2"])
+def test_pgd_vs_autoattack_fires_for_both_norms(norm):
+    d = _check_input(norm=norm, pgd_pred=torch.tensor([9, 9, 2, 0]), aa_final=torch.tensor([0, 9, 2, 0]))
+    assert any("below AutoAttack's" in w for w in run_checks(d, [])[0])
+    d = _check_input(norm=norm, pgd_pred=torch.tensor([0, 9, 2, 0]), aa_final=torch.tensor([0, 9, 9, 0]))
+    assert run_checks(d, [])[0] == []
+
+
+# (norm, threat-model eps, a large radius where FarMaskedNet masks every random start and grey is within
+# reach of most 8×8 images, a radius that reaches grey from every image in [0,1]^(3×32×32))
+NORMS = [("Linf", 16 / 255, 0.5, 0.5), ("L2", 0.5, 5.0, 28.0)]
+
+
+def _run(model, x, y, norm, eps, radii, seed=0, attacks=("apgd-ce",)):
+    cfg = EvaluateConfig(norm=norm, eps=eps, seed=seed, chunk_size=40, batch_size=64)
+    cfg.autoattack.version = "custom"
+    cfg.autoattack.attacks = list(attacks)
+    cfg.sweep.attacks = ["apgd-ce"]
+    cfg.sweep.eps = radii
+    return evaluate_model(model, x, y, cfg, num_classes=10, progress=False)
+
+
+@pytest.mark.parametrize(("norm", "eps", "far_eps", "big"), NORMS)
+def test_each_check_fires_on_a_model_built_to_trip_it(tiny_model, tiny_data, norm, eps, far_eps, big):
+    x, y = tiny_data[0][:30], tiny_data[1][:30]
+    far = "\n".join(_run(FarMaskedNet(tiny_model), x, y, norm, eps, [0.0, eps, far_eps]).warnings)
+    assert "robust accuracy rises" in far and "grey image" in far  # attacks stall only at the large radius
+    noisy = "\n".join(_run(NoisyNet(tiny_model), x, y, norm, eps, [0.0]).warnings)
+    assert "at eps=0 the attacks changed" in noisy and "randomized defense" in noisy
+    masked = "\n".join(_run(MaskedNet(tiny_model), x, y, norm, eps, [big]).warnings)
+    assert "grey image" in masked
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(("norm", "eps"), [("Linf", 8 / 255), ("L2", 0.5)])
+def test_honest_model_is_silent_with_the_default_radii(tiny_model, tiny_data, norm, eps, seed):
+    x, y = tiny_data[0][:20], tiny_data[1][:20]
+    r = _run(tiny_model, x, y, norm, eps, [], seed=seed)  # [] = the norm's default radii
+    assert r.warnings == [], r.warnings
+    assert r.sweep["eps"] == EvaluateConfig(norm=norm).sweep_radii() and r.sweep["robust_accuracy"][-1] == 0.0
+    assert r.pgd["step_size"] == pytest.approx(2.5 * eps / 20) and r.pgd["step_size_rule"] == "2.5*eps/steps"

@@ -51,7 +51,7 @@ def test_defaults_are_valid_and_structured():
         ),
         ({"sweep.eps": [0.0, 1.5]}, "evaluate.sweep.eps[1]=1.5", "[0, 1]"),
         ({"sweep.attacks": ["fgsm"]}, "evaluate.sweep.attacks[0]='fgsm' is invalid", "apgd-ce"),
-        ({"sweep.eps": []}, "evaluate.sweep.eps is empty", "sweep.enabled=false"),
+        ({"sweep.attacks": []}, "evaluate.sweep.attacks is empty", "apgd-ce"),
         ({"norm": "L2", "sweep.eps": [0.0, -0.5]}, "evaluate.sweep.eps[1]=-0.5 is invalid", ">= 0 (L2"),
         ({"smoothing.n0": 0}, "evaluate.smoothing.n0=0", ">= 1"),
         ({"smoothing.n": 0}, "evaluate.smoothing.n=0", ">= 1"),
@@ -59,7 +59,7 @@ def test_defaults_are_valid_and_structured():
         ({"smoothing.sigma": 0.0}, "evaluate.smoothing.sigma=0.0", "> 0"),
         ({"smoothing.radii": [0.0, -1.0]}, "evaluate.smoothing.radii[1]=-1.0 is invalid", ">= 0"),
         ({"calibration.n_bins": 0}, "evaluate.calibration.n_bins=0 is invalid", ">= 1"),
-        ({"pgd.step_size": 0.0}, "evaluate.pgd.step_size=0.0 is invalid", "> 0"),
+        ({"pgd.step_size": -0.1}, "evaluate.pgd.step_size=-0.1 is invalid", "0 for 2.5·eps/steps"),
         ({"norm": "L1", "eps": 12.0}, "evaluate.pgd.steps=20 is invalid", "evaluate.pgd.steps=0"),
     ],
 )
@@ -101,3 +101,26 @@ def test_threat_model_fields_are_inherited():
 )
 def test_first_n_zero_means_all_and_never_more_than_available(requested, available, expected):
     assert first_n(requested, available) == expected
+
+
+def test_pgd_step_defaults_to_a_fraction_of_eps_and_explicit_values_win():
+    assert EvaluateConfig().pgd.step_size == 0.0
+    assert EvaluateConfig().pgd_step_size() == pytest.approx(1 / 255)  # 2.5 · (8/255) / 20
+    assert EvaluateConfig(norm="L2", eps=0.5).pgd_step_size() == pytest.approx(0.0625)
+    cfg = EvaluateConfig(norm="L2", eps=0.5)
+    cfg.pgd.step_size = 2 / 255
+    assert cfg.pgd_step_size() == 2 / 255
+
+
+@pytest.mark.parametrize(
+    ("norm", "eps", "last"), [("Linf", 8 / 255, 0.5), ("L2", 0.5, 28.0), ("L1", 12.0, 1536.0)]
+)
+def test_sweep_radii_depend_on_the_norm_and_reach_grey_on_32px_images(norm, eps, last):
+    cfg = EvaluateConfig(norm=norm, eps=eps)
+    cfg.pgd.steps = 0  # our PGD has no L1
+    cfg.validate()
+    radii = cfg.sweep_radii()
+    assert radii[0] == 0.0 and radii == sorted(radii) and radii[-1] == last
+    assert radii[-1] >= {"Linf": 0.5, "L2": 0.5 * (3 * 32 * 32) ** 0.5, "L1": 0.5 * 3 * 32 * 32}[norm]
+    cfg.sweep.eps = [0.0, 0.1]
+    assert cfg.sweep_radii() == [0.0, 0.1]  # an explicit list is used as given

@@ -45,9 +45,10 @@ def test_chain_artifacts_and_report(tiny_cfg):
     assert 0 <= ra["autoattack"] <= ra["pgd"] <= clean <= 1
     # the markdown report states the same numbers as report.json
     md = (RunDir.of(cfg.run).stage("evaluate") / "report.md").read_text()
-    assert f"| clean accuracy | {100 * clean:.2f}% |" in md
-    assert f"| PGD-5 robust accuracy | {100 * ra['pgd']:.2f}% |" in md
-    assert f"robust accuracy | {100 * ra['autoattack']:.2f}% |" in md
+    # (each number with its 95% Clopper–Pearson interval and n)
+    assert f"| clean accuracy | {100 * clean:.2f}% [" in md
+    assert f"| PGD-5 robust accuracy | {100 * ra['pgd']:.2f}% [" in md
+    assert f"robust accuracy | {100 * ra['autoattack']:.2f}% [" in md and "(n=16)" in md
     # export: timm folders that give the fine-tuned model's logits and features
     exp = RunDir.of(cfg.run).stage("export")
     finetuned = load_timm_folder(RunDir.of(cfg.run).stage("finetune") / "best")

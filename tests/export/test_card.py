@@ -1,0 +1,31 @@
+"""The model card's evaluation table shows each accuracy with its 95% interval and n."""
+
+from __future__ import annotations
+
+from pipeline.evaluation.intervals import accuracy_interval
+from pipeline.export.card import _evaluation_lines
+
+
+def test_card_shows_intervals_from_report_json():
+    report = {
+        "n_examples": 100,
+        "threat_model": {"norm": "Linf", "eps": 8 / 255},
+        "clean_accuracy": 0.51,
+        "clean_accuracy_ci": accuracy_interval(51, 100),
+        "robust_accuracy": {"pgd": 0.2, "autoattack": 0.1},
+        "robust_accuracy_ci": {"pgd": accuracy_interval(20, 100), "autoattack": accuracy_interval(2, 20)},
+        "autoattack": {"n_examples": 20},
+    }
+    text = "\n".join(_evaluation_lines(report))
+    assert "51.00% [40.8, 61.1] (n=100)" in text and "(n=20)" in text and "Clopper–Pearson" in text
+
+
+def test_card_computes_intervals_for_an_older_report_without_them():
+    report = {
+        "n_examples": 100,
+        "threat_model": {"norm": "L2", "eps": 0.5},
+        "clean_accuracy": 0.51,
+        "robust_accuracy": {"pgd": None, "autoattack": None},
+    }
+    text = "\n".join(_evaluation_lines(report))
+    assert "51.00% [40.8, 61.1] (n=100)" in text and "n/a" in text
