@@ -13,7 +13,9 @@ unknown key, wrong type, missing value, and invalid values (ranges, unknown name
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +39,7 @@ from .train import TrainLoopConfig
 from .validation import InvalidValue, check, check_choice, validate
 
 __all__ = ["DataConfig", "ExperimentConfig", "FinetuneConfig", "ModelConfig", "PretrainConfig", "RunConfig",
-           "load_config", "to_yaml", "to_yaml_section", "with_overrides"]
+           "checkpoint_fingerprint", "load_config", "to_yaml", "with_overrides"]
 
 
 TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}  # name -> the module it needs
@@ -219,11 +221,22 @@ def with_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentCon
     return out
 
 
+# settings a checkpoint does not depend on: they may change between a kill and a resume
+HARMLESS_KEYS = ("log_every_steps", "tensorboard", "checkpoint_every_steps", "keep_checkpoints")
+
+
+def checkpoint_fingerprint(cfg: ExperimentConfig, section: str) -> tuple[str, dict]:
+    """What a checkpoint depends on — the stage's section (less logging and checkpoint retention), the
+    model, the data and the seed — as a hash and as the settings themselves (for naming what changed).
+
+    ``data.num_workers`` and ``data.shuffle_buffer`` stay in: each worker draws its own shards, so they
+    change the sample stream."""
+    full = OmegaConf.to_container(OmegaConf.structured(cfg))
+    settings = {section: {k: v for k, v in full[section].items() if k not in HARMLESS_KEYS},
+                "model": full["model"], "data": full["data"], "seed": cfg.run.seed}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return digest, settings
+
+
 def to_yaml(cfg: ExperimentConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
-
-
-def to_yaml_section(cfg: ExperimentConfig, sections: tuple[str, ...], seed: int) -> str:
-    """The YAML of some sections (for fingerprints: what a checkpoint or a conversion depends on)."""
-    full = OmegaConf.structured(cfg)
-    return OmegaConf.to_yaml({s: full[s] for s in sections}) + f"seed: {seed}\n"

@@ -10,21 +10,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from data.readers import expand_urls, load_labeled
+from data.readers import expand_urls
 from pipeline.config import ExperimentConfig
 from pipeline.errors import UsageError
-from pipeline.evaluation import evaluate_model, first_n, summary_table, write_report
+from pipeline.evaluation import evaluate_model, summary_table, write_report
+from pipeline.evaluation.test_split import EVAL_ORDER_SEED, load_test_split
 from pipeline.export import load_timm_folder, load_timm_weights
 from pipeline.run import RunDir, StageRun, upstream_summary
 
 from ._cli import main
 from ._runtime import open_stage
 from .data import show_progress
-
-EVAL_ORDER_SEED = 20231  # fixed, not run.seed: the evaluated subset must be the same for every run
 
 
 def load_model_to_evaluate(cfg: ExperimentConfig) -> tuple[nn.Module, dict]:
@@ -47,33 +45,6 @@ def check_num_classes(model: nn.Module, num_classes: int, origin: str) -> None:
                          "evaluate it on its own dataset or set data.num_classes to match")
 
 
-def load_test_split(cfg: ExperimentConfig, test: dict, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """(x uint8, y, positions in the test split, skipped) in a fixed random order of the split.
-
-    Test sets often come sorted by class (ImageFolder); evaluate.n_examples and the AutoAttack / sweep /
-    smoothing subsets take the *first* k examples, which must then be a uniform sample, not k images of
-    the first class. Only the selected examples are held in memory when the split's size is known.
-    """
-    d = cfg.data
-    urls = expand_urls(test["urls"], "data.test_urls")
-    kwargs = dict(size=size, num_classes=d.num_classes, wrong_size=d.wrong_size, on_bad=d.on_bad_sample)
-
-    def fixed_order(n: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(EVAL_ORDER_SEED)
-        return torch.randperm(n, generator=g)[: first_n(cfg.evaluate.n_examples, n)]
-
-    count = int(test.get("count") or 0)
-    if count:
-        order = fixed_order(count)
-        x, y, skipped = load_labeled(urls, keep=order, **kwargs)
-        if len(y) == len(order):
-            return x, y, order, skipped
-    # size unknown (pipe: URLs) or samples skipped (positions moved): read all, then permute
-    x, y, skipped = load_labeled(urls, **kwargs)
-    order = fixed_order(len(y))
-    return x[order], y[order], order, skipped
-
-
 def run_evaluate(cfg: ExperimentConfig) -> dict:
     e = cfg.evaluate
     stage = open_stage(cfg, "evaluate", seed=e.seed)
@@ -82,7 +53,11 @@ def run_evaluate(cfg: ExperimentConfig) -> dict:
     check_num_classes(model, cfg.data.num_classes, f"evaluate.model={e.model}")
     if "test" not in stage.splits:
         raise UsageError("the dataset has no test split; set data.test_urls")
-    x, y, order, skipped = load_test_split(cfg, stage.splits["test"], stage.image_size)
+    d = cfg.data
+    x, y, order, skipped = load_test_split(expand_urls(stage.splits["test"]["urls"], "data.test_urls"),
+                                           int(stage.splits["test"].get("count") or 0), e.n_examples,
+                                           size=stage.image_size, num_classes=d.num_classes,
+                                           wrong_size=d.wrong_size, on_bad=d.on_bad_sample)
     with StageRun(stage.run_dir, cfg.finetune.stage("evaluate"), stage.yaml, {"data": upstream_summary(stage.data), "model": origin},
                   acc.is_main_process) as run:
         report = evaluate_model(model, x.float().div(255.0), y, e, num_classes=cfg.data.num_classes,

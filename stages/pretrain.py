@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from data.augment import SimCLRViews
 from data.readers import expand_urls, stream_loader
-from pipeline.config import ExperimentConfig
+from pipeline.config import ExperimentConfig, checkpoint_fingerprint
 from pipeline.export import save_backbones, save_module_weights
 from pipeline.models import build_model, convert_to_dual_bn, has_batch_norm
 from pipeline.objectives import ContrastiveModel, ContrastiveObjective, pretrain_method
@@ -19,7 +19,7 @@ from pipeline.run import StageRun, upstream_summary
 from pipeline.train import Trainer, per_process_batch, prepare_training, steps_per_epoch
 
 from ._cli import main
-from ._runtime import config_fingerprint, open_stage
+from ._runtime import open_stage
 from .data import show_progress
 
 
@@ -57,7 +57,7 @@ def run_pretrain(cfg: ExperimentConfig) -> dict:
             bad["skipped"] += n_bad
             yield v1.to(acc.device, non_blocking=True), v2.to(acc.device, non_blocking=True)
 
-    fingerprint, fingerprint_config = config_fingerprint(cfg, "pretrain")  # what a checkpoint depends on
+    fingerprint, fingerprint_config = checkpoint_fingerprint(cfg, "pretrain")  # what a checkpoint depends on
     with StageRun(stage.run_dir, "pretrain", stage.yaml, upstream_summary(stage.data), acc.is_main_process) as run:
         trainer = Trainer(acc, run, p, models=[model], optimizer=optimizer, scheduler=scheduler,
                           steps_per_epoch=spe, make_batches=make_batches, step_fn=objective.step,

@@ -45,16 +45,21 @@ def has_batch_norm(model: nn.Module) -> bool:
     return any(isinstance(m, _BatchNorm) for m in model.modules())
 
 
-def convert_to_dual_bn(model: nn.Module) -> nn.Module:
+def convert_to_dual_bn(model: nn.Module, branch: str = "clean") -> nn.Module:
     """Replace every BN layer in ``model`` (in place) by a ``DualBatchNorm`` holding it and a copy of it.
-    Layers already dual are left as they are (converting twice changes nothing)."""
+    Layers already dual are left as they are (converting twice changes nothing). ``branch``: the one a
+    forward outside any :func:`bn_branch` block uses (a fine-tuned dual-BN classifier validates and
+    exports its adversarial branch)."""
+    if branch not in BRANCHES:
+        raise ValueError(f"unknown BN branch {branch!r}; use one of {BRANCHES}")
     for name, child in model.named_children():
         if isinstance(child, DualBatchNorm):
             continue
         if isinstance(child, _BatchNorm):
             setattr(model, name, DualBatchNorm(child))
+            getattr(model, name).branch = branch
         else:
-            convert_to_dual_bn(child)
+            convert_to_dual_bn(child, branch)
     return model
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from torch import nn
 
 
@@ -30,3 +32,12 @@ class LinearProbe(nn.Module):
 def unwrap_probe(model: nn.Module) -> nn.Module:
     """The timm classifier inside a possible LinearProbe wrapper."""
     return model.net if isinstance(model, LinearProbe) else model
+
+
+def plain_classifier(model: nn.Module) -> nn.Module:
+    """The timm classifier to save: out of a LinearProbe, dual BN resolved to its adversarial branch (what
+    RobustSSL evaluates and exports); a copy only when something had to be resolved."""
+    from .dual_bn import is_dual_bn, resolve_dual_bn
+
+    net = unwrap_probe(model)
+    return resolve_dual_bn(copy.deepcopy(net), "adv") if is_dual_bn(net) else net

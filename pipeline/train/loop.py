@@ -153,9 +153,9 @@ class Trainer:
         self.state = TrainState(extra={"fingerprint": fingerprint, "fingerprint_config": fingerprint_config or {}})
         self.fingerprint, self.fingerprint_config = fingerprint, fingerprint_config or {}
         self.trackers, self.meter = trackers, EpochMeter()
-        # not accelerate's register_for_checkpointing: it stores such objects as pickles and loads them with
-        # torch.load(weights_only=False), so a crafted checkpoint folder could run code on resume. The
-        # loop's state and the LR schedule are plain numbers: they go through JSON (TRAINER_STATE).
+        # nothing is registered with accelerate for checkpointing: it would store such objects as pickles
+        # and load them with code execution allowed, so a crafted checkpoint folder could run code on
+        # resume. The loop's state and the LR schedule are plain numbers: they go through JSON.
 
     # -- checkpoints -------------------------------------------------------------------------------
     def resume(self) -> bool:

@@ -11,6 +11,10 @@ from accelerate import Accelerator
 from torch import nn
 
 from ..attacks import AttackConfig, cross_entropy_attack
+from ..export import save_timm_folder
+from ..plots import plot_curves
+from ..run import StageRun
+from .loop import TrainState
 
 
 @torch.no_grad()
@@ -40,3 +44,26 @@ def validation_accuracy(raw: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor
             counts[2] += len(y)
     counts = acc.reduce(counts, "sum")
     return {"val_clean_acc": float(counts[0] / counts[2]), "val_robust_acc": float(counts[1] / counts[2])}
+
+
+def write_selected(run: StageRun, classifier: nn.Module, state: TrainState, has_val: bool, run_name: str) -> None:
+    """``final/`` and ``best/`` (the final model when there is no validation split), the accuracy curve,
+    and what was selected, into the stage's outputs."""
+    save_timm_folder(classifier, run.dir / "final")
+    if not has_val:  # no validation split: "best" is the final model, said so in the manifest
+        save_timm_folder(classifier, run.dir / "best")
+    png = plot_curves(run.dir / "metrics.jsonl", "epoch", "epoch", ["val_clean_acc", "val_robust_acc"],
+                      run.dir / "accuracy_curve.png", "validation accuracy", run_name=run_name,
+                      best_key="val_robust_acc")
+    run.outputs.update(best="best", final="final",
+                       selection="val_robust_acc" if has_val else "none (no validation split)",
+                       steps=state.global_step, **state.extra, **({"accuracy_curve": run.rel(png)} if png else {}))
+
+
+def selection_summary(run: StageRun, state: TrainState) -> str:
+    """The stage's last line: which epoch was kept and where it is."""
+    e = state.extra
+    if "best_epoch" not in e:
+        return f"[finetune] no validation split: best = final → {run.dir / 'final'}/"
+    return (f"[finetune] best epoch {e['best_epoch']}: val robust {e['best_val_robust_acc']:.1%}, clean "
+            f"{e['best_val_clean_acc']:.1%} → {run.dir / 'best'}/ (final: {run.dir / 'final'}/)")

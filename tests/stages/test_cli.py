@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from stages._cli import STAGES, key_docs, main
+from pipeline.config_docs import key_docs
+from stages._cli import STAGES, main
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = shutil.which("robustpretrain", path=str(Path(sys.executable).parent))

@@ -6,8 +6,7 @@ import torch
 
 from data.readers import expand_urls, load_labeled
 from data.shards import RawSample, write_split
-from pipeline.config import load_config
-from stages.evaluate import load_test_split
+from pipeline.evaluation.test_split import load_test_split
 
 
 def _sorted_split(tmp_path, n_per_class=30, classes=4):
@@ -19,13 +18,13 @@ def _sorted_split(tmp_path, n_per_class=30, classes=4):
 
 def test_first_k_is_a_mixed_fixed_sample_with_true_positions(tmp_path):
     info = _sorted_split(tmp_path)
-    cfg = load_config(None, ["data.num_classes=4", "evaluate.n_examples=20"])
-    x, y, order, skipped = load_test_split(cfg, info, 32)
+    urls, reader = expand_urls(info["urls"], "k"), dict(size=32, num_classes=4)
+    x, y, order, skipped = load_test_split(urls, info["count"], 20, **reader)
     assert skipped == 0 and len(y) == 20 and len(set(y.tolist())) >= 3  # not 20 images of class 0
     full_x, full_y, _ = load_labeled(expand_urls(info["urls"], "k"), size=32, num_classes=4)
     assert torch.equal(x, full_x[order]) and torch.equal(y, full_y[order])  # positions are the split's
-    again = load_test_split(cfg, info, 32)
+    again = load_test_split(urls, info["count"], 20, **reader)
     assert torch.equal(again[2], order)  # fixed across runs (not tied to run.seed)
     # without a known count (pipe: URLs) the same order comes from reading everything
-    x2, y2, order2, _ = load_test_split(cfg, {**info, "count": 0}, 32)
+    x2, y2, order2, _ = load_test_split(urls, 0, 20, **reader)
     assert torch.equal(order2, order) and torch.equal(x2, x)

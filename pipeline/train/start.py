@@ -1,0 +1,39 @@
+"""Where fine-tuning starts: a classifier built from scratch, from an exported folder, or from this run's
+pretrained backbone — keeping both BN branches of a dual-BN backbone when asked (RobustSSL's AFF)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from ..export import load_backbone_weights
+from ..models import ModelConfig, build_model, convert_to_dual_bn
+from ..run import RunDir, upstream_summary
+
+
+def initial_classifier(model_cfg: ModelConfig, num_classes: int, *, init: str, head_init: str,
+                       keep_dual_bn: bool, bn_branch: str, run_dir: RunDir) -> tuple[nn.Module, dict | None, bool]:
+    """The network to fine-tune, the upstream it came from (None for scratch), and whether it has dual BN.
+
+    ``init``: ``scratch`` | ``local-dir:<folder>`` | ``pretrain`` (this run's pretrain stage).
+    ``keep_dual_bn``: with a dual-BN pretrained backbone, load both branches (clean and adversarial) into a
+    dual-BN classifier instead of one branch (``bn_branch``) into a plain one."""
+    model = build_model(model_cfg.name, num_classes, model_cfg.mean, model_cfg.std)
+    if head_init == "zero":  # RobustSSL starts every protocol's classifier at 0
+        for p in model.get_classifier().parameters():
+            nn.init.zeros_(p)
+    if init == "scratch":
+        return model, None, False
+    if init.startswith("local-dir:"):
+        load_backbone_weights(model, Path(init.split(":", 1)[1]), model_cfg.name, "finetune.init")
+        return model, {"init": init}, False
+    manifest = run_dir.read_manifest("pretrain")
+    folders = {b: run_dir.stage("pretrain") / name for b, name in manifest["outputs"]["backbones"].items()}
+    if keep_dual_bn and set(folders) == {"clean", "adv"}:
+        convert_to_dual_bn(model, branch="adv")  # un-routed forwards (validation, export) use the adversarial branch
+        load_backbone_weights(model, folders, model_cfg.name, "finetune.init")
+        return model, {**upstream_summary(manifest), "bn_branch": "dual (clean + adv)"}, True
+    branch = bn_branch if bn_branch in folders else next(iter(folders))
+    load_backbone_weights(model, folders[branch], model_cfg.name, "finetune.init")
+    return model, {**upstream_summary(manifest), "bn_branch": branch}, False
