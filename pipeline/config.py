@@ -79,7 +79,9 @@ class PretrainConfig(ContrastiveConfig, TrainLoopConfig):
 
 @dataclass
 class FinetuneConfig(TrainLoopConfig):
-    init: str = "pretrain"  # pretrain (this run's backbone) | scratch | local-dir:<exported folder>
+    # where the weights start: pretrain (this run's backbone) | model (as model.* builds it: model.pretrained,
+    # or random) | scratch (random; refused when model.pretrained is set) | local-dir:<exported folder>
+    init: str = "pretrain"
     protocol: str = "aff"  # slf (frozen, clean head) | alf (frozen, adversarial head) | aff (full) (PROTOCOLS)
     objective: str = ""  # trades | pgd_at | ce (FINETUNE_OBJECTIVES); "" = the protocol's own
     beta: float = 6.0  # TRADES weight of the robustness (KL) term
@@ -116,8 +118,8 @@ class FinetuneConfig(TrainLoopConfig):
         check_choice("head_init", self.head_init, ("default", "zero"))
         check(self.name == "" or self.name.replace("_", "").replace("-", "").isalnum(), "name", self.name,
               "use letters, digits, - and _ only (it becomes a folder name)")
-        check(self.init in ("pretrain", "scratch") or self.init.startswith("local-dir:"), "init", self.init,
-              "use pretrain, scratch or local-dir:<exported folder>")
+        check(self.init in ("pretrain", "model", "scratch") or self.init.startswith("local-dir:"), "init", self.init,
+              "use pretrain, model, scratch or local-dir:<exported folder>")
         check(self.val_attack_steps >= 0, "val_attack_steps", self.val_attack_steps, "use 0 or more")
 
 
@@ -125,14 +127,16 @@ class FinetuneConfig(TrainLoopConfig):
 class EvaluateStageConfig(EvaluateConfig):
     """The evaluation settings plus which model the stage evaluates."""
 
-    model: str = "finetune"  # finetune (this run's) | local-dir:<exported folder> | timm:<name>@<weights.safetensors>
+    # finetune (this run's) | local-dir:<exported folder> | timm:<name>@<weights file> (.safetensors, or a plain
+    # state dict .pt/.pth/.bin read with weights_only=True); normalisation by model.mean/std's rule
+    model: str = "finetune"
     checkpoint: str = "best"  # with model=finetune: best | final
 
     def check(self) -> None:
         super().check()
         check(self.model == "finetune" or self.model.startswith("local-dir:")
               or (self.model.startswith("timm:") and "@" in self.model), "model", self.model,
-              "use finetune, local-dir:<folder> or timm:<name>@<weights.safetensors>")
+              "use finetune, local-dir:<folder> or timm:<name>@<weights file>")
         check_choice("checkpoint", self.checkpoint, ("best", "final"))
 
 

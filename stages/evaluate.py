@@ -2,7 +2,7 @@
 ε-sweep, calibration under attack, randomized smoothing and gradient-masking checks.
 
 Evaluates this run's fine-tuned classifier by default (``evaluate.model`` for an exported folder or a
-timm name + safetensors file), split over accelerate processes, and writes
+timm name + weights file), split over accelerate processes, and writes
 ``runs/<run>/evaluate/report.{json,md}``, ``per_sample.csv`` and figures.
 """
 
@@ -35,7 +35,9 @@ def load_model_to_evaluate(cfg: ExperimentConfig) -> tuple[nn.Module, dict]:
     if source.startswith("local-dir:"):
         return load_timm_folder(Path(source.split(":", 1)[1])), {"model": source}
     name, weights = source[len("timm:"):].split("@", 1)
-    return load_timm_weights(name, Path(weights), cfg.data.num_classes), {"model": source}
+    m = cfg.model  # model.mean/std/kwargs describe the external model too (normalisation rule: models/pretrained.py)
+    model, normalisation = load_timm_weights(name, Path(weights), cfg.data.num_classes, m.mean, m.std, m.kwargs)
+    return model, {"model": source, "normalisation": normalisation}
 
 
 def check_num_classes(model: nn.Module, num_classes: int, origin: str) -> None:

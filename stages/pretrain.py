@@ -11,7 +11,7 @@ from data.augment import SimCLRViews
 from data.readers import expand_urls, stream_loader
 from pipeline.config import ExperimentConfig, checkpoint_fingerprint
 from pipeline.export import save_backbones, save_module_weights
-from pipeline.models import build_model, convert_to_dual_bn, has_batch_norm
+from pipeline.models import convert_to_dual_bn, has_batch_norm
 from pipeline.objectives import ContrastiveModel, ContrastiveObjective, pretrain_method
 from pipeline.objectives.heads import build_head
 from pipeline.plots import plot_curves
@@ -33,7 +33,7 @@ def run_pretrain(cfg: ExperimentConfig) -> dict:
 
     # the method (simclr/acl/dynacl) decides, by epoch, the loader's augmentation strength and the loss weights
     method = pretrain_method(p, p.epochs)
-    backbone = build_model(cfg.model.name, 0, cfg.model.mean, cfg.model.std)
+    backbone = cfg.model.build(0)
     dual = p.dual_bn and method.adversarial and has_batch_norm(backbone)
     if dual:
         convert_to_dual_bn(backbone)

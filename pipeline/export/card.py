@@ -69,7 +69,7 @@ def _evaluation_lines(report: dict | None) -> list[str]:
 
 
 def model_card(facts: CardFacts) -> str:
-    m = facts.model
+    mean, std, source = facts.model.normalization()
     lines = [
         f"# {facts.arch} — robust backbone and classifier ({facts.run_name})", "",
         "## Load it", "",
@@ -79,7 +79,7 @@ def model_card(facts: CardFacts) -> str:
         "```", "",
         "## Model", "",
         f"- architecture: `{facts.arch}` (timm), input {facts.image_size}×{facts.image_size} RGB in **[0,1]**; "
-        f"normalisation (mean {list(m.mean)}, std {list(m.std)}) is inside the model",
+        f"normalisation (mean {list(mean)}, std {list(std)}, from {source}) is inside the model",
         f"- `backbone/`: pooled features (`num_classes=0`); `classifier/`: {facts.num_classes}-class logits", "",
         "## Training chain", "", *facts.training, "",
         "## Data", "", *_data_lines(facts),

@@ -102,11 +102,18 @@ def _classifier_prefix(model: nn.Module) -> str:
     return ""
 
 
-def load_timm_weights(name: str, weights: Path, num_classes: int) -> nn.Module:
-    """``timm:<name>@<weights.safetensors>``: a plain timm (or registered) model with those weights."""
+def load_timm_weights(name: str, weights: Path, num_classes: int, mean=(), std=(), kwargs: dict | None = None,
+                      key: str = "evaluate.model") -> tuple[nn.Module, str]:
+    """``timm:<name>@<weights>``: the classifier ``name`` (ours, or any timm architecture behind our
+    normalisation) with every weight from the file, head included; and where its normalisation came from
+    (``mean``/``std`` when given, else the weights' pretrained_cfg, else our registry default, else an error).
+    Weights: safetensors, or a plain state dict read with ``weights_only=True``."""
+    spec = name if name in models.MODELS else f"timm:{name}"
     if name not in models.MODELS and not timm.is_model(name):
-        raise UsageError(f"evaluate.model: {name!r} is not a timm model; check the name (timm.list_models())")
-    return load_safetensors_into(timm.create_model(name, num_classes=num_classes), Path(weights))
+        raise UsageError(f"{key}: {name!r} is not a timm model; check the name (timm.list_models())")
+    cfg = models.ModelConfig(spec, list(mean), list(std), pretrained=str(weights), kwargs=dict(kwargs or {}))
+    source = cfg.normalization(key)[2]
+    return cfg.build(num_classes, key=key, whole=True).eval(), source
 
 
 def load_safetensors_into(model: nn.Module, file: Path) -> nn.Module:

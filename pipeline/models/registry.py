@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import timm
 from timm.models import register_model
@@ -17,7 +18,7 @@ from torch import nn
 
 from ..registry import Registry
 from ..validation import InvalidValue, check
-from .normalize import CIFAR10_MEAN, CIFAR10_STD
+from .pretrained import load_pretrained_into, resolve_normalization, weights_path
 
 
 @dataclass(frozen=True)
@@ -40,13 +41,44 @@ def register_architecture(family: str, note: str) -> Callable:
 @dataclass
 class ModelConfig:
     name: str = "resnet10_cifar_tiny"  # a registered model (pipeline/models/) or timm:<any timm architecture>
-    mean: list[float] = field(default_factory=lambda: list(CIFAR10_MEAN))  # normalisation inside the model
-    std: list[float] = field(default_factory=lambda: list(CIFAR10_STD))
+    # normalisation inside the model; [] = the weights' pretrained_cfg, else our registry default, else an
+    # error (pipeline/models/pretrained.py)
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+    # starting weights: a .safetensors / plain state-dict file, or a timm / Hugging Face model folder
+    # (local-dir:<folder> also accepted); "" = random initialisation. Never downloads.
+    pretrained: str = ""
+    kwargs: dict[str, Any] = field(default_factory=dict)  # constructor arguments, e.g. {img_size: 64, drop_path_rate: 0.1}
 
     def check(self) -> None:
         check_model_name(self.name, "name")
-        check(len(self.mean) == 3 and len(self.std) == 3 and min(self.std) > 0, "std", self.std,
-              "give 3 means and 3 positive stds")
+        check(len(self.mean) == len(self.std) and len(self.mean) in (0, 3) and min(self.std, default=1) > 0, "std",
+              self.std, "give 3 means and 3 positive stds, or neither (model.mean=[] model.std=[])")
+        check(not {"num_classes", "mean", "std", "pretrained"} & set(self.kwargs), "kwargs", self.kwargs,
+              "set num_classes through data.num_classes and mean/std/pretrained through their own keys")
+        # model.pretrained is checked where it is read (a recipe may name weights the user fetches later); a
+        # timm model with neither weights nor mean/std fails here already
+        if not self.pretrained:
+            self.normalization()
+
+    def normalization(self, key: str = "model.pretrained") -> tuple[tuple, tuple, str]:
+        """(mean, std, where they came from): pipeline/models/pretrained.py's rule."""
+        weights = weights_path(self.pretrained, key) if self.pretrained else None
+        return resolve_normalization(self.name, self.mean, self.std, weights)
+
+    def build(self, num_classes: int, key: str = "model.pretrained", whole: bool = False) -> nn.Module:
+        """The configured network: ``num_classes=0`` gives the backbone; ``model.pretrained`` loaded when set
+        (its classifier kept only when its class count is ``num_classes``; with ``whole`` it must be)."""
+        mean, std, _ = self.normalization(key)
+        model = build_model(self.name, num_classes, mean, std, self.kwargs)
+        if self.pretrained:
+            file = weights_path(self.pretrained, key)
+            if self.name.startswith("timm:"):  # the wrapper's base is a plain timm network
+                load_pretrained_into(model.model, self.name[5:], file, num_classes, dict(self.kwargs), key, whole)
+            else:
+                load_pretrained_into(model, self.name, file, num_classes, dict(self.kwargs, mean=mean, std=std),
+                                     key, whole)
+        return model
 
 
 def check_model_name(name: str, key: str = "model.name") -> ModelInfo:
@@ -62,9 +94,13 @@ def check_model_name(name: str, key: str = "model.name") -> ModelInfo:
     return MODELS.get(name)
 
 
-def build_model(name: str, num_classes: int, mean: Sequence[float], std: Sequence[float]) -> nn.Module:
-    """Build a registered model: ``num_classes=0`` gives the backbone (pooled features, ``num_features``)."""
+def build_model(name: str, num_classes: int, mean: Sequence[float], std: Sequence[float],
+                kwargs: dict | None = None) -> nn.Module:
+    """Build a registered model: ``num_classes=0`` gives the backbone (pooled features, ``num_features``).
+    ``kwargs`` go to the architecture's constructor (for ``timm:<name>``, to the wrapped timm model)."""
     check_model_name(name)
+    kwargs = dict(kwargs or {})
     if name.startswith("timm:"):
-        return timm.create_model("timm_any", base=name[5:], num_classes=num_classes, mean=tuple(mean), std=tuple(std))
-    return timm.create_model(name, num_classes=num_classes, mean=tuple(mean), std=tuple(std))
+        return timm.create_model("timm_any", base=name[5:], num_classes=num_classes, mean=tuple(mean), std=tuple(std),
+                                 base_kwargs=kwargs)
+    return timm.create_model(name, num_classes=num_classes, mean=tuple(mean), std=tuple(std), **kwargs)

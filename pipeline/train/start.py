@@ -8,7 +8,8 @@ from pathlib import Path
 from torch import nn
 
 from ..export import load_backbone_weights
-from ..models import ModelConfig, build_model, convert_to_dual_bn
+from ..errors import UsageError
+from ..models import ModelConfig, convert_to_dual_bn
 from ..run import RunDir, upstream_summary
 
 
@@ -16,15 +17,19 @@ def initial_classifier(model_cfg: ModelConfig, num_classes: int, *, init: str, h
                        keep_dual_bn: bool, bn_branch: str, run_dir: RunDir) -> tuple[nn.Module, dict | None, bool]:
     """The network to fine-tune, the upstream it came from (None for scratch), and whether it has dual BN.
 
-    ``init``: ``scratch`` | ``local-dir:<folder>`` | ``pretrain`` (this run's pretrain stage).
+    ``init``: ``model`` (as ``model.*`` builds it, ``model.pretrained`` included) | ``scratch`` (random) |
+    ``local-dir:<folder>`` | ``pretrain`` (this run's pretrain stage, itself started from ``model.pretrained``).
     ``keep_dual_bn``: with a dual-BN pretrained backbone, load both branches (clean and adversarial) into a
     dual-BN classifier instead of one branch (``bn_branch``) into a plain one."""
-    model = build_model(model_cfg.name, num_classes, model_cfg.mean, model_cfg.std)
+    if init == "scratch" and model_cfg.pretrained:
+        raise UsageError(f"finetune.init=scratch but model.pretrained={model_cfg.pretrained}: use finetune.init=model "
+                         "to start from those weights, or clear model.pretrained")
+    model = model_cfg.build(num_classes)
     if head_init == "zero":  # RobustSSL starts every protocol's classifier at 0
         for p in model.get_classifier().parameters():
             nn.init.zeros_(p)
-    if init == "scratch":
-        return model, None, False
+    if init in ("scratch", "model"):
+        return model, ({"init": f"model.pretrained={model_cfg.pretrained}"} if model_cfg.pretrained else None), False
     if init.startswith("local-dir:"):
         load_backbone_weights(model, Path(init.split(":", 1)[1]), model_cfg.name, "finetune.init")
         return model, {"init": init}, False
