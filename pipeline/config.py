@@ -83,7 +83,9 @@ class FinetuneConfig(TrainLoopConfig):
     # or random) | scratch (random; refused when model.pretrained is set) | local-dir:<exported folder>
     init: str = "pretrain"
     protocol: str = "aff"  # slf (frozen, clean head) | alf (frozen, adversarial head) | aff (full) (PROTOCOLS)
-    objective: str = ""  # trades | pgd_at | ce (FINETUNE_OBJECTIVES); "" = the protocol's own
+    # trades | pgd_at | fgsm_rs | nfgsm | ce (FINETUNE_OBJECTIVES); "" = the protocol's own. fgsm_rs / nfgsm
+    # bring their own single-step attack (attack.name/steps replaced, step from ε: pipeline/attacks/single_step.py)
+    objective: str = ""
     beta: float = 6.0  # TRADES weight of the robustness (KL) term
     # which BN branch of a dual-BN pretrained backbone initialises a single-BN network (SLF, ALF, or AFF
     # with dual_bn=false); the fine-tuned network is exported with this branch
@@ -94,6 +96,9 @@ class FinetuneConfig(TrainLoopConfig):
     head_init: str = "default"  # default (timm's) | zero: the classifier starts at 0 (RobustSSL)
     name: str = ""  # "" → runs/<run>/finetune/; "slf" → runs/<run>/finetune_slf/ (several fine-tunes per run)
     val_attack_steps: int = 10  # PGD steps of the validation robust accuracy that selects "best"
+    # catastrophic overfitting (fgsm_rs / nfgsm): warn when the validation robust accuracy falls below this
+    # fraction of the best so far, beyond sampling noise (pipeline/train/selection.py); 0 = never warn
+    collapse_ratio: float = 0.5
     # start "": the objective's own (TRADES: x + 0.001·N(0,1); PGD-AT: uniform in the ball)
     attack: AttackConfig = field(default_factory=lambda: AttackConfig(steps=10, start=""))
 
@@ -121,6 +126,7 @@ class FinetuneConfig(TrainLoopConfig):
         check(self.init in ("pretrain", "model", "scratch") or self.init.startswith("local-dir:"), "init", self.init,
               "use pretrain, model, scratch or local-dir:<exported folder>")
         check(self.val_attack_steps >= 0, "val_attack_steps", self.val_attack_steps, "use 0 or more")
+        check(0 <= self.collapse_ratio < 1, "collapse_ratio", self.collapse_ratio, "use a value in [0, 1) (0 = off)")
 
 
 @dataclass

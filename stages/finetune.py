@@ -11,14 +11,14 @@ from dataclasses import replace
 
 from data.augment import CropFlip
 from data.readers import expand_urls, load_labeled, stream_loader
+from pipeline.attacks import SINGLE_STEP_ATTACKS
 from pipeline.config import ExperimentConfig, checkpoint_fingerprint
 from pipeline.errors import UsageError
-from pipeline.export import save_timm_folder
 from pipeline.models.probe import LinearProbe, plain_classifier
 from pipeline.objectives import PROTOCOLS, SupervisedObjective
 from pipeline.run import RunDir, StageRun, upstream_summary
 from pipeline.train import Trainer, TrainState, per_process_batch, prepare_training, steps_per_epoch
-from pipeline.train.selection import selection_summary, validation_accuracy, write_selected
+from pipeline.train.selection import select_epoch, selection_summary, write_selected
 from pipeline.train.start import initial_classifier
 
 from ._cli import main
@@ -42,6 +42,8 @@ def run_finetune(cfg: ExperimentConfig) -> dict:
     if "val" in stage.splits:
         val = load_labeled(expand_urls(stage.splits["val"]["urls"], "data.val_urls"), size=size,
                            num_classes=num_classes, wrong_size=d.wrong_size, on_bad=d.on_bad_sample)[:2]
+    elif f.objective_name() in SINGLE_STEP_ATTACKS:
+        acc.print("[finetune] warning: no validation split to catch catastrophic overfitting; set data.val_size=N")
 
     frozen = PROTOCOLS.get(f.protocol).frozen_backbone
     net, upstream, dual = initial_classifier(cfg.model, num_classes, init=f.init, head_init=f.head_init,
@@ -64,16 +66,9 @@ def run_finetune(cfg: ExperimentConfig) -> dict:
                   acc.is_main_process) as run:
 
         def on_epoch_end(epoch: int, state: TrainState) -> dict:
-            """Validation accuracy; a new best robust accuracy replaces ``best/``."""
-            if val is None:
-                return {}
-            metrics = validation_accuracy(raw, *val, val_attack, acc, 2 * batch, cfg.run.seed)
-            if metrics["val_robust_acc"] > state.extra.get("best_val_robust_acc", -1.0):
-                if acc.is_main_process:
-                    save_timm_folder(plain_classifier(raw), run.dir / "best")
-                state.extra.update(best_val_robust_acc=metrics["val_robust_acc"], best_epoch=epoch + 1,
-                                   best_val_clean_acc=metrics["val_clean_acc"])
-            return metrics
+            """Validation accuracy; a new best robust accuracy replaces ``best/``; a collapse is warned about."""
+            return {} if val is None else select_epoch(raw, val, val_attack, acc, 2 * batch, cfg.run.seed, epoch,
+                                                       state, run.dir / "best", f.collapse_ratio)
 
         trainer = Trainer(acc, run, f, models=[model], optimizer=optimizer, scheduler=scheduler,
                           steps_per_epoch=spe, make_batches=make_batches, step_fn=objective.step,
@@ -83,7 +78,8 @@ def run_finetune(cfg: ExperimentConfig) -> dict:
         state = trainer.fit()
         if acc.is_main_process:
             write_selected(run, plain_classifier(raw), state, has_val=val is not None, run_name=cfg.run.name)
-            run.outputs.update(protocol=f.protocol, objective=objective.name, num_classes=num_classes, dual_bn=dual)
+            run.outputs.update(protocol=f.protocol, objective=objective.name, attack=objective.attack.name,
+                               num_classes=num_classes, dual_bn=dual)
             print(selection_summary(run, state))
         acc.wait_for_everyone()
     acc.end_training()

@@ -43,6 +43,10 @@ class AttackConfig(ThreatModel):
         check_eps("eps", self.eps, self.norm)
         check(0 < self.step_size <= 1, "step_size", self.step_size, "use a value in (0, 1] (2/255 = 0.0078)")
         check(self.steps >= 0, "steps", self.steps, "use 0 or more steps")
+        # a single-step attack's budget is fixed by its paper; steps=1 keeps the config (and the pass counts
+        # the objectives log from it) honest about what runs
+        if getattr(ATTACKS.get(self.name), "single_step", False):
+            check(self.steps == 1, "steps", self.steps, f"attack {self.name} takes one step; set steps=1")
         if self.start:
             check_choice("start", self.start, STARTS)
 

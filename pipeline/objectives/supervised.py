@@ -6,12 +6,21 @@ same eval-mode forward at each of the k PGD steps) and takes input-only gradient
 costs k × (forward + input backward). The outer loss is the reference's: in ``train()``,
 CE(f(x), y) + β·KL(softmax f(x) ‖ softmax f(x')) averaged over the batch, gradients through both sides.
 
+FGSM-RS [3] and N-FGSM [4] (``fgsm_rs``, ``nfgsm``) are PGD-AT with the paper's single-step attack
+(``pipeline/attacks/single_step.py``): cross-entropy on the one-step adversarial batch, 2 passes per image
+instead of TRADES PGD-10's 13. The objective picks its attack: ``attack.name`` and ``attack.steps`` are
+replaced by it, ``attack.step_size`` and ``attack.start`` are not used (the papers' rules, tied to ε). Like
+every attack here, theirs runs in ``eval()`` (the authors' code attacks in ``train()``, so BN statistics
+there also see the noisy start points).
+
 Add an objective: a function ``(objective, x, y) -> (loss, metrics)`` with
 ``@FINETUNE_OBJECTIVES.register("name")``.
 
 [0] Zhang et al., Theoretically Principled Trade-off between Robustness and Accuracy, ICML 2019.
 [1] Madry et al., Towards Deep Learning Models Resistant to Adversarial Attacks, ICLR 2018.
 [2] Jiang et al., Robust Pre-Training by Adversarial Contrastive Learning, NeurIPS 2020 (SLF/ALF/AFF).
+[3] Wong, Rice & Kolter, Fast is better than free: revisiting adversarial training, ICLR 2020.
+[4] de Jorge et al., Make some noise: reliable and efficient single-step adversarial training, NeurIPS 2022.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attacks import AttackConfig, cross_entropy_attack, run_attack
+from ..attacks import SINGLE_STEP_ATTACKS, AttackConfig, cross_entropy_attack, run_attack
 from ..errors import DataError
 from ..models import bn_branch, eval_mode
 from ..registry import Registry
@@ -90,6 +99,22 @@ def _pgd_at(obj: SupervisedObjective, x: torch.Tensor, y: torch.Tensor) -> tuple
                                             "forward_passes": b * (k + 1), "backward_passes": b * (k + 1)}
 
 
+def _single_step(obj: SupervisedObjective, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    b = x.shape[0]
+    # every input the loss sees is adversarial: with dual BN, attack and loss use the adversarial branch
+    with bn_branch(obj.raw, "adv") if obj.dual_bn else nullcontext():
+        with eval_mode(obj.raw):
+            x_adv = cross_entropy_attack(obj.raw, x, y, obj.attack)
+        logits_adv = obj.model(x_adv)
+    return F.cross_entropy(logits_adv, y), {"images": b, "train_acc": None,
+                                            "train_robust_acc": _accuracy(logits_adv, y),
+                                            "forward_passes": 2 * b, "backward_passes": 2 * b}
+
+
+for _name in SINGLE_STEP_ATTACKS:  # fgsm_rs, nfgsm: one objective per single-step attack, same loss
+    FINETUNE_OBJECTIVES.add(_name, _single_step)
+
+
 @FINETUNE_OBJECTIVES.register("ce")
 def _ce(obj: SupervisedObjective, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
     logits = obj.model(x)
@@ -115,6 +140,8 @@ class SupervisedObjective:
                  dual_bn: bool = False):
         self.name, self.model, self.raw, self.beta = name, model, raw, beta
         self.attack = replace(attack, start=attack.start or DEFAULT_STARTS.get(name, "uniform"))
+        if name in SINGLE_STEP_ATTACKS:  # the objective is its attack: one step by the paper's rule
+            self.attack = replace(self.attack, name=name, steps=1)
         self.num_classes, self.dual_bn = num_classes, dual_bn
         self._step = FINETUNE_OBJECTIVES.get(name, "finetune.objective")
 

@@ -2,6 +2,16 @@
 
 Robust overfitting is real (the last epoch is often not the most robust one), so the finetune stage
 keeps the epoch with the best validation *robust* accuracy.
+
+Catastrophic overfitting [0] — single-step training (FGSM-RS, N-FGSM) suddenly losing its robustness to
+multi-step attacks within an epoch — is caught by the same per-epoch PGD accuracy: an epoch whose
+validation robust accuracy falls below ``collapse_ratio`` × the best so far, *and* whose exact 95%
+interval lies wholly below the best epoch's (a drop sampling noise cannot explain on a small split), gets
+a one-line warning in the log, ``"collapse": true`` in its metrics row and ``collapse_epoch`` /
+``collapse_warning`` in the manifest. ``best/`` is only replaced by a better epoch, so it stays the last
+good one.
+
+[0] Wong, Rice & Kolter, Fast is better than free: revisiting adversarial training, ICLR 2020 (Sec. 5).
 """
 
 from __future__ import annotations
@@ -11,7 +21,9 @@ from accelerate import Accelerator
 from torch import nn
 
 from ..attacks import AttackConfig, cross_entropy_attack
+from ..evaluation.intervals import accuracy_interval
 from ..export import save_timm_folder
+from ..models.probe import plain_classifier
 from ..plots import plot_curves
 from ..run import StageRun
 from .loop import TrainState
@@ -43,7 +55,38 @@ def validation_accuracy(raw: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor
             counts[1] += _correct(raw, x_adv, y)
             counts[2] += len(y)
     counts = acc.reduce(counts, "sum")
-    return {"val_clean_acc": float(counts[0] / counts[2]), "val_robust_acc": float(counts[1] / counts[2])}
+    return {"val_clean_acc": float(counts[0] / counts[2]), "val_robust_acc": float(counts[1] / counts[2]),
+            "val_n": int(counts[2])}
+
+
+def is_collapse(best: float, now: float, n: int, ratio: float) -> bool:
+    """Robust accuracy ``now`` fell below ``ratio`` × ``best`` (both over the same ``n`` points) by more than
+    sampling noise: the 95% exact intervals do not overlap. ``ratio`` 0 turns detection off."""
+    if ratio <= 0 or best <= 0 or n <= 0 or now >= ratio * best:
+        return False
+    return accuracy_interval(round(now * n), n)[1] < accuracy_interval(round(best * n), n)[0]
+
+
+def select_epoch(raw: nn.Module, val: tuple, attack: AttackConfig, acc: Accelerator, batch: int, seed: int,
+                 epoch: int, state: TrainState, best_dir, collapse_ratio: float, stage: str = "finetune") -> dict:
+    """Validation accuracy after ``epoch`` (0-based); a new best robust accuracy replaces ``best_dir``, a
+    collapse is warned about (module docstring). Returns the epoch's metrics."""
+    metrics = validation_accuracy(raw, *val, attack, acc, batch, seed)
+    best, now = state.extra.get("best_val_robust_acc", -1.0), metrics["val_robust_acc"]
+    if now > best:
+        if acc.is_main_process:
+            save_timm_folder(plain_classifier(raw), best_dir)
+        state.extra.update(best_val_robust_acc=now, best_epoch=epoch + 1, best_val_clean_acc=metrics["val_clean_acc"])
+    elif is_collapse(best, now, metrics["val_n"], collapse_ratio):
+        best_epoch = state.extra["best_epoch"]
+        line = (f"[{stage}] WARNING catastrophic overfitting at epoch {epoch + 1}: validation PGD-{attack.steps} "
+                f"accuracy {now:.1%} < {collapse_ratio:g} × best {best:.1%} (epoch {best_epoch}); best/ keeps "
+                f"epoch {best_epoch}")
+        metrics["collapse"] = True
+        state.extra.setdefault("collapse_epoch", epoch + 1)  # the first collapse is the one to report
+        state.extra.setdefault("collapse_warning", line)
+        acc.print(line)
+    return metrics
 
 
 def write_selected(run: StageRun, classifier: nn.Module, state: TrainState, has_val: bool, run_name: str) -> None:
