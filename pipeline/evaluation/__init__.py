@@ -29,7 +29,7 @@ from .config import (
     first_n,
 )
 from .report import EvalReport
-from .runner import evaluate_batches, evaluate_model
+from .runner import evaluate_batches, evaluate_model, quick_config
 from .writers import summary_table, write_report
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "evaluate_batches",
     "evaluate_model",
     "first_n",
+    "quick_config",
     "summary_table",
     "write_report",
 ]

@@ -30,19 +30,26 @@ from .chunks import (
     plan_chunks,
     tensor_digest,
 )
-from .config import EvaluateConfig, first_n
+from .config import EvaluateConfig, PGDEvalConfig, SweepConfig, first_n
 from .counting import PassCounter
 from .merge import build_report
 from .report import EvalReport
+
+
+def quick_config(norm: str = "Linf", eps: float = 8 / 255) -> EvaluateConfig:
+    """The Python API's default: clean accuracy and standard AutoAttack, with their 95% intervals, calibration
+    and the masking checks that need no extra attack. PGD, the ε-sweep and smoothing are opt-in (pass an
+    :class:`EvaluateConfig`); the evaluate stage's defaults run them all."""
+    return EvaluateConfig(norm=norm, eps=eps, pgd=PGDEvalConfig(steps=0), sweep=SweepConfig(enabled=False))
 
 
 def evaluate_model(
     model: torch.nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    cfg: EvaluateConfig,
+    cfg: EvaluateConfig | None = None,
     *,
-    num_classes: int,
+    num_classes: int | None = None,
     work_dir: str | os.PathLike | None = None,
     accelerator=None,
     progress: bool = True,
@@ -58,8 +65,9 @@ def evaluate_model(
         model: the classifier; normalisation must happen inside it.
         x: images in [0, 1], (N, C, H, W), on any device (chunks are moved to the model's device).
         y: labels, (N,), long.
-        cfg: the ``evaluate`` settings, an :class:`EvaluateConfig` (validated here).
-        num_classes: number of logits.
+        cfg: the ``evaluate`` settings, an :class:`EvaluateConfig` (validated here); ``None`` =
+            :func:`quick_config` (standard AutoAttack at Linf 8/255 and clean accuracy only).
+        num_classes: number of logits; ``None`` = ``model.num_classes``, else one forward pass finds it.
         work_dir: where finished chunks are kept (resume; shared between ranks). ``None`` keeps them in
             memory, which is only allowed in a single process.
         accelerator: an ``accelerate.Accelerator`` to split chunks over its processes (the model is moved
@@ -74,7 +82,9 @@ def evaluate_model(
         TypeError: ``cfg`` is not an :class:`EvaluateConfig` (e.g. an omegaconf node).
     """
     wall = time.perf_counter()
+    cfg = quick_config() if cfg is None else cfg
     _check_config(cfg)
+    num_classes = num_classes or _count_logits(model, x)
     _check_inputs(x, y, num_classes)
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     if world > 1 and work_dir is None:
@@ -134,6 +144,14 @@ def evaluate_batches(
         raise UsageError("the evaluation loader produced no batches; check the test split path")
     x, y = torch.cat(xs)[:wanted], torch.cat(ys)[:wanted]
     return evaluate_model(model, x, y, cfg, num_classes=num_classes, **kwargs)
+
+
+def _count_logits(model: torch.nn.Module, x: torch.Tensor) -> int:
+    classes = getattr(model, "num_classes", None)
+    if isinstance(classes, int) and classes > 0:
+        return classes
+    with torch.no_grad(), eval_mode(model):
+        return int(model(x[:1].to(_model_device(model))).shape[-1])
 
 
 def _check_config(cfg: EvaluateConfig) -> None:
