@@ -6,7 +6,7 @@ from torch import nn
 import pipeline
 
 
-def test_readme_example_on_a_plain_module():
+def test_readme_example_on_a_plain_module(tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 5))  # no num_classes attribute: found by a forward
     x_test = torch.rand(6, 3, 8, 8)
@@ -18,3 +18,5 @@ def test_readme_example_on_a_plain_module():
     assert report.robust_accuracy["pgd"] is None and not report.sweep  # PGD and the sweep are opt-in
     assert report.clean_accuracy == 1.0 and report.robust_accuracy["autoattack"] < 1.0
     assert "AutoAttack" in table and "n=6" in table
+    pipeline.write_report(report, tmp_path / "my_eval")
+    assert (tmp_path / "my_eval" / "report.json").is_file()
