@@ -1,4 +1,4 @@
-"""SimCLR, ACL and DynACL objectives [0, 1, 2] on top of lightly's NT-Xent loss and projection head.
+"""SimCLR, ACL, DynACL and their AIR variants [0, 1, 2, 3] on top of lightly's NT-Xent loss and projection head.
 
 One step of ``acl``/``dynacl`` (B images, two views each):
   1. attack: PGD on the *local* NT-Xent of the projected views, both views perturbed jointly, model in
@@ -9,6 +9,8 @@ One step of ``acl``/``dynacl`` (B images, two views each):
      processes when there are several.
   3. DynACL: the momentum copy moves once per optimiser step, after that step's forwards and before the
      optimiser (``train_DynACL.py``: ``_momentum_update_encoder_k()`` between the forwards and the loss).
+  4. AIR (``acl_air``, ``dynacl_air``): the un-augmented images through the clean branch in ``train()``, then
+     + λ1·SIR + λ2·AIR (``air.py``; checked against AIR's ``pretraining.py`` in ``test_air_parity.py``).
 
 References: ``train_simCLR.py`` (ACL, ``--ACL_DS``) and ``train_DynACL.py``; both are transcribed in
 ``tests/objectives/test_contrastive_parity.py`` and checked step for step against this objective.
@@ -16,6 +18,7 @@ References: ``train_simCLR.py`` (ACL, ``--ACL_DS``) and ``train_DynACL.py``; bot
 [0] Chen et al., A Simple Framework for Contrastive Learning of Visual Representations, ICML 2020.
 [1] Jiang et al., Robust Pre-Training by Adversarial Contrastive Learning, NeurIPS 2020.
 [2] Luo et al., Rethinking the Effect of Data Augmentation in Adversarial Contrastive Learning, ICLR 2023.
+[3] Xu et al., Enhancing Adversarial Contrastive Learning via Adversarial Invariant Regularization, NeurIPS 2023.
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ from ..attacks import AttackConfig, run_attack
 from ..models import bn_branch, eval_mode
 from ..registry import Registry
 from ..validation import check, check_choice
+from .air import AIRConfig, air_regularisers
 from .dynacl import DynACLConfig, DynACLSchedule
 from .heads import PROJECTION_HEADS
+from .lpaft import LPAFTConfig
 
 PRETRAIN_METHODS: Registry[type] = Registry("pretrain method")
 
@@ -43,7 +48,7 @@ PRETRAIN_METHODS: Registry[type] = Registry("pretrain method")
 class ContrastiveConfig:
     """The contrastive objective's settings (the ``pretrain:`` section adds the training loop's)."""
 
-    method: str = "acl"  # simclr | acl | dynacl (PRETRAIN_METHODS)
+    method: str = "acl"  # simclr | acl | dynacl | acl_air | dynacl_air (PRETRAIN_METHODS)
     temperature: float = 0.5  # NT-Xent τ
     head: str = ""  # acl | simclr (PROJECTION_HEADS); "" = the method's: acl for acl/dynacl, simclr for simclr
     # the head's widths, 0 = the head's default (heads.py): acl → hidden = out = the backbone's feature
@@ -59,9 +64,17 @@ class ContrastiveConfig:
     crop_interpolation: str = ""
     attack: AttackConfig = field(default_factory=lambda: AttackConfig(steps=5, start="uniform"))
     dynacl: DynACLConfig = field(default_factory=DynACLConfig)
+    air: AIRConfig = field(default_factory=AIRConfig)  # acl_air / dynacl_air: the regularisers' weights
+    # DynACL++'s post-processing (k-means pseudo-labels, linear probe, TRADES), run after the contrastive
+    # epochs by the pretrain stage when lpaft.enabled: the stage's backbone is then the post-processed one
+    lpaft: LPAFTConfig = field(default_factory=LPAFTConfig)
 
     def check(self) -> None:
         check_choice("method", self.method, PRETRAIN_METHODS)
+        chosen = PRETRAIN_METHODS.get(self.method)
+        if chosen.air and chosen.uses_momentum:  # dynacl_air: DynACL's schedule without its momentum copy
+            check(self.dynacl.momentum == 0.0, "dynacl.momentum", self.dynacl.momentum,
+                  f"set pretrain.dynacl.momentum=0 for {self.method}: AIR's reference has no momentum encoder")
         check(self.temperature > 0, "temperature", self.temperature, "use a positive temperature (0.5 in ACL)")
         if self.head:
             check_choice("head", self.head, PROJECTION_HEADS)
@@ -77,6 +90,8 @@ class SimCLR:
     loader uses and the loss weights the objective uses (one object read by both, in one direction)."""
 
     adversarial = False  # attack both views and add the adversarial NT-Xent term
+    air = False  # add AIR's SIR/AIR regularisers (needs the original image next to the two views)
+    uses_momentum = False  # whether pretrain.dynacl.momentum applies (a momentum copy for the second view)
     default_head = "simclr"  # lightly's SimCLRProjectionHead
     default_crop_interpolation = "bilinear"  # lightly's SimCLRTransform (torchvision's default)
 
@@ -105,6 +120,7 @@ class ACL(SimCLR):
 
 @PRETRAIN_METHODS.register("dynacl")
 class DynACL(ACL):
+    uses_momentum = True
     default_crop_interpolation = "bilinear"  # train_DynACL.py reload(): RandomResizedCrop without interpolation
 
     def __init__(self, cfg: ContrastiveConfig, epochs: int):
@@ -117,6 +133,22 @@ class DynACL(ACL):
 
     def loss_weights(self, epoch: int) -> tuple[float, float]:
         return self.schedule.loss_weights(epoch, self.cfg.clean_weight, self.cfg.adv_weight)
+
+
+@PRETRAIN_METHODS.register("acl_air")
+class ACLAIR(ACL):
+    """ACL + AIR (``pretraining.py --ACL_DS``): weights from clean_weight/adv_weight (the reference: 1 and 1)."""
+
+    air = True
+
+
+@PRETRAIN_METHODS.register("dynacl_air")
+class DynACLAIR(DynACL):
+    """DynACL + AIR (``pretraining.py --ACL_DS --DynAug``): DynACL's augmentation and loss-weight schedule,
+    no momentum encoder (checked: dynacl.momentum must be 0), bicubic crops as ACL."""
+
+    air = True
+    default_crop_interpolation = "bicubic"  # AIR pretraining.py get_transform(): interpolation=3
 
 
 def pretrain_method(cfg: ContrastiveConfig, epochs: int) -> SimCLR:
@@ -194,7 +226,8 @@ class ContrastiveObjective:
         return x_adv, {"attack_loss_first": losses[0] if losses else None, "attack_gain": gain}
 
     def step(self, batch, state) -> tuple[torch.Tensor, dict]:
-        v1, v2 = batch[0], batch[1]  # (B, 3, H, W) each, in [0,1]
+        """``batch``: (view 1, view 2) or, for AIR, (view 1, view 2, original), each (B, 3, H, W) in [0,1]."""
+        v1, v2 = batch[0], batch[1]
         b = v1.shape[0]
         x = torch.cat([v1, v2])  # (2B, 3, H, W): both views, attacked jointly
         epoch = state.epoch if state is not None else 0
@@ -215,15 +248,30 @@ class ContrastiveObjective:
             loss_adv = self.loss(z_adv[:b], z_adv[b:])
             loss = loss + w_adv * loss_adv
             metrics["loss_adv"] = float(loss_adv.detach())
+        if self.method.air:
+            loss = loss + self._air_terms(batch[2], z, z_adv, b, metrics)
         if self.raw.key is not None and self.sync():
             self.raw.update_key()  # after the forwards, before the optimiser step (as train_DynACL.py)
-        metrics.update(self._passes(b, adversarial))
+        metrics.update(self._passes(b, adversarial, self.method.air))
         return loss, metrics
 
-    def _passes(self, b: int, adversarial: bool) -> dict:
+    def _air_terms(self, original: torch.Tensor, z: torch.Tensor, z_adv: torch.Tensor, b: int,
+                   metrics: dict) -> torch.Tensor:
+        """λ1·SIR + λ2·AIR (air.py). The original images go through the clean branch in train(), after the
+        two views, as in AIR's ``train()``: the clean BN's running statistics see views, then originals."""
+        with bn_branch(self.raw, "clean"):
+            z_orig = self.model(original)  # (B, D)
+        sir, air = air_regularisers(z[:b], z[b:], z_orig, z_adv[:b], z_adv[b:], self.cfg.temperature)
+        metrics.update(loss_sir=float(sir.detach()), loss_air=float(air.detach()))
+        return self.cfg.air.lambda1 * sir + self.cfg.air.lambda2 * air
+
+    def _passes(self, b: int, adversarial: bool, air: bool = False) -> dict:
         """Passes over the 2B images: attack (fwd + input-bwd) per PGD step, then 1 or 2 training fwd+bwd
-        (with a momentum copy, training backpropagates through the first B images only)."""
+        (with a momentum copy, training backpropagates through the first B images only); AIR adds one
+        fwd+bwd of the B originals."""
         steps = self.attack_cfg.steps if adversarial else 0
         n_train = 2 if adversarial else 1
         train_bwd = b if self.raw.key is not None else 2 * b
-        return {"forward_passes": 2 * b * (steps + n_train), "backward_passes": 2 * b * steps + train_bwd * n_train}
+        extra = b if air else 0
+        return {"forward_passes": 2 * b * (steps + n_train) + extra,
+                "backward_passes": 2 * b * steps + train_bwd * n_train + extra}

@@ -1,0 +1,207 @@
+"""DynACL++ [0]: DynACL's post-processing, which uses no true labels (LP-AFT: linear probing, then
+adversarial full fine-tuning, on pseudo-labels).
+
+The reference is PKU-ML/DYNACL: ``assign_label.py`` (pseudo-labels) and ``LPAFT_AFF.py`` (the dual-BN
+variant, whose output AFF fine-tunes; ``LPAFT.py`` is the same on the adversarial route alone); AIR's
+``LP-AFF.py`` (DynACL-AIR++) is the same code with k-means' tol 1e-5 instead of kmeans_pytorch's 1e-4.
+
+1. pseudo-labels: features of every training image (``ToTensor`` only, shard order) from the backbone's
+   *clean* BN branch in eval() — for DynACL the momentum encoder, which is what DynACL exports — clustered
+   by k-means into ``clusters`` groups (10); the cluster id is the image's label from then on.
+2. linear probe: a zero-initialised linear head on the *adversarial* branch, the network in eval(), only
+   the head trained: CE on the pseudo-labels, 10 epochs, SGD lr 0.01 (momentum 0.9, decay 1e-4), constant.
+3. TRADES on the pseudo-labels, whole network, every forward through the adversarial branch
+   (``trades_loss_dual(..., natural_mode='pgd')``), β 6, PGD-10 of step 2/255 in ε 8/255 from x itself (no
+   random start), 25 epochs, SGD lr 0.1 (momentum 0.9, decay 1e-4), ×0.1 after epochs 10 and 20.
+Both phases: batch 512, drop_last, 4-px zero-padded random crop + flip. The head is dropped afterwards and
+the backbone (both BN branches: the clean one as pretraining left it) is the stage's output.
+
+k-means: scikit-learn's ``KMeans`` (kept: it is a dependency), seeded with ``run.seed`` — the reference's
+kmeans_pytorch starts from random data points with numpy's unseeded RNG; we start from k-means++ (better
+starts, same Lloyd iterations). ``tests/objectives/test_lpaft_parity.py`` checks both.
+
+[0] Luo et al., Rethinking the Effect of Data Augmentation in Adversarial Contrastive Learning, ICLR 2023.
+"""
+
+from __future__ import annotations
+
+import copy
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans
+from torch import nn
+from torchvision import transforms as T
+
+from ..attacks import AttackConfig
+from ..errors import UsageError
+from ..models import bn_branch, eval_mode
+from ..train.loop import TrainLoopConfig, per_process_batch
+from ..train.optim import OptimConfig
+from ..validation import check
+
+
+def _probe_loop() -> TrainLoopConfig:  # LPAFT_AFF.py: optimizer_head, MultiStepLR(milestones=[]), epochs_head 10
+    return TrainLoopConfig(epochs=10, batch_size=512, optim=OptimConfig(
+        lr=0.01, momentum=0.9, weight_decay=1e-4, schedule="constant", schedule_unit="epoch"))
+
+
+def _trades_loop() -> TrainLoopConfig:  # LPAFT_AFF.py: optimizer, MultiStepLR([10, 20], 0.1), epochs 25
+    return TrainLoopConfig(epochs=25, batch_size=512, optim=OptimConfig(
+        lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="piecewise", milestones=[10, 20], gamma=0.1,
+        schedule_unit="epoch"))
+
+
+@dataclass
+class LPAFTConfig:
+    """``pretrain.lpaft``: DynACL++'s post-processing (off unless ``enabled``)."""
+
+    enabled: bool = False
+    clusters: int = 10  # k-means clusters = pseudo-classes (assign_label.py: num_clusters 10 for CIFAR-10)
+    feature_batch_size: int = 512  # images per forward when extracting the features (memory only)
+    probe: TrainLoopConfig = field(default_factory=_probe_loop)  # the linear probe on the pseudo-labels
+    trades: TrainLoopConfig = field(default_factory=_trades_loop)  # TRADES on the pseudo-labels
+    beta: float = 6.0  # trades_loss_dual's default
+    # trades_loss_dual: perturb_steps 10, step 2/255, ε 8/255, starting at x itself ("zero")
+    attack: AttackConfig = field(default_factory=lambda: AttackConfig(steps=10, start="zero"))
+
+    def check(self) -> None:
+        check(self.clusters >= 2, "clusters", self.clusters, "use 2 or more clusters (10 in DynACL++)")
+        check(self.feature_batch_size >= 1, "feature_batch_size", self.feature_batch_size, "use 1 or more")
+        check(self.beta >= 0, "beta", self.beta, "use 0 or a positive TRADES weight (6 in DynACL++)")
+
+
+@torch.no_grad()
+def clean_features(backbone: nn.Module, images: torch.Tensor, batch_size: int, device) -> torch.Tensor:
+    """(N, C) pooled features of uint8 images (N, 3, H, W), clean BN branch, eval() (``assign_label.py``:
+    ``model.eval()(x, 'normal', return_features=True)``)."""
+    out, dtype = [], next(backbone.parameters()).dtype
+    with eval_mode(backbone), bn_branch(backbone, "clean"):
+        for i in range(0, images.shape[0], batch_size):
+            out.append(backbone(images[i:i + batch_size].to(device, dtype) / 255).cpu())  # = ToTensor
+    return torch.cat(out)
+
+
+def kmeans_pseudo_labels(features: torch.Tensor, clusters: int, seed: int,
+                         init: str | np.ndarray = "k-means++") -> torch.Tensor:
+    """(N,) cluster ids in [0, clusters) of Euclidean k-means on ``features``; same features and seed give
+    the same ids. ``init``: k-means++ (seeded) or given (clusters, C) starting centres."""
+    km = KMeans(n_clusters=clusters, init=init, n_init=1, random_state=seed)
+    return torch.from_numpy(km.fit_predict(features.double().numpy())).long()
+
+
+def matched_accuracy(pseudo: torch.Tensor, labels: torch.Tensor, clusters: int) -> float:
+    """Share of images whose cluster maps to their true class under the best one-to-one matching; a
+    diagnostic only (reported, never trained on)."""
+    from scipy.optimize import linear_sum_assignment
+
+    n_classes = max(clusters, int(labels.max()) + 1)
+    counts = torch.zeros(clusters, n_classes, dtype=torch.long)
+    counts.index_put_((pseudo, labels), torch.ones_like(pseudo), accumulate=True)
+    rows, cols = linear_sum_assignment(-counts.numpy())
+    return float(counts[rows, cols].sum()) / len(pseudo)
+
+
+class PseudoLabelBatches:
+    """``epoch -> batches`` of (augmented images, pseudo-labels) from memory, deterministic given the
+    epoch (the Trainer replays an epoch's stream up to a resume point): a seeded permutation, full batches
+    only (``drop_last=True``), this process's share of each global batch, crop + flip seeded per batch."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch: int, world: int, rank: int,
+                 seed: int, device, samples_per_epoch: int = 0):
+        self.images, self.labels, self.batch, self.world, self.rank = images, labels, batch, world, rank
+        self.seed, self.device = seed, device
+        self.augment = T.Compose([T.RandomCrop(images.shape[-1], padding=4), T.RandomHorizontalFlip()])
+        # an epoch: every image once (the reference), or the first samples_per_epoch of the permutation
+        self.steps = min(samples_per_epoch or images.shape[0], images.shape[0]) // (batch * world)
+
+    def __call__(self, epoch: int):
+        order = torch.randperm(self.images.shape[0], generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))
+        for step in range(self.steps):
+            start = (step * self.world + self.rank) * self.batch
+            idx = order[start:start + self.batch]
+            with torch.random.fork_rng(devices=[]):  # crops drawn from their own seed, the caller's RNG untouched
+                torch.manual_seed(zlib.crc32(f"{self.seed}/{epoch}/{step}/{self.rank}".encode()))
+                x = torch.stack([self.augment(img) for img in self.images[idx]])
+            yield x.float().div_(255).to(self.device), self.labels[idx].to(self.device)
+
+
+def classifier_from(backbone: nn.Module, clusters: int) -> nn.Module:
+    """A copy of the pooled-feature backbone with a zero-initialised linear head (LPAFT_AFF.py zeroes fc)."""
+    net = copy.deepcopy(backbone)
+    net.reset_classifier(clusters)
+    for p in net.get_classifier().parameters():
+        nn.init.zeros_(p)
+    return net
+
+
+PHASES = ("probe", "trades")  # in this order
+
+
+def phase_model(phase: str, net: nn.Module) -> nn.Module:
+    """What trains in ``phase``: the probe trains the head alone with the network in eval() (LPAFT_AFF.py
+    ``train_head``: requires_grad False except fc, ``model.eval()``); TRADES trains every parameter."""
+    from ..models.probe import LinearProbe
+
+    if phase == "probe":
+        return LinearProbe(net)
+    return net.requires_grad_(True)
+
+
+def phase_objective(phase: str, model: nn.Module, raw: nn.Module, cfg: LPAFTConfig):
+    """CE on the pseudo-labels (probe) or TRADES with ``cfg.attack`` and ``cfg.beta`` (trades)."""
+    from .supervised import SupervisedObjective
+
+    name = "ce" if phase == "probe" else "trades"
+    return SupervisedObjective(name, model, raw, cfg.attack, cfg.beta, cfg.clusters)
+
+
+def _fit(phase: str, cfg: LPAFTConfig, net: nn.Module, acc, batches: PseudoLabelBatches, open_run,
+         trainer_kwargs: dict) -> dict:
+    """One phase as its own resumable run folder (``<stage>_lpaft_<phase>/``)."""
+    from ..train import Trainer, prepare_training
+
+    loop = getattr(cfg, phase)
+    model, optimizer, scheduler, raw = prepare_training(acc, phase_model(phase, net), loop, batches.steps)
+    objective = phase_objective(phase, model, raw, cfg)
+    with open_run(f"lpaft_{phase}") as run:
+        trainer = Trainer(acc, run, loop, models=[model], optimizer=optimizer, scheduler=scheduler,
+                          steps_per_epoch=batches.steps, make_batches=batches, step_fn=objective.step,
+                          desc=f"lpaft[{phase}]", **trainer_kwargs)
+        state = trainer.fit()
+        run.outputs.update(steps=state.global_step, objective=objective.name)
+        acc.wait_for_everyone()
+    return dict(run.outputs)
+
+
+def post_process(cfg: LPAFTConfig, acc, backbone: nn.Module, images: torch.Tensor, *, seed: int, open_run,
+                 true_labels: torch.Tensor | None = None, **trainer_kwargs) -> tuple[nn.Module, dict]:
+    """DynACL++ on a pretrained ``backbone`` (pooled features, dual BN or not) and the training images
+    (uint8, (N, 3, H, W), shard order). Returns the post-processed backbone (a new module) and a summary.
+
+    ``open_run(name)``: the caller's ``StageRun`` factory for each phase's folder; ``trainer_kwargs`` go to
+    the Trainer (progress, trackers, fingerprint). Every process computes the same pseudo-labels
+    (deterministic features and seeded k-means), so nothing is broadcast."""
+    features = clean_features(backbone, images, cfg.feature_batch_size, acc.device)
+    pseudo = kmeans_pseudo_labels(features, cfg.clusters, seed)
+    summary = {"images": int(images.shape[0]), "clusters": cfg.clusters,
+               "cluster_sizes": torch.bincount(pseudo, minlength=cfg.clusters).tolist()}
+    if true_labels is not None:  # how well the clusters match the classes (never used for training)
+        summary["pseudo_label_matched_accuracy"] = matched_accuracy(pseudo, true_labels, cfg.clusters)
+    net = classifier_from(backbone, cfg.clusters)
+    # every forward of both phases through the adversarial branch (LPAFT_AFF.py: 'pgd' in train_head and
+    # natural_mode='pgd' in trades_loss_dual); the clean branch is left as pretraining made it
+    with bn_branch(net, "adv"):
+        for phase in PHASES:
+            loop = getattr(cfg, phase)
+            batch = per_process_batch(loop.batch_size, acc, f"pretrain.lpaft.{phase}.batch_size")
+            batches = PseudoLabelBatches(images, pseudo, batch, acc.num_processes, acc.process_index, seed,
+                                         acc.device, loop.samples_per_epoch)
+            if batches.steps == 0:
+                raise UsageError(f"pretrain.lpaft.{phase}.batch_size={loop.batch_size} is larger than the "
+                                 f"{images.shape[0]} training images (or samples_per_epoch); use a smaller batch")
+            summary[phase] = _fit(phase, cfg, net, acc, batches, open_run, trainer_kwargs)
+    net.reset_classifier(0)  # back to pooled features: a backbone like any other
+    return net, summary
