@@ -129,18 +129,65 @@ def _shard_handler(on_bad: str, state: dict):
     return handle
 
 
+def sample_id(sample: dict) -> str:
+    """A sample's identity across shards: webdataset keys are unique within a tar only."""
+    return f"{sample.get('__url__')}#{sample['__key__']}"
+
+
+def _has_image(sample: dict) -> bool:
+    return any(k in sample for k in IMAGE_KEYS)
+
+
+def list_sample_ids(urls: list[str], on_bad: str = "error") -> list[str]:
+    """The ids (:func:`sample_id`) of the samples with an image member, in shard order; nothing is decoded."""
+    state = {"bad_shards": 0}
+    samples = wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples(handler=_shard_handler(on_bad, state)))
+    return [sample_id(s) for s in samples if _has_image(s)]
+
+
+def _keep_only(src, keep: frozenset[str]):
+    for sample in src:  # before decoding: a skipped sample costs its tar bytes only
+        if sample_id(sample) in keep:
+            yield sample
+
+
+def keyed_pass(urls: list[str], transform: Callable, keep: frozenset[str], *, batch_size: int, seed: int,
+               epoch: int, size: int, wrong_size: str = "resize", on_bad: str = "error",
+               shuffle_buffer: int = 2000):
+    """One finite pass over the samples in ``keep``, shuffled (seeded buffer), in batches
+    ``(ids, *transform outputs)``; the last batch may be short. Coreset selection scores these batches."""
+    state = {"bad_shards": 0}
+    samples = wds.DataPipeline(
+        wds.SimpleShardList(urls), wds.tarfile_to_samples(handler=_shard_handler(on_bad, state)),
+        functools.partial(_keep_only, keep=keep),
+        wds.shuffle(shuffle_buffer, initial=min(shuffle_buffer, 100), rng=random.Random(seed * 7919 + epoch * 31)))
+    ids, rows = [], []
+    for sample in samples:
+        img, _ = _parse(sample, size, wrong_size, need_label=False)
+        ids.append(sample_id(sample))
+        rows.append(_seeded(lambda img=img: transform(img), sample_seed(seed, epoch, sample["__key__"])))
+        if len(ids) == batch_size:
+            yield ids, *(torch.stack(c) for c in zip(*rows, strict=True))
+            ids, rows = [], []
+    if ids:
+        yield ids, *(torch.stack(c) for c in zip(*rows, strict=True))
+
+
 def stream_loader(urls: list[str], transform: Callable, *, batch_size: int, seed: int, epoch: int, rank: int,
                   size: int, wrong_size: str = "resize", need_label: bool = False, on_bad: str = "error",
-                  num_workers: int = 0, shuffle_buffer: int = 2000) -> wds.WebLoader:
+                  num_workers: int = 0, shuffle_buffer: int = 2000,
+                  keep: frozenset[str] | None = None) -> wds.WebLoader:
     """Endless batches ``(*transform outputs, labels, bad_count)`` for one process.
 
-    ``transform(img) -> tuple of tensors`` (two SimCLR views, or one augmented image).
+    ``transform(img) -> tuple of tensors`` (two SimCLR views, or one augmented image). ``keep``: only the
+    samples with these ids (:func:`sample_id`; a coreset), filtered before decoding.
     """
     state = {"bad_shards": 0}  # per worker process: counts unreadable tar members
     pipeline = wds.DataPipeline(
         wds.ResampledShards(urls, seed=0, deterministic=True,
                             worker_seed=functools.partial(_worker_seed, seed, epoch, rank)),
         wds.tarfile_to_samples(handler=_shard_handler(on_bad, state)),
+        *([functools.partial(_keep_only, keep=keep)] if keep is not None else []),
         wds.shuffle(shuffle_buffer, initial=min(shuffle_buffer, 100),
                     rng=random.Random(seed * 7919 + epoch * 31 + rank)),
         functools.partial(_transform_stream, transform=transform, size=size, wrong_size=wrong_size,
