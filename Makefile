@@ -32,7 +32,7 @@ data: $(STAMP) ## convert the dataset of CONFIG into webdataset shards
 index: $(STAMP) ## write shards.index.json next to your shards (data.*_urls): fast start-up for big shard sets
 	$(RUN) stages.index --config $(CONFIG) $(ARGS)
 
-pretrain: $(STAMP) ## self-supervised adversarial pretraining (SimCLR / ACL / DynACL)
+pretrain: $(STAMP) ## self-supervised adversarial pretraining (SimCLR / ACL / DynACL / *-AIR; DynACL++ post-processing)
 	$(RUN) stages.pretrain --config $(CONFIG) $(ARGS)
 
 finetune: $(STAMP) ## adversarial fine-tuning (SLF / ALF / AFF with TRADES, PGD-AT or CE)
