@@ -34,7 +34,8 @@ from .attacks import AttackConfig
 from .errors import UsageError
 from .evaluation.config import EvaluateConfig
 from .models import ModelConfig
-from .objectives import FINETUNE_OBJECTIVES, PROTOCOLS, ContrastiveConfig
+from .objectives import FINETUNE_OBJECTIVES, PRETRAIN_METHODS, PROTOCOLS, ContrastiveConfig
+from .objectives.rcs import RCSConfig
 from .train import TrainLoopConfig
 from .validation import InvalidValue, check, check_choice, validate
 
@@ -72,9 +73,17 @@ class RunConfig:
 class PretrainConfig(ContrastiveConfig, TrainLoopConfig):
     """``pretrain:`` — the training loop's settings, then the contrastive objective's."""
 
+    # RCS coreset selection (pipeline/objectives/rcs.py): train on `fraction` of the set after warm-up
+    rcs: RCSConfig = field(default_factory=RCSConfig)
+
     def check(self) -> None:
         TrainLoopConfig.check(self)
         ContrastiveConfig.check(self)
+        if self.rcs.fraction > 0:
+            check(PRETRAIN_METHODS.get(self.method).adversarial, "rcs.fraction", self.rcs.fraction,
+                  f"coreset selection scores adversarial batches: use method acl or dynacl (not {self.method}), or 0")
+            check(self.samples_per_epoch == 0, "samples_per_epoch", self.samples_per_epoch,
+                  "leave it 0 with rcs: each epoch's length is the (core)set's size")
 
 
 @dataclass

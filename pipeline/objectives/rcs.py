@@ -163,8 +163,18 @@ class CoresetSelector:
         return picked
 
     def select(self, candidates, val_x: torch.Tensor, n_pick: int) -> list[int]:
-        """``candidates``: ``(v1, v2)`` batches; returns the indices of the picked ones."""
+        """``candidates``: ``(v1, v2)`` batches; returns the indices of the picked ones. Attacks run in
+        RCS.py's order (validation first), so injected starts line up with the reference's."""
         with eval_mode(self.model):
-            g_val = self.val_gradient(val_x)  # first, as RCS.py (the order its random starts are drawn in)
+            g_val = self.val_gradient(val_x)
             grads = [self.batch_gradient(v1, v2) for v1, v2 in candidates]
             return self.greedy(grads, val_x, n_pick, g_val)
+
+    def gradients(self, v1: torch.Tensor, v2: torch.Tensor) -> list[torch.Tensor]:
+        """One candidate batch's head gradients (the pretrain stage scores batches as they stream)."""
+        with eval_mode(self.model), torch.enable_grad():
+            return self.batch_gradient(v1, v2)
+
+    def select_from(self, grads: list[list[torch.Tensor]], val_x: torch.Tensor, n_pick: int) -> list[int]:
+        with eval_mode(self.model), torch.enable_grad():
+            return self.greedy(grads, val_x, n_pick, self.val_gradient(val_x))

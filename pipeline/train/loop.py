@@ -141,13 +141,18 @@ class Trainer:
     """
 
     def __init__(self, accelerator: Accelerator, run: StageRun, loop_cfg: TrainLoopConfig, *, models, optimizer, scheduler,
-                 steps_per_epoch: int, make_batches: Callable[[int], Iterable], step_fn: Callable,
-                 on_epoch_end: Callable[[int, TrainState], dict] | None = None, progress: bool = True,
-                 desc: str = "train", fingerprint: str = "", fingerprint_config: dict | None = None,
-                 trackers: bool = False):
+                 steps_per_epoch: int | Callable[[int], int], make_batches: Callable[[int], Iterable],
+                 step_fn: Callable, on_epoch_end: Callable[[int, TrainState], dict] | None = None,
+                 progress: bool = True, desc: str = "train", fingerprint: str = "",
+                 fingerprint_config: dict | None = None, trackers: bool = False, schedule_epoch_steps: int = 0):
         self.acc, self.run, self.cfg = accelerator, run, loop_cfg
         self.models, self.optimizer, self.scheduler = models, optimizer, scheduler
-        self.steps_per_epoch, self.make_batches, self.step_fn = steps_per_epoch, make_batches, step_fn
+        # steps_per_epoch as a function of the epoch: epochs of different lengths (RCS trains on a coreset);
+        # the LR schedule then follows the fraction of epochs done, counted in schedule_epoch_steps per epoch
+        # (ACL_RCS.py rebuilds its cosine schedule for each epoch's loader length: the same positions)
+        self.epoch_steps = steps_per_epoch if callable(steps_per_epoch) else (lambda _epoch: steps_per_epoch)
+        self.schedule_epoch_steps = schedule_epoch_steps if callable(steps_per_epoch) else 0
+        self.steps_per_epoch, self.make_batches, self.step_fn = 0, make_batches, step_fn
         self.on_epoch_end, self.progress, self.desc = on_epoch_end, progress, desc
         # the settings a checkpoint depends on travel with it, so a refusal to resume can name what changed
         self.state = TrainState(extra={"fingerprint": fingerprint, "fingerprint_config": fingerprint_config or {}})
@@ -165,6 +170,7 @@ class Trainer:
             return False
         self._load(found[-1])
         saved = self.state.extra.get("fingerprint")
+        self.steps_per_epoch = self.epoch_steps(self.state.epoch) if self.state.epoch < self.cfg.epochs else 0
         if saved != self.fingerprint:
             changed = _changed_keys(self.state.extra.get("fingerprint_config", {}), self.fingerprint_config)
             what = f" (changed: {', '.join(changed[:6])}{', …' if len(changed) > 6 else ''})" if changed else ""
@@ -219,6 +225,7 @@ class Trainer:
         every = self.cfg.checkpoint_every_steps
         while self.state.epoch < self.cfg.epochs:
             epoch = self.state.epoch
+            self.steps_per_epoch = self.epoch_steps(epoch)
             batches = iter(self.make_batches(epoch))
             for _ in range(self.state.step_in_epoch):  # replay the deterministic stream up to the resume point
                 next(batches)
@@ -268,6 +275,9 @@ class Trainer:
             self.acc.backward(loss)
             self.optimizer.step()
             if self.scheduler is not None and self.acc.sync_gradients:
+                if self.schedule_epoch_steps:  # position = epochs done (fractional) in full-epoch steps
+                    done = self.state.epoch + (self.state.step_in_epoch + 1) / self.steps_per_epoch
+                    self.scheduler.last_epoch = int(done * self.schedule_epoch_steps) // self.cfg.grad_accum_steps - 1
                 self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
         self.state.step_in_epoch += 1

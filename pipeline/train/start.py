@@ -7,8 +7,8 @@ from pathlib import Path
 
 from torch import nn
 
-from ..export import load_backbone_weights
 from ..errors import UsageError
+from ..export import load_backbone_weights
 from ..models import ModelConfig, convert_to_dual_bn
 from ..run import RunDir, upstream_summary
 
