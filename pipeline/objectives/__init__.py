@@ -11,7 +11,7 @@ from .contrastive import (
 )
 from .dynacl import DynACLConfig, DynACLSchedule
 from .heads import PROJECTION_HEADS, build_head
-from .lpaft import LPAFTConfig, kmeans_pseudo_labels, post_process
+from .lpaft import LPAFTConfig, kmeans_pseudo_labels, post_process, training_images
 from .supervised import (
     FINETUNE_OBJECTIVES,
     PROTOCOLS,
@@ -22,6 +22,6 @@ from .supervised import (
 )
 
 __all__ = ["AIRConfig", "LPAFTConfig", "ViewsWithOriginal", "air_regularisers", "kmeans_pseudo_labels",
-           "post_process", "FINETUNE_OBJECTIVES", "PRETRAIN_METHODS", "PROTOCOLS", "ContrastiveConfig", "ContrastiveModel",
+           "post_process", "training_images", "FINETUNE_OBJECTIVES", "PRETRAIN_METHODS", "PROTOCOLS", "ContrastiveConfig", "ContrastiveModel",
            "ContrastiveObjective", "DynACLConfig", "PROJECTION_HEADS", "build_head", "DynACLSchedule", "Protocol", "SupervisedObjective",
            "pretrain_method", "trades_attack", "trades_outer_loss"]

@@ -92,6 +92,24 @@ def kmeans_pseudo_labels(features: torch.Tensor, clusters: int, seed: int,
     return torch.from_numpy(km.fit_predict(features.double().numpy())).long()
 
 
+def training_images(urls: list[str], *, size: int, data, labeled: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Every training image once, in shard order, as uint8 (N, 3, H, W) — what ``assign_label.py`` clusters —
+    and the labels when the split has them (only scored against, never trained on). ``data``: the
+    ``data:`` section (sizes and bad-sample policy); unlabeled shards are read without asking for ``.cls``."""
+    from data.readers import keyed_pass, list_sample_ids, load_labeled
+
+    if labeled:
+        x, y, _ = load_labeled(urls, size=size, num_classes=data.num_classes, wrong_size=data.wrong_size,
+                               on_bad=data.on_bad_sample)
+        return x, y
+    every = frozenset(list_sample_ids(urls, data.on_bad_sample))
+    as_uint8 = lambda img: (torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1),)  # noqa: E731
+    # a 1-sample shuffle buffer: shard order, as the reference's shuffle=False loader
+    batches = keyed_pass(urls, as_uint8, every, batch_size=1024, seed=0, epoch=0, size=size,
+                         wrong_size=data.wrong_size, on_bad=data.on_bad_sample, shuffle_buffer=1)
+    return torch.cat([x for _ids, x in batches]), None
+
+
 def matched_accuracy(pseudo: torch.Tensor, labels: torch.Tensor, clusters: int) -> float:
     """Share of images whose cluster maps to their true class under the best one-to-one matching; a
     diagnostic only (reported, never trained on)."""

@@ -81,3 +81,23 @@ def test_recipes_choose_the_method_by_config_alone(name, method, air, lpaft, mom
         assert built.momentum == momentum
     if air:  # AIR.py: nat·(1 − w) + adv·(1 + w), so both base weights are 1 (ACL's are ½)
         assert (p.clean_weight, p.adv_weight, p.air.lambda1, p.air.lambda2) == (1.0, 1.0, 0.5, 0.5)
+
+
+def test_training_images_read_labeled_and_unlabeled_shards_alike(tmp_path):
+    """DynACL++ clusters every training image once, in shard order; unlabeled shards (no .cls) work too."""
+    from types import SimpleNamespace
+
+    from conftest import make_images
+    from data.readers import expand_urls
+    from data.shards import RawSample, write_split
+    from pipeline.objectives.lpaft import training_images
+
+    samples = make_images(40, seed=0)
+    labeled = expand_urls(write_split(samples, tmp_path / "l", "train", 32, shard_size=16)["urls"], "x")
+    bare = [RawSample(label=None, array=s.array) for s in samples]
+    unlabeled = expand_urls(write_split(bare, tmp_path / "u", "train", 32, shard_size=16)["urls"], "x")
+    data = SimpleNamespace(num_classes=4, wrong_size="resize", on_bad_sample="error")
+    x, y = training_images(labeled, size=32, data=data, labeled=True)
+    x_bare, none = training_images(unlabeled, size=32, data=data, labeled=False)
+    assert x.shape == (40, 3, 32, 32) and x.dtype == torch.uint8 and y is not None and none is None
+    assert torch.equal(x, x_bare)  # the same images in the same order, with or without labels
