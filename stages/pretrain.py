@@ -7,12 +7,12 @@ one per BN branch with dual BN), the projection head, ``metrics.jsonl``, a loss 
 from __future__ import annotations
 
 from data.augment import SimCLRViews
-from data.readers import expand_urls, load_labeled, stream_loader
+from data.readers import expand_urls, stream_loader
 from pipeline.config import ExperimentConfig, checkpoint_fingerprint
 from pipeline.export import save_backbones, save_module_weights
 from pipeline.models import convert_to_dual_bn, has_batch_norm
 from pipeline.objectives import (ContrastiveModel, ContrastiveObjective, ViewsWithOriginal, build_head,  # noqa: I001
-                                 post_process, pretrain_method)
+                                 post_process, pretrain_method, training_images)
 from pipeline.plots import plot_curves
 from pipeline.run import StageRun, upstream_summary
 from pipeline.train import Trainer, per_process_batch, prepare_training, steps_per_epoch
@@ -66,8 +66,8 @@ def run_pretrain(cfg: ExperimentConfig) -> dict:
         trainer.fit()
         trained_backbone, trained_head = raw.export_modules()  # DynACL: the momentum copy
         if p.lpaft.enabled:  # DynACL++ on k-means pseudo-labels (true labels: only scored against)
-            images, true_labels, _ = load_labeled(urls, size=size, num_classes=d.num_classes,
-                                                  wrong_size=d.wrong_size, on_bad=d.on_bad_sample)
+            images, true_labels = training_images(urls, size=size, data=d,  # unlabeled shards too
+                                                  labeled=stage.splits["train"].get("labeled") is not False)
             trained_backbone, run.outputs["lpaft"] = post_process(
                 p.lpaft, acc, trained_backbone, images, seed=cfg.run.seed, true_labels=true_labels, **loop_kw,
                 open_run=lambda name: StageRun(stage.run_dir, f"pretrain_{name}", stage.yaml, None, acc.is_main_process))
