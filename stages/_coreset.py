@@ -89,10 +89,11 @@ class Coreset:
         selector = CoresetSelector(*self.selector_args)
         devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # the training RNG stream does not see the selection
-            torch.manual_seed(derive_seed(self.seed, epoch, "rcs"))
             mine = []
             for i, (ids, v1, v2) in enumerate(self._candidates(epoch)):
                 if i % self.acc.num_processes == self.acc.process_index:
+                    # seeded per candidate: the same selection whatever the number of processes
+                    torch.manual_seed(derive_seed(self.seed, epoch * 1_000_003 + i, "rcs"))
                     grads = selector.gradients(v1.to(device), v2.to(device))
                     mine.append((i, ids, [g.cpu() for g in grads]))
             every = sorted(gather_object(mine) if self.acc.num_processes > 1 else mine, key=lambda t: t[0])
@@ -103,7 +104,7 @@ class Coreset:
         if self.acc.is_main_process:
             atomic_write_text(self._file(epoch), json.dumps({
                 "epoch": epoch + 1, "candidates": len(every), "picked": picked, "seconds": time.perf_counter() - t0,
-                "ids": ids}))
+                "gains": [g.tolist() for g in selector.gains], "ids": ids}))
         self.acc.print(f"[pretrain] RCS epoch {epoch + 1}: {len(ids)} of {len(self.train_ids)} samples from "
                        f"{len(picked)}/{len(every)} batches in {time.perf_counter() - t0:.1f} s")
         self.acc.wait_for_everyone()

@@ -83,3 +83,26 @@ def test_finetune_stage_runs_under_torchrun(tiny_cfg):
     manifest = json.loads((Path(cfg.run.root) / "ddpft" / "finetune" / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["outputs"]["steps"] == 4
     assert 0.0 <= manifest["outputs"]["best_val_robust_acc"] <= 1.0  # validation reduced over both ranks
+
+
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun not found")
+def test_rcs_selection_is_the_same_on_two_processes(tiny_cfg):
+    """Candidates split over two ranks and gathered give the selection one process makes (per-candidate
+    seeds; selecting at epoch 1, both start from the same initial weights)."""
+    from stages.pretrain import run_pretrain
+
+    rcs = ["pretrain.method=acl", "pretrain.epochs=1", "pretrain.batch_size=16", "pretrain.attack.steps=1",
+           "pretrain.rcs.fraction=0.5", "pretrain.rcs.warmup_epochs=1", "pretrain.rcs.val_fraction=0.1",
+           "pretrain.rcs.val_attack_steps=1", "run.num_threads=1"]
+    one = tiny_cfg("run.name=rcs1", *rcs)
+    run_pretrain(one)
+    args = [f"run.root={one.run.root}", "run.name=rcs2", "run.progress=false", "data.dataset=shards",
+            f"data.train_urls={one.data.train_urls}", f"data.test_urls={one.data.test_urls}", "data.num_classes=4",
+            "pretrain.proj_hidden_dim=64", "pretrain.proj_dim=32", *rcs]
+    _run([TORCHRUN, "--nproc_per_node", "2", "--master_port", "29522", "-m", "stages.pretrain",
+          "--config", "configs/quickstart.yaml", *args])
+    sel = [json.loads((Path(one.run.root) / name / "pretrain" / "coreset" / "selection_epoch_0001.json").read_text())
+           for name in ("rcs1", "rcs2")]
+    assert sel[0]["candidates"] == sel[1]["candidates"] == 4
+    assert sel[0]["ids"] == sel[1]["ids"] and sel[0]["picked"] == sel[1]["picked"]
+    assert sel[0]["gains"][0] == pytest.approx(sel[1]["gains"][0], rel=1e-4)  # every candidate scored the same
