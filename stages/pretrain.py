@@ -4,14 +4,14 @@ DynACL++'s post-processing on k-means pseudo-labels. Writes ``runs/<run>/pretrai
 one per BN branch with dual BN), the projection head, ``metrics.jsonl``, a loss curve (LP-AFT's phases:
 ``pretrain_lpaft_{probe,trades}/``). Re-running the same command after an interruption resumes."""
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001  (the objectives import is wrapped by hand: the 90-line budget)
 
 from data.augment import SimCLRViews
 from data.readers import expand_urls, stream_loader
 from pipeline.config import ExperimentConfig, checkpoint_fingerprint
 from pipeline.export import save_backbones, save_module_weights
 from pipeline.models import convert_to_dual_bn, has_batch_norm
-from pipeline.objectives import (ContrastiveModel, ContrastiveObjective, ViewsWithOriginal, build_head,  # noqa: I001
+from pipeline.objectives import (ContrastiveModel, ContrastiveObjective, ViewsWithOriginal, build_head,
                                  post_process, pretrain_method, training_images)
 from pipeline.plots import plot_curves
 from pipeline.run import StageRun, upstream_summary

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from test_contrastive_parity import B, EPS, ITERS, PGD_contrastive, assert_same_weights, batches, make_pair
+from test_contrastive_parity import EPS, ITERS, B, PGD_contrastive, assert_same_weights, batches, make_pair
 
 from pipeline.attacks.base import STARTS
 from pipeline.config import load_config

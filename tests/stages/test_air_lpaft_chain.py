@@ -88,6 +88,7 @@ def test_training_images_read_labeled_and_unlabeled_shards_alike(tmp_path):
     from types import SimpleNamespace
 
     from conftest import make_images
+
     from data.readers import expand_urls
     from data.shards import RawSample, write_split
     from pipeline.objectives.lpaft import training_images
