@@ -21,6 +21,7 @@ from .autoattack_runner import make_autoattack, run_attributed, run_robust_flags
 from .chunks import Chunk, derive_seed
 from .config import EvaluateConfig
 from .counting import PassCounter
+from .fast_autoattack import run_fast
 from .smoothing import certify
 
 
@@ -152,24 +153,22 @@ def _autoattack(
     """AutoAttack with attribution on the chunk's first ``n_autoattack`` points; fills ``rec['autoattack']``."""
     cfg, k = ctx.cfg, chunk.n_autoattack
     xs, ys = x[:k], y[:k]
-    aa = make_autoattack(
-        ctx.counter,
-        eps=cfg.eps,
-        norm=cfg.norm,
-        version=cfg.autoattack.version,
-        attacks=list(cfg.autoattack.attacks),
-        seed=derive_seed(cfg.seed, chunk.index, "autoattack"),
-        device=ctx.device,
-        num_classes=ctx.num_classes,
-    )
-    res = run_attributed(
-        aa,
-        ctx.counter,
-        xs,
-        ys,
-        cfg.attack_batch_size(),
-        on_attack=lambda a: ctx.status(f"autoattack:{a}"),
-    )
+
+    def make_aa(version: str, attacks: list[str] | None, seed: int):
+        return make_autoattack(ctx.counter, eps=cfg.eps, norm=cfg.norm, version=version, attacks=attacks,
+                               seed=seed, device=ctx.device, num_classes=ctx.num_classes)
+
+    seed = derive_seed(cfg.seed, chunk.index, "autoattack")
+    status = lambda a: ctx.status(f"autoattack:{a}")  # noqa: E731
+    cross = None
+    if cfg.autoattack.version == "fast":
+        res, cross = run_fast(make_aa, ctx.counter, xs, ys, ctx.num_classes, cfg.attack_batch_size(),
+                              cfg.autoattack.fast_targets, cfg.autoattack.cross_check,
+                              lambda purpose: derive_seed(cfg.seed, chunk.index, f"autoattack:{purpose}"), status)
+        cross["broken_index"] = [chunk.start + i for i in cross["broken_index"]]  # test-split positions
+    else:
+        aa = make_aa(cfg.autoattack.version, list(cfg.autoattack.attacks), seed)
+        res = run_attributed(aa, ctx.counter, xs, ys, cfg.attack_batch_size(), on_attack=status)
     wrong = clean_pred[:k] != ys
     for name in res.attacks:
         res.pred_after[name][wrong] = -1  # misclassified points are never attacked: leave the column blank
@@ -179,6 +178,7 @@ def _autoattack(
         "attacks": res.attacks,
         "pred_after": {a: p.tolist() for a, p in res.pred_after.items()},
         "final_pred": res.final_pred.tolist(),
+        **({"cross_check": cross} if cross is not None else {}),
     }
     rec["warnings"] += [f"[pyautoattack] {m}" for m in dict.fromkeys(res.warnings)]
     if cfg.calibration.enabled:

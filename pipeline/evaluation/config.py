@@ -15,7 +15,9 @@ from pipeline import validation
 from pipeline.attacks.threat import ThreatModel, check_eps
 from pipeline.validation import InvalidValue, check, check_choice, check_min
 
-VERSIONS = ("standard", "plus", "rand", "custom")
+# fast: APGD-CE + MALT-targeted APGD-T + a standard-AutoAttack cross-check (evaluation/fast_autoattack.py);
+# not standard AutoAttack, and labelled so wherever its number is printed
+VERSIONS = ("standard", "plus", "rand", "custom", "fast")
 # pyautoattack's own attack names (external: its loop raises on anything else)
 ATTACKS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
 
@@ -76,17 +78,23 @@ class AutoAttackConfig:
     """The reference evaluation, run through ``pyautoattack``."""
 
     enabled: bool = True  # run AutoAttack at evaluate.eps
-    version: str = "standard"  # standard | plus | rand | custom
+    version: str = "standard"  # standard | plus | rand | custom | fast (not standard AutoAttack: see fast_targets)
     attacks: list[str] = field(
         default_factory=list
     )  # version=custom only: subset of apgd-ce apgd-dlr fab square apgd-t fab-t
     n_examples: int = 0  # attack the first k evaluated examples; 0 = all of evaluate.n_examples
     batch_size: int = 0  # pyautoattack batch size; 0 = evaluate.batch_size
+    fast_targets: int = 3  # version=fast: MALT-chosen targets per point for targeted APGD (standard: 9 by logit)
+    # version=fast: share of the points the fast attacks leave robust that standard AutoAttack re-attacks
+    # (its breaks count and are reported); 0 = no cross-check
+    cross_check: float = 0.1
 
     def check(self) -> None:
         check_choice("version", self.version, VERSIONS)
         check_min("n_examples", self.n_examples, 0)
         check_min("batch_size", self.batch_size, 0)
+        check_min("fast_targets", self.fast_targets, 1)
+        check(0 <= self.cross_check <= 1, "cross_check", self.cross_check, "use a fraction in [0, 1] (0.1 = 10%)")
         if self.version == "custom":
             _check_not_empty(
                 "attacks", self.attacks, f"with {{at}}version=custom list some of: {', '.join(ATTACKS)}"
@@ -186,6 +194,10 @@ class EvaluateConfig(ThreatModel):
                 f"our PGD supports only Linf and L2, not {{at}}norm={self.norm}; "
                 "set {at}pgd.steps=0 for L1 (AutoAttack still runs)",
             )
+        if self.autoattack.enabled and self.autoattack.version == "fast" and self.norm not in ("Linf", "L2"):
+            # standard AutoAttack runs L1 with its large-epsilon schedule, which the MALT stage does not copy
+            raise InvalidValue("autoattack.version", "fast", f"it supports Linf and L2, not {{at}}norm={self.norm}; "
+                               "use {at}autoattack.version=standard for L1")
 
     def validate(self, path: str = "evaluate") -> None:
         """Check every value a user can get wrong.

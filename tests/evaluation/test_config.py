@@ -34,9 +34,9 @@ def test_defaults_are_valid_and_structured():
         ({"chunk_size": 0}, "evaluate.chunk_size=0", ">= 1"),
         ({"pgd.steps": -1}, "evaluate.pgd.steps=-1", ">= 0"),
         (
-            {"autoattack.version": "fast"},
-            "evaluate.autoattack.version='fast'",
-            "standard, plus, rand, custom",
+            {"autoattack.version": "quick"},
+            "evaluate.autoattack.version='quick'",
+            "standard, plus, rand, custom, fast",
         ),
         ({"autoattack.version": "custom"}, "evaluate.autoattack.attacks is empty", "apgd-ce"),
         (
