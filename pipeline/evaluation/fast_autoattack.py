@@ -34,6 +34,10 @@ def _predict(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x).argmax(dim=1)
 
 
+def _cat(parts: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    return torch.cat(parts) if parts else like[:0]  # no batch ran: an empty tensor of the right kind
+
+
 def _record(res: AttributedResult, counter: PassCounter, name: str, before, start: float,
             idx: torch.Tensor, pred: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Store one stage's predictions on ``idx``; returns the points of ``idx`` still robust."""
@@ -80,8 +84,7 @@ def run_fast(make_aa: Callable, counter: PassCounter, x: torch.Tensor, y: torch.
             adv = malt.perturb_targets(x[idx], y[idx], targets)
             advs.append(adv)
             preds.append(_predict(counter, adv))
-    cat = (lambda t, like: torch.cat(t) if t else like[:0])
-    todo = _record(res, counter, FAST_ATTACKS[1], before, start, todo, cat(preds, y), cat(advs, x), y)
+    todo = _record(res, counter, FAST_ATTACKS[1], before, start, todo, _cat(preds, y), _cat(advs, x), y)
 
     on_attack(FAST_ATTACKS[2])
     before, start = counter.snapshot(), time.perf_counter()

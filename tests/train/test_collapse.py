@@ -8,8 +8,7 @@ from accelerate import Accelerator
 
 from pipeline.attacks import AttackConfig
 from pipeline.models import build_model
-from pipeline.train import TrainState
-from pipeline.train import selection
+from pipeline.train import TrainState, selection
 from pipeline.train.selection import is_collapse, select_epoch
 
 
