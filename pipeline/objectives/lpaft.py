@@ -58,7 +58,7 @@ def _trades_loop() -> TrainLoopConfig:  # LPAFT_AFF.py: optimizer, MultiStepLR([
 class LPAFTConfig:
     """``pretrain.lpaft``: DynACL++'s post-processing (off unless ``enabled``)."""
 
-    enabled: bool = False
+    enabled: bool = False  # run LP-AFT after the contrastive epochs (DynACL++, DynACL-AIR++)
     clusters: int = 10  # k-means clusters = pseudo-classes (assign_label.py: num_clusters 10 for CIFAR-10)
     feature_batch_size: int = 512  # images per forward when extracting the features (memory only)
     probe: TrainLoopConfig = field(default_factory=_probe_loop)  # the linear probe on the pseudo-labels
