@@ -39,3 +39,24 @@ def test_select_epoch_warns_and_keeps_the_last_good_best(monkeypatch, tmp_path, 
     lines = [ln for ln in capsys.readouterr().out.splitlines() if "catastrophic overfitting" in ln]
     assert lines == [state.extra["collapse_warning"]]
     assert "epoch 3" in lines[0] and "3.0%" in lines[0] and "best/ keeps epoch 2" in lines[0]
+
+
+def test_finetune_stage_reports_a_collapse_in_log_metrics_and_manifest(tiny_cfg, monkeypatch, capsys):
+    """The stage wiring: nfgsm as the objective, and a (scripted) collapse in its epoch rows and manifest."""
+    import json
+
+    from pipeline.run import RunDir
+    from stages.finetune import run_finetune
+
+    robust = iter([0.40, 0.02, 0.05])
+    monkeypatch.setattr(selection, "validation_accuracy",
+                        lambda *a, **k: {"val_clean_acc": 0.5, "val_robust_acc": next(robust), "val_n": 1000})
+    cfg = tiny_cfg("finetune.init=scratch", "finetune.epochs=3", "finetune.objective=nfgsm")
+    outputs = run_finetune(cfg)
+    assert (outputs["objective"], outputs["attack"]) == ("nfgsm", "nfgsm")
+    assert outputs["best_epoch"] == 1 and outputs["collapse_epoch"] == 2
+    manifest = json.loads((RunDir.of(cfg.run).stage("finetune") / "manifest.json").read_text())
+    assert manifest["outputs"]["collapse_warning"] == outputs["collapse_warning"]
+    rows = [json.loads(ln) for ln in (RunDir.of(cfg.run).stage("finetune") / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("collapse", False) for r in rows if r["kind"] == "epoch"] == [False, True, True]
+    assert capsys.readouterr().out.count("WARNING catastrophic overfitting") == 2
