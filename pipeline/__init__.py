@@ -8,7 +8,17 @@ evaluation of any [0,1]-image classifier is one call::
     print(pipeline.summary_table(report))                     # accuracies with 95% intervals and n
 """
 
-from . import models  # noqa: F401
-from .evaluation import EvaluateConfig, evaluate_model, quick_config, summary_table, write_report
+import importlib
 
-__all__ = ["EvaluateConfig", "evaluate_model", "quick_config", "summary_table", "write_report"]
+from . import models  # noqa: F401
+
+# the evaluation API, loaded on first use: `import pipeline` (every exported folder's loader) stays light and
+# does not import the evaluation's dependencies (torchmetrics pulls in matplotlib.pyplot)
+_EVALUATION = ("EvaluateConfig", "evaluate_model", "quick_config", "summary_table", "write_report")
+__all__ = list(_EVALUATION)
+
+
+def __getattr__(name: str):
+    if name in _EVALUATION:
+        return getattr(importlib.import_module(".evaluation", __name__), name)
+    raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
