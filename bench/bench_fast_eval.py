@@ -38,6 +38,9 @@ def run_version(model, x, y, e, version: str, num_classes: int):
     passes = sum(report.passes[k]["forward"] + report.passes[k]["backward"] for k in keys)
     seconds = sum(report.timings["compute_seconds"][k] for k in keys)
     broken = torch.tensor(report.per_sample["aa_final_pred"]) != y
+    # per attack: (seconds, forward + backward passes), to see where each version spends its time
+    report.stage_costs = {k.split(":", 1)[1]: (round(report.timings["compute_seconds"][k], 1),
+                                              report.passes[k]["forward"] + report.passes[k]["backward"]) for k in keys}
     return report, passes, seconds, broken
 
 
@@ -63,8 +66,10 @@ def main() -> None:
     missed = (b_std & ~b_fast).nonzero().squeeze(1).tolist()  # standard broke it, fast scored it robust
     cc = fast.autoattack["cross_check"]
     row = {"model": origin, "n": len(y), "threads": torch.get_num_threads(),
-           "standard": {"robust": std.autoattack["robust_accuracy"], "passes": p_std, "seconds": s_std},
+           "standard": {"robust": std.autoattack["robust_accuracy"], "passes": p_std, "seconds": s_std,
+                        "per_attack": std.stage_costs},
            "fast": {"robust": fast.autoattack["robust_accuracy"], "passes": p_fast, "seconds": s_fast,
+                    "per_attack": fast.stage_costs,
                     "cross_check": {k: cc[k] for k in ("robust_before", "checked", "broken")}},
            "passes_ratio": p_std / max(p_fast, 1), "seconds_ratio": s_std / max(s_fast, 1e-9),
            "missed_by_fast": missed, "fast_broke_standard_robust": int((b_fast & ~b_std).sum())}
