@@ -87,7 +87,7 @@ def test_training_images_read_labeled_and_unlabeled_shards_alike(tmp_path):
     """DynACL++ clusters every training image once, in shard order; unlabeled shards (no .cls) work too."""
     from types import SimpleNamespace
 
-    from conftest import make_images
+    from tests.conftest import make_images  # by path: several test folders have a conftest module
 
     from data.readers import expand_urls
     from data.shards import RawSample, write_split
