@@ -125,11 +125,16 @@ def _rises(eps: list[float], order: list[int], correct: list[int], n: int) -> li
     return warnings
 
 
+def _aa_name(d: CheckInput) -> str:
+    """How the checks name the AutoAttack run: the fast version is not standard AutoAttack."""
+    return "fast (not standard AutoAttack)" if "apgd-t-malt" in (d.aa_attacks or []) else "AutoAttack"
+
+
 def grey_checks(d: CheckInput) -> list[str]:
     """Within reach of the all-grey image, a point whose label differs from f(grey) must be broken."""
     runs = []
     if d.aa_final is not None:
-        runs.append((d.eps, d.aa_final, "AutoAttack"))
+        runs.append((d.eps, d.aa_final, _aa_name(d)))
     if d.sweep_eps is not None and d.sweep_pred is not None:
         runs += [(e, d.sweep_pred[j], "sweep") for j, e in enumerate(d.sweep_eps)]
     warnings = []
@@ -159,12 +164,12 @@ def pgd_vs_autoattack(d: CheckInput) -> tuple[list[str], list[str]]:
     warnings, notes = [], []
     if pgd_robust.float().mean() < aa_robust.float().mean():
         warnings.append(
-            f"[check] PGD robust accuracy {pgd_robust.float().mean():.2%} is below AutoAttack's "
-            f"{aa_robust.float().mean():.2%} on the same points: AutoAttack underperforms"
+            f"[check] PGD robust accuracy {pgd_robust.float().mean():.2%} is below {_aa_name(d)}'s "
+            f"{aa_robust.float().mean():.2%} on the same points: {_aa_name(d)} underperforms"
         )
     only_pgd = int((aa_robust & ~pgd_robust).sum())
     if only_pgd:
-        notes.append(f"{only_pgd} point(s) broken by PGD survive AutoAttack")
+        notes.append(f"{only_pgd} point(s) broken by PGD survive {_aa_name(d)}")
     return warnings, notes
 
 
