@@ -240,8 +240,9 @@ def with_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentCon
     return out
 
 
-# settings a checkpoint does not depend on: they may change between a kill and a resume
-HARMLESS_KEYS = ("log_every_steps", "tensorboard", "checkpoint_every_steps", "keep_checkpoints")
+# settings a checkpoint does not depend on: they may change between a kill and a resume (collapse_ratio only
+# decides when a catastrophic-overfitting warning is printed)
+HARMLESS_KEYS = ("log_every_steps", "tensorboard", "checkpoint_every_steps", "keep_checkpoints", "collapse_ratio")
 
 
 def checkpoint_fingerprint(cfg: ExperimentConfig, section: str) -> tuple[str, dict]:

@@ -60,3 +60,11 @@ def test_finetune_stage_reports_a_collapse_in_log_metrics_and_manifest(tiny_cfg,
     rows = [json.loads(ln) for ln in (RunDir.of(cfg.run).stage("finetune") / "metrics.jsonl").read_text().splitlines()]
     assert [r.get("collapse", False) for r in rows if r["kind"] == "epoch"] == [False, True, True]
     assert capsys.readouterr().out.count("WARNING catastrophic overfitting") == 2
+
+
+def test_collapse_ratio_is_not_part_of_the_resume_fingerprint():
+    from pipeline.config import checkpoint_fingerprint, load_config
+
+    base = checkpoint_fingerprint(load_config(None, []), "finetune")[0]
+    assert checkpoint_fingerprint(load_config(None, ["finetune.collapse_ratio=0.3"]), "finetune")[0] == base
+    assert checkpoint_fingerprint(load_config(None, ["finetune.objective=nfgsm"]), "finetune")[0] != base
