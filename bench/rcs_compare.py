@@ -38,12 +38,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", default="runs/rcs_compare")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--arms", default=",".join(ARMS))
     args = ap.parse_args()
     common = [f"run.root={args.root}", "run.progress=false", f"run.num_threads={args.threads}",
               "pretrain.method=dynacl", "pretrain.dynacl.momentum=0", "pretrain.dynacl.strength_period_epochs=2",
               "evaluate.n_examples=0", "evaluate.batch_size=128", "evaluate.chunk_size=128"]
     rows = []
-    for arm, extra in ARMS.items():
+    for arm in args.arms.split(","):
+        extra = ARMS[arm]
         a = [*common, f"run.name={arm}", *extra]
         run_dir = ROOT / args.root / arm
         times = {s: stage(s, a, run_dir / s / "manifest.json") for s in ("pretrain", "finetune", "evaluate")}

@@ -15,7 +15,7 @@ from stages.pretrain import run_pretrain
 COMMON = ["pretrain.method=acl", "pretrain.epochs=3", "pretrain.batch_size=16", "pretrain.attack.steps=1",
           "pretrain.rcs.fraction=0.5", "pretrain.rcs.warmup_epochs=2", "pretrain.rcs.period=1",
           "pretrain.rcs.val_fraction=0.1", "pretrain.rcs.val_attack_steps=1", "pretrain.checkpoint_every_steps=1"]
-FULL = 58 // 16  # 64 samples − 6 held out for RCS's validation; budget 29 → 1 candidate batch of (up to) 16
+FULL = 58 // 16  # 64 samples − 6 held out for RCS's validation; budget 29 → 1 candidate batch of 16
 
 
 def _selections(cfg):
@@ -29,8 +29,8 @@ def test_rcs_epochs_schedule_and_exact_resume(tiny_cfg, monkeypatch):
     chosen = _selections(straight)
     assert list(chosen) == ["selection_epoch_0002.json", "selection_epoch_0003.json"]  # epoch ≥ warmup, every period
     sizes = [len(sel["ids"]) for sel in chosen.values()]
-    for sel in chosen.values():  # 58 in batches of 16: 3 full candidates and one of 10 (kept, as the reference's)
-        assert sel["candidates"] == 4 and len(sel["picked"]) == 1 and len(set(sel["ids"])) in (16, 10)
+    for sel in chosen.values():  # 58 in batches of 16: 3 full candidates (the short one of 10 is not one)
+        assert sel["candidates"] == 3 and len(sel["picked"]) == 1 and len(set(sel["ids"])) == 16
     held_out = set(json.loads((RunDir.of(straight.run).stage("pretrain") / "coreset" / "validation.json").read_text()))
     assert len(held_out) == 6 and not held_out & {i for sel in chosen.values() for i in sel["ids"]}
     subset_steps = [max(1, n // 16) for n in sizes]
