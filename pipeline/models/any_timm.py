@@ -45,7 +45,7 @@ class PixelSpaceTimm(nn.Module):
     def forward_intermediates(self, x, *args, **kwargs):
         """The base's ``forward_intermediates`` (same arguments) on the normalised input."""
         if not hasattr(self.model, "forward_intermediates"):
-            raise NotImplementedError(f"timm model {self.base_name!r} has no forward_intermediates")
+            raise AttributeError(f"timm model {self.base_name!r} has no forward_intermediates")
         return self.model.forward_intermediates(self.normalize(x), *args, **kwargs)
 
     def prune_intermediate_layers(self, *args, **kwargs):

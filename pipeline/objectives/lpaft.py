@@ -38,7 +38,8 @@ from torchvision import transforms as T
 from ..attacks import AttackConfig
 from ..errors import UsageError
 from ..models import bn_branch, eval_mode
-from ..train.loop import TrainLoopConfig, per_process_batch
+from ..train.batches import per_process_batch
+from ..train.loop import TrainLoopConfig
 from ..train.optim import OptimConfig
 from ..validation import check
 

@@ -1,16 +1,8 @@
 """Training: the one loop pretrain and finetune share (``loop``), optimisers and schedules (``optim``),
 and model selection on a held-out split (``selection``)."""
 
-from .loop import (
-    Trainer,
-    TrainLoopConfig,
-    TrainState,
-    checkpoint_dirs,
-    per_process_batch,
-    prepare_training,
-    steps_per_epoch,
-    truncate_metrics,
-)
+from .batches import per_process_batch, steps_per_epoch
+from .loop import Trainer, TrainLoopConfig, TrainState, checkpoint_dirs, prepare_training, truncate_metrics
 from .optim import OPTIMIZERS, SCHEDULES, OptimConfig, build_optimizer, build_scheduler, lr_factor
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "OptimConfig", "TrainLoopConfig", "TrainState", "Trainer",

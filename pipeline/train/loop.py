@@ -9,7 +9,6 @@ What a step computes is the objective's business (``step_fn``), what happens at 
 from __future__ import annotations
 
 import json
-import math
 import pickle
 import shutil
 import time
@@ -76,14 +75,6 @@ class TrainState:
         self.global_step, self.extra = int(state["global_step"]), dict(state["extra"])
 
 
-def per_process_batch(global_batch: int, accelerator: Accelerator, key: str) -> int:
-    world = accelerator.num_processes
-    if global_batch % world:
-        fix = math.ceil(global_batch / world) * world
-        raise UsageError(f"{key}={global_batch} is not divisible by {world} processes; use {fix}")
-    return global_batch // world
-
-
 def truncate_metrics(path: Path, step: int) -> None:
     """Drop the rows logged after the checkpoint we resume from (they will be logged again) and any line
     a kill cut in half, so metrics.jsonl reads as one uninterrupted run."""
@@ -91,19 +82,6 @@ def truncate_metrics(path: Path, step: int) -> None:
         return
     keep = [row for row in read_jsonl(path) if row.get("step", 0) <= step]
     atomic_write_text(path, "".join(json.dumps(row, default=float) + "\n" for row in keep))
-
-
-def steps_per_epoch(loop: TrainLoopConfig, split: dict, world_batch: int, key: str) -> int:
-    """Optimiser steps per epoch: the epoch length in samples over the global batch."""
-    samples = loop.samples_per_epoch or split.get("count", 0)
-    if not samples:
-        why = split.get("size_unknown") or "the training split holds no readable samples"
-        raise UsageError(f"the size of the training split is unknown: {why}; set data.train_size=N "
-                         f"(or {key}.samples_per_epoch=N) to the number of training samples")
-    steps = samples // world_batch
-    if steps < 1:
-        raise UsageError(f"{key}.batch_size={world_batch} is larger than an epoch ({samples} samples); lower it")
-    return steps
 
 
 TRAINER_STATE = "trainer_state.json"  # the loop's position and the LR schedule, next to accelerate's files

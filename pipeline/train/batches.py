@@ -1,0 +1,34 @@
+"""How many samples a process takes per step, and how many steps an epoch has."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from accelerate import Accelerator
+
+from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from .loop import TrainLoopConfig
+
+
+def per_process_batch(global_batch: int, accelerator: Accelerator, key: str) -> int:
+    world = accelerator.num_processes
+    if global_batch % world:
+        fix = math.ceil(global_batch / world) * world
+        raise UsageError(f"{key}={global_batch} is not divisible by {world} processes; use {fix}")
+    return global_batch // world
+
+
+def steps_per_epoch(loop: TrainLoopConfig, split: dict, world_batch: int, key: str) -> int:
+    """Optimiser steps per epoch: the epoch length in samples over the global batch."""
+    samples = loop.samples_per_epoch or split.get("count", 0)
+    if not samples:
+        why = split.get("size_unknown") or "the training split holds no readable samples"
+        raise UsageError(f"the size of the training split is unknown: {why}; set data.train_size=N "
+                         f"(or {key}.samples_per_epoch=N) to the number of training samples")
+    steps = samples // world_batch
+    if steps < 1:
+        raise UsageError(f"{key}.batch_size={world_batch} is larger than an epoch ({samples} samples); lower it")
+    return steps
