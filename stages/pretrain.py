@@ -16,9 +16,9 @@ from pipeline.objectives import (ContrastiveModel, ContrastiveObjective, ViewsWi
 from pipeline.plots import plot_curves
 from pipeline.run import StageRun, upstream_summary
 from pipeline.train import Trainer, per_process_batch, prepare_training, steps_per_epoch
+from pipeline.train.coreset import open_coreset
 
 from ._cli import main
-from ._coreset import open_coreset
 from ._runtime import open_stage
 from .data import show_progress
 

@@ -1,4 +1,4 @@
-"""RCS in the pretrain stage: which samples each epoch streams, and when a selection runs
+"""RCS for the pretrain stage: which samples each epoch streams, and when a selection runs
 (``pretrain.rcs``; the selection itself is ``pipeline/objectives/rcs.py``).
 
 The coreset is a list of sample ids applied to the streaming reader (``stream_loader(keep=...)``), not a
@@ -22,10 +22,11 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 
 from data.readers import expand_urls, keyed_pass, list_sample_ids, to_tensor
-from pipeline.errors import UsageError
-from pipeline.evaluation import derive_seed
-from pipeline.io import atomic_write_text
-from pipeline.objectives.rcs import CoresetSelector, RCSConfig
+
+from ..errors import UsageError
+from ..evaluation import derive_seed
+from ..io import atomic_write_text
+from ..objectives.rcs import CoresetSelector, RCSConfig
 
 
 class Coreset:
