@@ -52,7 +52,10 @@ class RunConfig:
     root: str = "runs"
     seed: int = 0  # seeds data order, augmentation, initialisation and attacks
     device: str = "auto"  # auto | cpu | cuda (accelerate picks the device; "cpu" forces it)
-    mixed_precision: str = "no"  # no | bf16 (autocast)
+    mixed_precision: str = "no"  # no | bf16 (autocast): training steps, their attacks, and validation
+    # faster passes through the same network (pipeline/models/speed.py; not in the resume fingerprint):
+    channels_last: bool = False  # NHWC memory layout for the trained/evaluated network and its inputs
+    compile: bool = False  # torch.compile of the trained network (steps, their attacks, validation, RCS)
     num_threads: int = 0  # torch intra-op threads per process on CPU; 0 = torch's default
     progress: bool = True  # tqdm progress bars (only on a terminal; logs get one line per epoch instead)
     # experiment trackers that get step and epoch metrics: tensorboard | wandb | mlflow (accelerate's);

@@ -18,6 +18,7 @@ from pipeline.errors import UsageError
 from pipeline.evaluation import evaluate_model, summary_table, write_report
 from pipeline.evaluation.test_split import EVAL_ORDER_SEED, load_test_split
 from pipeline.export import load_timm_folder, load_timm_weights
+from pipeline.models.speed import speed_up
 from pipeline.run import RunDir, StageRun, upstream_summary
 
 from ._cli import main
@@ -53,6 +54,7 @@ def run_evaluate(cfg: ExperimentConfig) -> dict:
     acc = stage.acc
     model, origin = load_model_to_evaluate(cfg)
     check_num_classes(model, cfg.data.num_classes, f"evaluate.model={e.model}")
+    speed_up(model, acc.device, channels_last=cfg.run.channels_last)  # run.compile: training only (speed.py)
     if "test" not in stage.splits:
         raise UsageError("the dataset has no test split; set data.test_urls")
     d = cfg.data

@@ -50,7 +50,7 @@ def run_finetune(cfg: ExperimentConfig) -> dict:
                                              keep_dual_bn=f.dual_bn and not frozen, bn_branch=f.bn_branch,
                                              run_dir=RunDir.of(cfg.run))
     model = LinearProbe(net) if frozen else net
-    model, optimizer, scheduler, raw = prepare_training(acc, model, f, spe)
+    model, optimizer, scheduler, raw = prepare_training(acc, model, f, spe, cfg.run)
     objective = SupervisedObjective(f.objective_name(), model, raw, f.attack, f.beta, num_classes, dual_bn=dual)
     val_attack = replace(f.attack, steps=f.val_attack_steps, start="uniform")
 

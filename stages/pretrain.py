@@ -41,7 +41,7 @@ def run_pretrain(cfg: ExperimentConfig) -> dict:
         return SimCLRViews(size, method.strength(epoch), p.min_crop_scale, method.crop_interpolation)
     coreset = open_coreset(cfg, stage, model, views)  # None unless pretrain.rcs.fraction > 0
     spe = coreset.full_steps if coreset else steps_per_epoch(p, stage.splits["train"], p.batch_size, "pretrain")
-    model, optimizer, scheduler, raw = prepare_training(acc, model, p, spe)
+    model, optimizer, scheduler, raw = prepare_training(acc, model, p, spe, cfg.run)
     objective = ContrastiveObjective(method, model, raw, p, gather=acc.num_processes > 1,  # sync: DynACL's momentum
                                      sync=lambda: acc.sync_gradients)  # copy moves once per optimiser step
     bad = {"skipped": 0}

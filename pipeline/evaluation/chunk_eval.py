@@ -60,6 +60,11 @@ def _phase(ctx: EvalContext, rec: dict, name: str) -> Iterator[None]:
     rec["passes"][name] = (f + spent.forward, b + spent.backward)
 
 
+def _low_precision(ctx: EvalContext):
+    """``evaluate.precision=bf16``: autocast for PGD and the sweep (never clean accuracy or AutoAttack)."""
+    return torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=ctx.cfg.precision == "bf16")
+
+
 def _logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     with torch.no_grad():
         return torch.cat([model(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
@@ -103,7 +108,7 @@ def evaluate_chunk(
         if cfg.calibration.enabled:
             tensors["probs_clean"] = logits.float().softmax(dim=1)
         if cfg.pgd.steps > 0:
-            with _phase(ctx, rec, "pgd"):
+            with _phase(ctx, rec, "pgd"), _low_precision(ctx):
                 rec["pgd_pred"] = _pgd_predictions(
                     ctx, x, y, clean_pred, derive_seed(cfg.seed, chunk.index, "pgd")
                 ).tolist()
@@ -203,7 +208,8 @@ def _sweep(ctx: EvalContext, x: torch.Tensor, y: torch.Tensor, chunk: Chunk, rec
                 device=ctx.device,
                 num_classes=ctx.num_classes,
             )
-            y_adv, msgs = run_robust_flags(aa, x, y, cfg.attack_batch_size())
+            with _low_precision(ctx):
+                y_adv, msgs = run_robust_flags(aa, x, y, cfg.attack_batch_size())
         preds.append(y_adv.tolist())
         messages += msgs
     rec["sweep"] = {"eps": radii, "pred": preds}

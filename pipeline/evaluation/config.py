@@ -177,10 +177,14 @@ class EvaluateConfig(ThreatModel):
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)  # ECE settings
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)  # certification settings
     masking_checks: bool = True  # run the gradient-masking sanity checks
+    # fp32 | bf16: autocast for the PGD attack and its predictions and for the sweep's attacks. Clean
+    # accuracy and AutoAttack stay fp32 whatever this says (the reference number is never a bf16 one)
+    precision: str = "fp32"
 
     def check(self) -> None:
         """This node's fields and what depends on the norm (the sections check their own fields)."""
         super().check()
+        check_choice("precision", self.precision, ("fp32", "bf16"))
         for key in ("n_examples", "seed"):
             check_min(key, getattr(self, key), 0)
         for key in ("batch_size", "chunk_size"):

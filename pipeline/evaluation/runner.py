@@ -192,6 +192,9 @@ def _notes(cfg: EvaluateConfig, available: int, num_classes: int) -> list[str]:
         notes.append(
             f"with {num_classes} classes the targeted attacks use {num_classes - 1} target classes, not 9"
         )
+    if cfg.precision == "bf16":
+        notes.append("PGD and the sweep ran under bf16 autocast (evaluate.precision=bf16); clean accuracy and "
+                     "AutoAttack ran in fp32")
     if cfg.n_examples > available:
         notes.append(
             f"evaluate.n_examples={cfg.n_examples} but the test split has {available} examples; "

@@ -60,9 +60,15 @@ def _evaluation_lines(report: dict | None) -> list[str]:
     cells = [_with_interval(report.get("clean_accuracy"), report.get("clean_accuracy_ci"), n),
              _with_interval(ra.get("pgd"), ci.get("pgd"), n),
              _with_interval(ra.get("autoattack"), ci.get("autoattack"), n_aa)]
+    if ra.get("autoattack") is None and isinstance(ra.get("autoattack_fast"), (int, float)):
+        # evaluate.autoattack.version=fast: its number, labelled, never passed off as AutoAttack's
+        fast = _with_interval(ra["autoattack_fast"], ci.get("autoattack_fast"), n_aa)
+        cells[2] = f"not run; **fast (not standard AutoAttack)**: {fast}"
     lines = ["| norm | ε | clean | PGD | AutoAttack |", "|---|---|---|---|---|",
              f"| {tm.get('norm')} | {tm.get('eps', 0):.4f} | {' | '.join(cells)} |", "",
              "Accuracy [95% Clopper–Pearson interval] (n = points evaluated).", ""]
+    lines += [f"Note: {note}" for note in report.get("notes", []) if "bf16" in note] + [""] * any(
+        "bf16" in note for note in report.get("notes", []))
     if report.get("warnings"):
         lines += ["**Evaluation warnings:** " + "; ".join(map(str, report["warnings"])), ""]
     return lines

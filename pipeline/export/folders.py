@@ -24,6 +24,9 @@ from ..io import atomic_dir
 def save_timm_folder(model: nn.Module, folder: Path) -> Path:
     """Write ``model`` as a timm folder, atomically (a crash leaves the previous folder or none)."""
     model = model.eval()
+    if any(not t.is_contiguous() for t in model.state_dict().values()):
+        # run.channels_last: safetensors stores contiguous tensors only; the copy leaves training's layout alone
+        model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     with atomic_dir(Path(folder)) as tmp:
         timm.models.save_for_hf(model, str(tmp), safe_serialization=True)
     return Path(folder)

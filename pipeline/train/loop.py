@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from accelerate import Accelerator
@@ -22,10 +23,14 @@ from tqdm import tqdm
 
 from ..errors import UsageError
 from ..io import atomic_write_text, read_jsonl
+from ..models.speed import speed_up
 from ..run import StageRun
 from ..validation import check
 from .epoch_log import EpochMeter, epoch_line
 from .optim import OptimConfig, build_optimizer, build_scheduler
+
+if TYPE_CHECKING:  # pipeline.config imports this module
+    from ..config import RunConfig
 
 
 @dataclass
@@ -275,10 +280,13 @@ class Trainer:
         bar.update(1)
 
 
-def prepare_training(acc: Accelerator, model: torch.nn.Module, loop: TrainLoopConfig, steps_per_epoch: int):
+def prepare_training(acc: Accelerator, model: torch.nn.Module, loop: TrainLoopConfig, steps_per_epoch: int,
+                     run: RunConfig | None = None):
     """Optimiser and LR schedule for ``model``, both through ``acc.prepare``; returns
     ``(model, optimizer, scheduler, raw)`` where ``raw`` is the unwrapped model (attacks use it: no
-    collective operations inside attack loops)."""
+    collective operations inside attack loops). ``run``: its ``channels_last`` / ``compile`` apply first."""
+    if run is not None:
+        speed_up(model, acc.device, channels_last=run.channels_last, compile=run.compile)
     optimizer = build_optimizer(model.parameters(), loop.optim)
     model, optimizer = acc.prepare(model, optimizer)
     # the scheduler counts optimiser steps: one per grad_accum_steps micro-batches

@@ -40,7 +40,8 @@ def validation_accuracy(raw: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor
     summed over processes.
 
     The attack's random start is seeded (and the training RNG left untouched), so the same weights
-    always get the same score: model selection is reproducible. The model is left in eval().
+    always get the same score: model selection is reproducible. The model is left in eval(). Under
+    ``run.mixed_precision=bf16`` it runs in bf16 autocast, like the training steps it selects among.
     """
     with torch.random.fork_rng(devices=[acc.device] if acc.device.type == "cuda" else []):
         torch.manual_seed(seed + acc.process_index)
@@ -50,9 +51,10 @@ def validation_accuracy(raw: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor
         for chunk in idx.split(batch):
             x = x_val[chunk].to(acc.device).float().div(255.0)
             y = y_val[chunk].to(acc.device)
-            counts[0] += _correct(raw, x, y)
-            x_adv = cross_entropy_attack(raw, x, y, attack) if attack.steps else x
-            counts[1] += _correct(raw, x_adv, y)
+            with acc.autocast():  # run.mixed_precision: validation at the training steps' precision
+                counts[0] += _correct(raw, x, y)
+                x_adv = cross_entropy_attack(raw, x, y, attack) if attack.steps else x
+                counts[1] += _correct(raw, x_adv, y)
             counts[2] += len(y)
     counts = acc.reduce(counts, "sum")
     return {"val_clean_acc": float(counts[0] / counts[2]), "val_robust_acc": float(counts[1] / counts[2]),
@@ -79,7 +81,10 @@ def select_epoch(raw: nn.Module, val: tuple, attack: AttackConfig, acc: Accelera
         state.extra.update(best_val_robust_acc=now, best_epoch=epoch + 1, best_val_clean_acc=metrics["val_clean_acc"])
     elif is_collapse(best, now, metrics["val_n"], collapse_ratio):
         best_epoch = state.extra["best_epoch"]
-        line = (f"[{stage}] WARNING catastrophic overfitting at epoch {epoch + 1}: validation PGD-{attack.steps} "
+        # the same test for every objective; only after single-step training is the name "catastrophic
+        # overfitting" (Wong et al.) — after multi-step training it is a plain, significant robustness drop
+        line = (f"[{stage}] WARNING robustness collapse at epoch {epoch + 1} (catastrophic overfitting, if "
+                f"single-step training): validation PGD-{attack.steps} "
                 f"accuracy {now:.1%} < {collapse_ratio:g} × best {best:.1%} (epoch {best_epoch}); best/ keeps "
                 f"epoch {best_epoch}")
         metrics["collapse"] = True

@@ -59,7 +59,7 @@ def test_finetune_stage_reports_a_collapse_in_log_metrics_and_manifest(tiny_cfg,
     assert manifest["outputs"]["collapse_warning"] == outputs["collapse_warning"]
     rows = [json.loads(ln) for ln in (RunDir.of(cfg.run).stage("finetune") / "metrics.jsonl").read_text().splitlines()]
     assert [r.get("collapse", False) for r in rows if r["kind"] == "epoch"] == [False, True, True]
-    assert capsys.readouterr().out.count("WARNING catastrophic overfitting") == 2
+    assert capsys.readouterr().out.count("WARNING robustness collapse at epoch") == 2
 
 
 def test_collapse_ratio_is_not_part_of_the_resume_fingerprint():
