@@ -77,6 +77,7 @@ def bench_steps(args, device) -> list[dict]:
     names = [v.strip() for v in args.variants.split(",")] if args.variants else list(VARIANTS)
     for name, batch in zip(args.models.split(","), [int(b) for b in args.batches.split(",")], strict=True):
         for kind in ("acl", "trades"):
+            torch._dynamo.reset()  # each group compiles afresh: earlier groups' cache entries would count
             steps, first = {}, {}
             for v in names:
                 steps[v] = make_step(kind, name, batch, VARIANTS[v], device)

@@ -54,7 +54,9 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda (accelerate picks the device; "cpu" forces it)
     mixed_precision: str = "no"  # no | bf16 (autocast): training steps, their attacks, and validation
     # faster passes through the same network (pipeline/models/speed.py; not in the resume fingerprint):
-    channels_last: bool = False  # NHWC memory layout for the trained/evaluated network and its inputs
+    # auto | true | false: NHWC memory layout of the trained network and its inputs (the evaluated one too with
+    # true). auto = on for training on CPU, where it was measured faster (BENCHMARKS "Faster passes"); off on GPUs
+    channels_last: str = "auto"
     compile: bool = False  # torch.compile of the trained network (steps, their attacks, validation, RCS)
     num_threads: int = 0  # torch intra-op threads per process on CPU; 0 = torch's default
     progress: bool = True  # tqdm progress bars (only on a terminal; logs get one line per epoch instead)
@@ -69,6 +71,8 @@ class RunConfig:
                   f"install it first: pip install -e '.[{name}]' (or pip install {TRACKERS[name]})")
         check_choice("device", self.device, ("auto", "cpu", "cuda"))
         check_choice("mixed_precision", self.mixed_precision, ("no", "bf16"))
+        # YAML true/false arrive as "True"/"False" in this str field; every reader lower-cases
+        check_choice("channels_last", str(self.channels_last).lower(), ("auto", "true", "false"))
         check(bool(self.name) and "/" not in self.name, "name", self.name, "use a non-empty name without '/'")
 
 
@@ -255,7 +259,10 @@ def checkpoint_fingerprint(cfg: ExperimentConfig, section: str) -> tuple[str, di
     ``data.num_workers`` and ``data.shuffle_buffer`` stay in: each worker draws its own shards, so they
     change the sample stream."""
     full = OmegaConf.to_container(OmegaConf.structured(cfg))
-    settings = {section: {k: v for k, v in full[section].items() if k not in HARMLESS_KEYS},
+    # pretrain.lpaft (DynACL++'s post-processing) does not change the contrastive phase: its own phases add
+    # it to their fingerprints (objectives/lpaft.py), so switching it on after a finished pretrain resumes
+    drop = (*HARMLESS_KEYS, *(("lpaft",) if section == "pretrain" else ()))
+    settings = {section: {k: v for k, v in full[section].items() if k not in drop},
                 "model": full["model"], "data": full["data"], "seed": cfg.run.seed}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return digest, settings

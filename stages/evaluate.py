@@ -54,7 +54,7 @@ def run_evaluate(cfg: ExperimentConfig) -> dict:
     acc = stage.acc
     model, origin = load_model_to_evaluate(cfg)
     check_num_classes(model, cfg.data.num_classes, f"evaluate.model={e.model}")
-    speed_up(model, acc.device, channels_last=cfg.run.channels_last)  # run.compile: training only (speed.py)
+    speed_up(model, acc.device, channels_last=str(cfg.run.channels_last).lower() == "true")  # auto: training only
     if "test" not in stage.splits:
         raise UsageError("the dataset has no test split; set data.test_urls")
     d = cfg.data

@@ -67,3 +67,15 @@ def test_cli_usage_errors_exit_2_and_write_nothing(tmp_path, args, expected):
     # the data stage may have created its directory before failing on the source, but no shards or manifest
     assert not list((tmp_path / "runs").rglob("*.tar"))
     assert not (tmp_path / "runs" / "quickstart" / "pretrain").exists()
+
+
+def test_lpaft_is_not_in_the_contrastive_phase_fingerprint():
+    """Switching DynACL++'s post-processing on after a finished pretrain resumes the contrastive phase;
+    other pretrain settings still count."""
+    from pipeline.config import checkpoint_fingerprint
+
+    base = load_config(None, ["pretrain.method=dynacl"])
+    pp = load_config(None, ["pretrain.method=dynacl", "pretrain.lpaft.enabled=true", "pretrain.lpaft.probe.epochs=3"])
+    other = load_config(None, ["pretrain.method=dynacl", "pretrain.epochs=7"])
+    assert checkpoint_fingerprint(base, "pretrain")[0] == checkpoint_fingerprint(pp, "pretrain")[0]
+    assert checkpoint_fingerprint(base, "pretrain")[0] != checkpoint_fingerprint(other, "pretrain")[0]

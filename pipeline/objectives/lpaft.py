@@ -26,8 +26,10 @@ starts, same Lloyd iterations). ``tests/objectives/test_lpaft_parity.py`` checks
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -185,6 +187,10 @@ def _fit(phase: str, cfg: LPAFTConfig, net: nn.Module, acc, batches: PseudoLabel
     loop = getattr(cfg, phase)
     model, optimizer, scheduler, raw = prepare_training(acc, phase_model(phase, net), loop, batches.steps)
     objective = phase_objective(phase, model, raw, cfg)
+    # the pretrain fingerprint leaves pretrain.lpaft out (config.checkpoint_fingerprint); a phase depends on it
+    settings = {**trainer_kwargs.get("fingerprint_config", {}), "pretrain.lpaft": asdict(cfg)}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    trainer_kwargs = {**trainer_kwargs, "fingerprint": digest, "fingerprint_config": settings}
     with open_run(f"lpaft_{phase}") as run:
         trainer = Trainer(acc, run, loop, models=[model], optimizer=optimizer, scheduler=scheduler,
                           steps_per_epoch=batches.steps, make_batches=batches, step_fn=objective.step,

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ..errors import UsageError
 from ..io import atomic_write_text, read_jsonl
-from ..models.speed import speed_up
+from ..models.speed import channels_last_for, speed_up
 from ..run import StageRun
 from ..validation import check
 from .epoch_log import EpochMeter, epoch_line
@@ -286,7 +286,8 @@ def prepare_training(acc: Accelerator, model: torch.nn.Module, loop: TrainLoopCo
     ``(model, optimizer, scheduler, raw)`` where ``raw`` is the unwrapped model (attacks use it: no
     collective operations inside attack loops). ``run``: its ``channels_last`` / ``compile`` apply first."""
     if run is not None:
-        speed_up(model, acc.device, channels_last=run.channels_last, compile=run.compile)
+        nhwc = channels_last_for(run.channels_last, acc.device)
+        speed_up(model, acc.device, channels_last=nhwc, compile=run.compile)
     optimizer = build_optimizer(model.parameters(), loop.optim)
     model, optimizer = acc.prepare(model, optimizer)
     # the scheduler counts optimiser steps: one per grad_accum_steps micro-batches

@@ -21,7 +21,7 @@ from pipeline.attacks.pgd import AttackConfig
 from pipeline.config import checkpoint_fingerprint, load_config
 from pipeline.errors import UsageError
 from pipeline.models import ModelConfig, convert_to_dual_bn
-from pipeline.models.speed import speed_up
+from pipeline.models.speed import channels_last_for, speed_up
 from pipeline.objectives import ContrastiveModel, ContrastiveObjective, SupervisedObjective
 from pipeline.objectives.heads import build_head
 
@@ -134,3 +134,9 @@ def test_channels_last_model_saves_as_an_ordinary_timm_folder(tmp_path):
     loaded, x = load_timm_folder(tmp_path / "m").eval(), torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(loaded(x), model.eval()(x), atol=1e-5)
+
+
+def test_channels_last_auto_is_on_for_cpu_only():
+    cuda = torch.device("cuda")
+    assert channels_last_for("auto", CPU) and not channels_last_for("auto", cuda)
+    assert channels_last_for("True", cuda) and not channels_last_for("false", CPU)  # YAML booleans, as str

@@ -87,11 +87,10 @@ def test_training_images_read_labeled_and_unlabeled_shards_alike(tmp_path):
     """DynACL++ clusters every training image once, in shard order; unlabeled shards (no .cls) work too."""
     from types import SimpleNamespace
 
-    from tests.conftest import make_images  # by path: several test folders have a conftest module
-
     from data.readers import expand_urls
     from data.shards import RawSample, write_split
     from pipeline.objectives.lpaft import training_images
+    from tests.conftest import make_images  # by path: several test folders have a conftest module
 
     samples = make_images(40, seed=0)
     labeled = expand_urls(write_split(samples, tmp_path / "l", "train", 32, shard_size=16)["urls"], "x")
