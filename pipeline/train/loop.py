@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from accelerate import Accelerator
@@ -23,14 +22,10 @@ from tqdm import tqdm
 
 from ..errors import UsageError
 from ..io import atomic_write_text, read_jsonl
-from ..models.speed import channels_last_for, speed_up
 from ..run import StageRun
 from ..validation import check
 from .epoch_log import EpochMeter, epoch_line
-from .optim import OptimConfig, build_optimizer, build_scheduler
-
-if TYPE_CHECKING:  # pipeline.config imports this module
-    from ..config import RunConfig
+from .optim import OptimConfig
 
 
 @dataclass
@@ -151,14 +146,14 @@ class Trainer:
         found = checkpoint_dirs(self.run.checkpoints)
         if not found:
             return False
+        try:  # the settings are compared before any weights load: another method's weights would not fit
+            extra = json.loads((found[-1] / TRAINER_STATE).read_text())["trainer"]["extra"]
+        except (OSError, ValueError, KeyError, TypeError):
+            extra = None  # unreadable: _load names the problem
+        self._check_fingerprint(extra)
         self._load(found[-1])
-        saved = self.state.extra.get("fingerprint")
+        self._check_fingerprint(self.state.extra)
         self.steps_per_epoch = self.epoch_steps(self.state.epoch) if self.state.epoch < self.cfg.epochs else 0
-        if saved != self.fingerprint:
-            changed = _changed_keys(self.state.extra.get("fingerprint_config", {}), self.fingerprint_config)
-            what = f" (changed: {', '.join(changed[:6])}{', …' if len(changed) > 6 else ''})" if changed else ""
-            raise UsageError(f"{self.run.checkpoints} holds checkpoints of a different {self.run.stage} configuration"
-                             f"{what}; resume with the same settings, or use a new run.name")
         # harmless settings (logging, trackers, checkpoint retention) may differ: the new ones apply from here
         self.state.extra["fingerprint_config"] = self.fingerprint_config
         if self.acc.is_main_process:
@@ -166,6 +161,13 @@ class Trainer:
         self.acc.print(f"[{self.run.stage}] resumed from {found[-1]} (epoch {self.state.epoch}, "
                        f"step {self.state.step_in_epoch}/{self.steps_per_epoch})")
         return True
+
+    def _check_fingerprint(self, saved: dict | None) -> None:
+        if saved is not None and saved.get("fingerprint") != self.fingerprint:
+            changed = _changed_keys(saved.get("fingerprint_config", {}), self.fingerprint_config)
+            what = f" (changed: {', '.join(changed[:6])}{', …' if len(changed) > 6 else ''})" if changed else ""
+            raise UsageError(f"{self.run.checkpoints} holds checkpoints of a different {self.run.stage} configuration"
+                             f"{what}; resume with the same settings, or use a new run.name")
 
     def save_checkpoint(self) -> None:
         final = self.run.checkpoints / f"step_{self.state.global_step:08d}"
@@ -279,18 +281,3 @@ class Trainer:
         bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         bar.update(1)
 
-
-def prepare_training(acc: Accelerator, model: torch.nn.Module, loop: TrainLoopConfig, steps_per_epoch: int,
-                     run: RunConfig | None = None):
-    """Optimiser and LR schedule for ``model``, both through ``acc.prepare``; returns
-    ``(model, optimizer, scheduler, raw)`` where ``raw`` is the unwrapped model (attacks use it: no
-    collective operations inside attack loops). ``run``: its ``channels_last`` / ``compile`` apply first."""
-    if run is not None:
-        nhwc = channels_last_for(run.channels_last, acc.device)
-        speed_up(model, acc.device, channels_last=nhwc, compile=run.compile)
-    optimizer = build_optimizer(model.parameters(), loop.optim)
-    model, optimizer = acc.prepare(model, optimizer)
-    # the scheduler counts optimiser steps: one per grad_accum_steps micro-batches
-    scheduler = build_scheduler(optimizer, steps_per_epoch * loop.epochs // loop.grad_accum_steps,
-                                max(1, steps_per_epoch // loop.grad_accum_steps), loop.optim)
-    return model, optimizer, scheduler, acc.unwrap_model(model)

@@ -1,5 +1,5 @@
 """Optimisers (SGD, the ACL/DynACL LARS, lightly's LARS, AdamW) and learning-rate schedules with warm-up,
-by name.
+by name, and ``prepare_training``: a model's optimiser and schedule through accelerate.
 
 Defaults reproduce the references (ACL, Jiang et al. NeurIPS 2020: VITA-Group/Adversarial-Contrastive-Learning
 ``train_simCLR.py`` + ``optimizer/lars.py``; DynACL, Luo et al. ICLR 2023: PKU-ML/DYNACL ``train_DynACL.py``,
@@ -16,12 +16,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from lightly.utils.lars import LARS as LightlyLARS
 
+from ..models.speed import channels_last_for, speed_up
 from ..registry import Registry
 from ..validation import check, check_choice
+
+if TYPE_CHECKING:  # pipeline.config imports this package
+    from accelerate import Accelerator
+
+    from ..config import RunConfig
+    from .loop import TrainLoopConfig
 
 OPTIMIZERS: Registry[Callable] = Registry("optimizer")
 SCHEDULES: Registry[Callable] = Registry("schedule")
@@ -195,3 +203,19 @@ def lr_factor(step: int, total_steps: int, steps_per_epoch: int, cfg: OptimConfi
 def build_scheduler(optimizer, total_steps: int, steps_per_epoch: int, cfg: OptimConfig):
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, total_steps, steps_per_epoch, cfg))
+
+
+def prepare_training(acc: Accelerator, model: torch.nn.Module, loop: TrainLoopConfig, steps_per_epoch: int,
+                     run: RunConfig | None = None):
+    """Optimiser and LR schedule for ``model``, both through ``acc.prepare``; returns
+    ``(model, optimizer, scheduler, raw)`` where ``raw`` is the unwrapped model (attacks use it: no
+    collective operations inside attack loops). ``run``: its ``channels_last`` / ``compile`` apply first."""
+    if run is not None:
+        nhwc = channels_last_for(run.channels_last, acc.device)
+        speed_up(model, acc.device, channels_last=nhwc, compile=run.compile)
+    optimizer = build_optimizer(model.parameters(), loop.optim)
+    model, optimizer = acc.prepare(model, optimizer)
+    # the scheduler counts optimiser steps: one per grad_accum_steps micro-batches
+    scheduler = build_scheduler(optimizer, steps_per_epoch * loop.epochs // loop.grad_accum_steps,
+                                max(1, steps_per_epoch // loop.grad_accum_steps), loop.optim)
+    return model, optimizer, scheduler, acc.unwrap_model(model)

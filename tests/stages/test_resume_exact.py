@@ -118,3 +118,19 @@ def test_refusal_to_resume_names_the_changed_keys(tiny_cfg, monkeypatch):
     with pytest.raises(UsageError, match=r"different finetune configuration \(changed: finetune\.beta, "
                                          r"finetune\.optim\.lr\); resume with the same settings"):
         run_finetune(tiny_cfg(*common, "finetune.optim.lr=0.05", "finetune.beta=3.0"))
+
+
+def test_resume_with_other_speed_switches_and_refusal_before_loading(tiny_cfg, monkeypatch):
+    """run.channels_last / run.compile are not part of what a checkpoint depends on; a changed method is
+    refused by name before its (differently shaped) weights are loaded."""
+    from pipeline.errors import UsageError
+
+    common = ["pretrain.epochs=2", "pretrain.checkpoint_every_steps=1"]
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 3)
+        with pytest.raises(KeyboardInterrupt):
+            run_pretrain(tiny_cfg(*common, "run.channels_last=true"))
+    with pytest.raises(UsageError, match=r"different pretrain configuration \(changed: .*pretrain\.method"):
+        run_pretrain(tiny_cfg(*common, "run.channels_last=false", "pretrain.method=dynacl"))
+    outputs = run_pretrain(tiny_cfg(*common, "run.channels_last=false"))
+    assert outputs["steps"] == 4
