@@ -67,8 +67,8 @@ def _evaluation_lines(report: dict | None) -> list[str]:
     lines = ["| norm | ε | clean | PGD | AutoAttack |", "|---|---|---|---|---|",
              f"| {tm.get('norm')} | {tm.get('eps', 0):.4f} | {' | '.join(cells)} |", "",
              "Accuracy [95% Clopper–Pearson interval] (n = points evaluated).", ""]
-    lines += [f"Note: {note}" for note in report.get("notes", []) if "bf16" in note] + [""] * any(
-        "bf16" in note for note in report.get("notes", []))
+    for note in (n for n in report.get("notes", []) if "bf16" in n):  # evaluate.precision=bf16
+        lines += [f"Note: {note}", ""]
     if report.get("warnings"):
         lines += ["**Evaluation warnings:** " + "; ".join(map(str, report["warnings"])), ""]
     return lines

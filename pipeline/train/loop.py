@@ -146,13 +146,7 @@ class Trainer:
         found = checkpoint_dirs(self.run.checkpoints)
         if not found:
             return False
-        try:  # the settings are compared before any weights load: another method's weights would not fit
-            extra = json.loads((found[-1] / TRAINER_STATE).read_text())["trainer"]["extra"]
-        except (OSError, ValueError, KeyError, TypeError):
-            extra = None  # unreadable: _load names the problem
-        self._check_fingerprint(extra)
         self._load(found[-1])
-        self._check_fingerprint(self.state.extra)
         self.steps_per_epoch = self.epoch_steps(self.state.epoch) if self.state.epoch < self.cfg.epochs else 0
         # harmless settings (logging, trackers, checkpoint retention) may differ: the new ones apply from here
         self.state.extra["fingerprint_config"] = self.fingerprint_config
@@ -162,8 +156,8 @@ class Trainer:
                        f"step {self.state.step_in_epoch}/{self.steps_per_epoch})")
         return True
 
-    def _check_fingerprint(self, saved: dict | None) -> None:
-        if saved is not None and saved.get("fingerprint") != self.fingerprint:
+    def _check_fingerprint(self, saved: dict) -> None:
+        if saved.get("fingerprint") != self.fingerprint:
             changed = _changed_keys(saved.get("fingerprint_config", {}), self.fingerprint_config)
             what = f" (changed: {', '.join(changed[:6])}{', …' if len(changed) > 6 else ''})" if changed else ""
             raise UsageError(f"{self.run.checkpoints} holds checkpoints of a different {self.run.stage} configuration"
@@ -195,9 +189,11 @@ class Trainer:
             raise UsageError(f"{folder} has no {TRAINER_STATE} (a checkpoint from an older version, or not ours); "
                              "it cannot be resumed safely: delete the checkpoints folder or use a new run.name")
         try:
-            self.acc.load_state(str(folder))
             state = json.loads(state_file.read_text())
-        except (pickle.UnpicklingError, RuntimeError, ValueError, OSError) as exc:
+            # the settings first, then the weights: another method's weights would not even fit the model
+            self._check_fingerprint(state["trainer"]["extra"])
+            self.acc.load_state(str(folder))
+        except (pickle.UnpicklingError, RuntimeError, ValueError, OSError, KeyError, TypeError) as exc:
             raise UsageError(f"cannot resume from {folder}: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}; "
                              "delete the checkpoint folder (or use a new run.name)") from None
         self.state.load_state_dict(state["trainer"])
