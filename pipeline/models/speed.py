@@ -39,7 +39,7 @@ def compile_problem(device: torch.device) -> str | None:
 
 def channels_last_for(setting: str, device: torch.device) -> bool:
     """``run.channels_last`` for training on ``device``: ``auto`` is on for CPU only — measured faster there
-    for every model and step we benchmarked (1.02–1.41×), never measured on a GPU."""
+    for every model and step we benchmarked (1.00–1.35×), never measured on a GPU."""
     setting = str(setting).lower()  # YAML's true/false reach a str field as "True"/"False"
     return setting == "true" or (setting == "auto" and device.type == "cpu")
 
