@@ -20,12 +20,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from data.readers import expand_urls  # noqa: E402
+from data.prepare import ensure_run_data  # noqa: E402
+from data.spec import ShardSpec  # noqa: E402
 from pipeline.config import load_config, to_yaml  # noqa: E402
 from pipeline.evaluation import evaluate_model  # noqa: E402
 from pipeline.evaluation.intervals import format_accuracy  # noqa: E402
 from pipeline.evaluation.test_split import load_test_split  # noqa: E402
-from stages.data import ensure_data  # noqa: E402
+from pipeline.run import RunDir  # noqa: E402
 from stages.evaluate import load_model_to_evaluate  # noqa: E402
 
 
@@ -53,11 +54,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config, overrides)
-    data = ensure_data(cfg, to_yaml(cfg), progress=False)
-    split, d = data["outputs"]["splits"]["test"], cfg.data
-    x, y, _, _ = load_test_split(expand_urls(split["urls"], "data.test_urls"), int(split.get("count") or 0), args.n,
-                                 size=data["outputs"]["image_size"], num_classes=d.num_classes,
-                                 wrong_size=d.wrong_size, on_bad=d.on_bad_sample)
+    data = ensure_run_data(cfg.data, RunDir.of(cfg.run), to_yaml(cfg), progress=False)["outputs"]
+    d = cfg.data
+    test = ShardSpec.from_manifest("test", data["splits"]["test"], d, data["image_size"])
+    x, y, _, _ = load_test_split(test, args.n, d.num_classes)
     x = x.float().div(255.0)
     model, origin = load_model_to_evaluate(cfg)
     model.eval()

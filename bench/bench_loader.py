@@ -14,11 +14,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data.augment import SimCLRViews  # noqa: E402
 from data.readers import expand_urls, stream_loader  # noqa: E402
+from data.spec import ShardSpec  # noqa: E402
 
 
 def throughput(urls, workers: int, batch: int, batches: int) -> float:
-    loader = stream_loader(urls, SimCLRViews(32), batch_size=batch, seed=0, epoch=0, rank=0, size=32,
-                           num_workers=workers, shuffle_buffer=2000)
+    spec = ShardSpec.of_urls(list(urls), image_size=32, num_workers=workers, shuffle_buffer=2000)
+    loader = stream_loader(spec, SimCLRViews(32), batch_size=batch, seed=0, epoch=0, rank=0)
     it = iter(loader)
     next(it)  # start-up (worker spawn, buffer fill) is not throughput
     t = time.perf_counter()

@@ -106,14 +106,14 @@ def bench_steps(args, device) -> list[dict]:
 
 
 def bench_eval(args, device) -> list[dict]:
-    from data.readers import expand_urls
+    from data.spec import ShardSpec
     from pipeline.evaluation import EvaluateConfig, evaluate_model
     from pipeline.evaluation.test_split import load_test_split
     from pipeline.export import load_timm_folder
 
     model = load_timm_folder(Path(args.model_dir)).to(device).eval()
-    x, y, _order, _ = load_test_split(expand_urls(args.test_urls, "test_urls"), 0, args.n, size=32, num_classes=10,
-                                      wrong_size="error", on_bad="error")
+    x, y, _order, _ = load_test_split(ShardSpec.of_urls(args.test_urls, image_size=32, split="test",
+                                                        wrong_size="error"), args.n, 10)
     rows, preds = [], {}
     for precision in ("fp32", "bf16"):
         cfg = EvaluateConfig(n_examples=args.n, batch_size=250, chunk_size=args.n, eps=8 / 255, precision=precision)

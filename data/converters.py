@@ -16,16 +16,19 @@ import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.errors import DataError, UsageError
 from pipeline.registry import Registry
 
-from .config import DataConfig
 from .index import count_split
 from .readers import expand_urls
 from .shards import RawSample, dataset_info
+
+if TYPE_CHECKING:  # type only: the config checks its dataset name against CONVERTERS (data/config.py)
+    from .config import DataConfig
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm")
 SPLIT_SEED = 12345  # fixed: the train/val/test split must not move with run.seed

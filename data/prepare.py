@@ -3,8 +3,9 @@ stages read.
 
 For a converter (digits, imagefolder, torchvision sets) the shards are written into the folder the caller
 gives. For ``data.dataset=shards`` nothing is written: the URLs are checked and counted, so plugging in
-a new dataset is a YAML block, not code. Where that folder is, and the stage manifest that records it,
-are the data stage's business (``stages/data.py``).
+a new dataset is a YAML block, not code. :func:`prepare_run_data` does that for a run (shards under
+``<run>/data/shards`` unless ``data.out_dir``, and the data stage's manifest); :func:`ensure_run_data` is
+what every other stage calls first.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pipeline.errors import DataError
+from pipeline.errors import DataError, UpstreamMissing
 from pipeline.io import atomic_dir, atomic_write_json
+from pipeline.run import RunDir, StageRun
 
 from .config import DataConfig
 from .converters import CONVERTERS, SHARDS, ConvertedDataset, describe_shards
@@ -71,3 +73,32 @@ def data_fingerprint(cfg: DataConfig) -> dict:
     # format 2: training shards are written in a fixed random order (format 1 kept the source's class order)
     return {"format": 2, **{k: getattr(cfg, k) for k in FINGERPRINT_KEYS},
             **{k: getattr(cfg, k) for k in OPTIONAL_FINGERPRINT_KEYS if getattr(cfg, k)}}
+
+
+def prepare_run_data(d: DataConfig, run_dir: RunDir, config_yaml: str, progress: bool = True) -> dict:
+    """Convert (or describe) the dataset and write the data stage's manifest; returns the manifest."""
+    with StageRun(run_dir, "data", config_yaml) as run:
+        out_dir = None if d.dataset == "shards" else (Path(d.out_dir) if d.out_dir else run.dir / "shards")
+        info = prepare_dataset(d, out_dir, progress)
+        if out_dir is not None:
+            for split in info["splits"].values():
+                split.pop("shards", None)  # the checksums live in dataset.json
+            run.outputs["dataset_json"] = str(out_dir / "dataset.json")
+        if info["num_classes"] and info["num_classes"] != d.num_classes:  # 0: unlabeled images
+            raise DataError(f"the dataset has {info['num_classes']} classes but data.num_classes={d.num_classes}; "
+                            f"set data.num_classes={info['num_classes']}")
+        run.outputs.update(splits=info["splits"], classes=info["classes"], num_classes=info["num_classes"],
+                           image_size=info["image_size"], fingerprint=data_fingerprint(d))
+    return run_dir.read_manifest("data")
+
+
+def ensure_run_data(d: DataConfig, run_dir: RunDir, config_yaml: str, progress: bool = True) -> dict:
+    """The data manifest of the run; runs :func:`prepare_run_data` first when it is missing, incomplete or
+    was made with other data settings."""
+    try:
+        manifest = run_dir.read_manifest("data")
+        if manifest["outputs"].get("fingerprint") == data_fingerprint(d):
+            return manifest
+    except UpstreamMissing:
+        pass
+    return prepare_run_data(d, run_dir, config_yaml, progress)

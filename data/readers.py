@@ -14,7 +14,6 @@ import functools
 import random
 import zlib
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,24 +23,11 @@ from PIL import Image
 from pipeline.errors import DataError
 
 from .images import WrongSize, fit_image
+from .spec import ShardSpec
+from .urls import expand_urls as expand_urls  # re-exported: readers and URLs go together
 
 IMAGE_KEYS = ("png", "jpg", "jpeg", "webp", "bmp", "ppm")
 MAX_CONSECUTIVE_BAD = 1000  # a stream that yields nothing but bad samples stops instead of spinning
-
-
-def expand_urls(urls: str | list[str], key: str) -> list[str]:
-    """Expand brace patterns / lists; local files must exist. Raises DataError when nothing matches."""
-    if isinstance(urls, str):
-        expanded = wds.shardlists.expand_urls(urls)
-    else:
-        expanded = [u for pattern in urls for u in wds.shardlists.expand_urls(pattern)]
-    local = [u for u in expanded if not u.startswith(("pipe:", "http://", "https://", "gs://", "s3://"))]
-    missing = [u for u in local if not Path(u).is_file()]
-    if not expanded or len(missing) == len(expanded):
-        raise DataError(f"{key}={urls!r} matches no shard files; check the path/brace pattern (run `make data` for the quickstart)")
-    if missing:
-        raise DataError(f"{key}: {len(missing)} of {len(expanded)} shards are missing, e.g. {missing[0]}; fix the pattern or the files")
-    return expanded
 
 
 def decode_image(data: bytes, size: int, wrong_size: str) -> Image.Image:
@@ -138,10 +124,11 @@ def _has_image(sample: dict) -> bool:
     return any(k in sample for k in IMAGE_KEYS)
 
 
-def list_sample_ids(urls: list[str], on_bad: str = "error") -> list[str]:
+def list_sample_ids(spec: ShardSpec) -> list[str]:
     """The ids (:func:`sample_id`) of the samples with an image member, in shard order; nothing is decoded."""
     state = {"bad_shards": 0}
-    samples = wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples(handler=_shard_handler(on_bad, state)))
+    samples = wds.DataPipeline(wds.SimpleShardList(list(spec.urls)),
+                               wds.tarfile_to_samples(handler=_shard_handler(spec.on_bad, state)))
     return [sample_id(s) for s in samples if _has_image(s)]
 
 
@@ -151,14 +138,15 @@ def _keep_only(src, keep: frozenset[str]):
             yield sample
 
 
-def keyed_pass(urls: list[str], transform: Callable, keep: frozenset[str], *, batch_size: int, seed: int,
-               epoch: int, size: int, wrong_size: str = "resize", on_bad: str = "error",
-               shuffle_buffer: int = 2000):
-    """One finite pass over the samples in ``keep``, shuffled (seeded buffer), in batches
-    ``(ids, *transform outputs)``; the last batch may be short. Coreset selection scores these batches."""
+def keyed_pass(spec: ShardSpec, transform: Callable, keep: frozenset[str], *, batch_size: int, seed: int,
+               epoch: int, shuffle_buffer: int = 2000):
+    """One finite pass over the samples in ``keep``, shuffled (seeded buffer of ``shuffle_buffer``; 1 = shard
+    order), in batches ``(ids, *transform outputs)``; the last batch may be short. Coreset selection scores
+    these batches."""
     state = {"bad_shards": 0}
+    size, wrong_size = spec.image_size, spec.wrong_size
     samples = wds.DataPipeline(
-        wds.SimpleShardList(urls), wds.tarfile_to_samples(handler=_shard_handler(on_bad, state)),
+        wds.SimpleShardList(list(spec.urls)), wds.tarfile_to_samples(handler=_shard_handler(spec.on_bad, state)),
         functools.partial(_keep_only, keep=keep),
         wds.shuffle(shuffle_buffer, initial=min(shuffle_buffer, 100), rng=random.Random(seed * 7919 + epoch * 31)))
     ids, rows = [], []
@@ -173,22 +161,21 @@ def keyed_pass(urls: list[str], transform: Callable, keep: frozenset[str], *, ba
         yield ids, *(torch.stack(c) for c in zip(*rows, strict=True))
 
 
-def stream_loader(urls: list[str], transform: Callable, *, batch_size: int, seed: int, epoch: int, rank: int,
-                  size: int, wrong_size: str = "resize", need_label: bool = False, on_bad: str = "error",
-                  num_workers: int = 0, shuffle_buffer: int = 2000,
-                  keep: frozenset[str] | None = None) -> wds.WebLoader:
+def stream_loader(spec: ShardSpec, transform: Callable, *, batch_size: int, seed: int, epoch: int, rank: int,
+                  need_label: bool = False, keep: frozenset[str] | None = None) -> wds.WebLoader:
     """Endless batches ``(*transform outputs, labels, bad_count)`` for one process.
 
     ``transform(img) -> tuple of tensors`` (two SimCLR views, or one augmented image). ``keep``: only the
     samples with these ids (:func:`sample_id`; a coreset), filtered before decoding.
     """
     state = {"bad_shards": 0}  # per worker process: counts unreadable tar members
+    size, wrong_size, on_bad, num_workers = spec.image_size, spec.wrong_size, spec.on_bad, spec.num_workers
     pipeline = wds.DataPipeline(
-        wds.ResampledShards(urls, seed=0, deterministic=True,
+        wds.ResampledShards(list(spec.urls), seed=0, deterministic=True,
                             worker_seed=functools.partial(_worker_seed, seed, epoch, rank)),
         wds.tarfile_to_samples(handler=_shard_handler(on_bad, state)),
         *([functools.partial(_keep_only, keep=keep)] if keep is not None else []),
-        wds.shuffle(shuffle_buffer, initial=min(shuffle_buffer, 100),
+        wds.shuffle(spec.shuffle_buffer, initial=min(spec.shuffle_buffer, 100),
                     rng=random.Random(seed * 7919 + epoch * 31 + rank)),
         functools.partial(_transform_stream, transform=transform, size=size, wrong_size=wrong_size,
                           need_label=need_label, on_bad=on_bad, seed=seed, epoch=epoch, state=state),
@@ -200,21 +187,20 @@ def stream_loader(urls: list[str], transform: Callable, *, batch_size: int, seed
                          persistent_workers=False, prefetch_factor=4 if num_workers else None)
 
 
-def load_labeled(urls: list[str], *, size: int, num_classes: int, wrong_size: str = "resize",
-                 on_bad: str = "error", limit: int = 0,
+def load_labeled(spec: ShardSpec, *, num_classes: int, limit: int = 0,
                  keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """A whole labeled split in shard order: (x uint8 (N,3,H,W), y long (N,), skipped count).
 
     ``keep``: positions (in shard order, counting usable samples) to return, in the order given; only
     those are held in memory. Positions beyond the split's end are dropped.
     """
-    state = {"bad_shards": 0}
+    state, urls = {"bad_shards": 0}, list(spec.urls)
     pipeline = wds.DataPipeline(
         wds.SimpleShardList(urls),
-        wds.tarfile_to_samples(handler=_shard_handler(on_bad, state)),
+        wds.tarfile_to_samples(handler=_shard_handler(spec.on_bad, state)),
         functools.partial(_transform_stream, transform=lambda img: (torch.from_numpy(np.asarray(img).copy()),),
-                          size=size, wrong_size=wrong_size, need_label=True, on_bad=on_bad, seed=0, epoch=0,
-                          state=state),
+                          size=spec.image_size, wrong_size=spec.wrong_size, need_label=True, on_bad=spec.on_bad,
+                          seed=0, epoch=0, state=state),
     )
     xs, ys, skipped = [], [], 0
     wanted = None if keep is None else {int(p): i for i, p in enumerate(keep.tolist())}

@@ -13,9 +13,7 @@ unknown key, wrong type, missing value, and invalid values (ranges, unknown name
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import json
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,44 +34,13 @@ from .evaluation.config import EvaluateConfig
 from .models import ModelConfig
 from .objectives import FINETUNE_OBJECTIVES, PRETRAIN_METHODS, PROTOCOLS, ContrastiveConfig
 from .objectives.rcs import RCSConfig
+from .run import RunConfig, settings_digest
 from .train import TrainLoopConfig
+from .train.lpaft import LPAFTConfig
 from .validation import InvalidValue, check, check_choice, validate
 
 __all__ = ["DataConfig", "ExperimentConfig", "FinetuneConfig", "ModelConfig", "PretrainConfig", "RunConfig",
            "checkpoint_fingerprint", "load_config", "to_yaml", "with_overrides"]
-
-
-TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}  # name -> the module it needs
-
-
-@dataclass
-class RunConfig:
-    name: str = "quickstart"  # the run directory is <root>/<name>/<stage>/
-    root: str = "runs"
-    seed: int = 0  # seeds data order, augmentation, initialisation and attacks
-    device: str = "auto"  # auto | cpu | cuda (accelerate picks the device; "cpu" forces it)
-    mixed_precision: str = "no"  # no | bf16 (autocast): training steps, their attacks, and validation
-    # faster passes through the same network (pipeline/models/speed.py; not in the resume fingerprint):
-    # auto | true | false: NHWC memory layout of the trained network and its inputs (the evaluated one too with
-    # true). auto = on for training on CPU, where it was measured faster (BENCHMARKS "Faster passes"); off on GPUs
-    channels_last: str = "auto"
-    compile: bool = False  # torch.compile of the trained network (steps, their attacks, validation, RCS)
-    num_threads: int = 0  # torch intra-op threads per process on CPU; 0 = torch's default
-    progress: bool = True  # tqdm progress bars (only on a terminal; logs get one line per epoch instead)
-    # experiment trackers that get step and epoch metrics: tensorboard | wandb | mlflow (accelerate's);
-    # <section>.tensorboard=true is the older spelling of adding tensorboard for one stage
-    log_with: list[str] = field(default_factory=list)
-
-    def check(self) -> None:
-        for i, name in enumerate(self.log_with):
-            check_choice(f"log_with[{i}]", name, TRACKERS)
-            check(importlib.util.find_spec(TRACKERS[name]) is not None, f"log_with[{i}]", name,
-                  f"install it first: pip install -e '.[{name}]' (or pip install {TRACKERS[name]})")
-        check_choice("device", self.device, ("auto", "cpu", "cuda"))
-        check_choice("mixed_precision", self.mixed_precision, ("no", "bf16"))
-        # YAML true/false arrive as "True"/"False" in this str field; every reader lower-cases
-        check_choice("channels_last", str(self.channels_last).lower(), ("auto", "true", "false"))
-        check(bool(self.name) and "/" not in self.name, "name", self.name, "use a non-empty name without '/'")
 
 
 @dataclass
@@ -82,6 +49,11 @@ class PretrainConfig(ContrastiveConfig, TrainLoopConfig):
 
     # RCS coreset selection (pipeline/objectives/rcs.py): train on `fraction` of the set after warm-up
     rcs: RCSConfig = field(default_factory=RCSConfig)
+    # DynACL++'s post-processing (k-means pseudo-labels, linear probe, TRADES; pipeline/train/lpaft.py), run
+    # after the contrastive epochs when lpaft.enabled: the stage's backbone is then the post-processed one.
+    # Not in the contrastive phase's checkpoint fingerprint (its phases fingerprint it themselves), so
+    # switching it on after a finished pretrain runs only the post-processing
+    lpaft: LPAFTConfig = field(default_factory=LPAFTConfig, metadata={"fingerprint": False})
 
     def check(self) -> None:
         TrainLoopConfig.check(self)
@@ -114,7 +86,7 @@ class FinetuneConfig(TrainLoopConfig):
     val_attack_steps: int = 10  # PGD steps of the validation robust accuracy that selects "best"
     # catastrophic overfitting (fgsm_rs / nfgsm): warn when the validation robust accuracy falls below this
     # fraction of the best so far, beyond sampling noise (pipeline/train/selection.py); 0 = never warn
-    collapse_ratio: float = 0.5
+    collapse_ratio: float = field(default=0.5, metadata={"fingerprint": False})  # only decides when to warn
     # start "": the objective's own (TRADES: x + 0.001·N(0,1); PGD-AT: uniform in the ball)
     attack: AttackConfig = field(default_factory=lambda: AttackConfig(steps=10, start=""))
 
@@ -247,25 +219,20 @@ def with_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentCon
     return out
 
 
-# settings a checkpoint does not depend on: they may change between a kill and a resume (collapse_ratio only
-# decides when a catastrophic-overfitting warning is printed)
-HARMLESS_KEYS = ("log_every_steps", "tensorboard", "checkpoint_every_steps", "keep_checkpoints", "collapse_ratio")
-
-
 def checkpoint_fingerprint(cfg: ExperimentConfig, section: str) -> tuple[str, dict]:
-    """What a checkpoint depends on — the stage's section (less logging and checkpoint retention), the
-    model, the data and the seed — as a hash and as the settings themselves (for naming what changed).
+    """What a checkpoint depends on — the stage's section, the model, the data and the seed — as a hash and
+    as the settings themselves (for naming what changed).
 
+    A section's fields marked ``metadata={"fingerprint": False}`` are left out: logging and checkpoint
+    retention (they may change between a kill and a resume) and procedures that fingerprint themselves.
     ``data.num_workers`` and ``data.shuffle_buffer`` stay in: each worker draws its own shards, so they
     change the sample stream."""
     full = OmegaConf.to_container(OmegaConf.structured(cfg))
-    # pretrain.lpaft (DynACL++'s post-processing) does not change the contrastive phase: its own phases add
-    # it to their fingerprints (objectives/lpaft.py), so switching it on after a finished pretrain resumes
-    drop = (*HARMLESS_KEYS, *(("lpaft",) if section == "pretrain" else ()))
+    node = getattr(cfg, section)
+    drop = {f.name for f in dataclasses.fields(node) if f.metadata.get("fingerprint") is False}
     settings = {section: {k: v for k, v in full[section].items() if k not in drop},
                 "model": full["model"], "data": full["data"], "seed": cfg.run.seed}
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return digest, settings
+    return settings_digest(settings), settings
 
 
 def to_yaml(cfg: ExperimentConfig) -> str:

@@ -10,17 +10,59 @@ old complete file or the new complete one.
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import importlib.util
 import json
 import subprocess
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import RunLocked, UpstreamMissing, UsageError
 from .io import atomic_write_json, atomic_write_text
+from .validation import check, check_choice
 
 STAGES = ("data", "pretrain", "finetune", "evaluate", "export")
+
+TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}  # name -> the module it needs
+
+
+@dataclass
+class RunConfig:
+    name: str = "quickstart"  # the run directory is <root>/<name>/<stage>/
+    root: str = "runs"
+    seed: int = 0  # seeds data order, augmentation, initialisation and attacks
+    device: str = "auto"  # auto | cpu | cuda (accelerate picks the device; "cpu" forces it)
+    mixed_precision: str = "no"  # no | bf16 (autocast): training steps, their attacks, and validation
+    # faster passes through the same network (pipeline/models/speed.py; not in the resume fingerprint):
+    # auto | true | false: NHWC memory layout of the trained network and its inputs (the evaluated one too with
+    # true). auto = on for training on CPU, where it was measured faster (BENCHMARKS "Faster passes"); off on GPUs
+    channels_last: str = "auto"
+    compile: bool = False  # torch.compile of the trained network (steps, their attacks, validation, RCS)
+    num_threads: int = 0  # torch intra-op threads per process on CPU; 0 = torch's default
+    progress: bool = True  # tqdm progress bars (only on a terminal; logs get one line per epoch instead)
+    # experiment trackers that get step and epoch metrics: tensorboard | wandb | mlflow (accelerate's);
+    # <section>.tensorboard=true is the older spelling of adding tensorboard for one stage
+    log_with: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        for i, name in enumerate(self.log_with):
+            check_choice(f"log_with[{i}]", name, TRACKERS)
+            check(importlib.util.find_spec(TRACKERS[name]) is not None, f"log_with[{i}]", name,
+                  f"install it first: pip install -e '.[{name}]' (or pip install {TRACKERS[name]})")
+        check_choice("device", self.device, ("auto", "cpu", "cuda"))
+        check_choice("mixed_precision", self.mixed_precision, ("no", "bf16"))
+        # YAML true/false arrive as "True"/"False" in this str field; every reader lower-cases
+        check_choice("channels_last", str(self.channels_last).lower(), ("auto", "true", "false"))
+        check(bool(self.name) and "/" not in self.name, "name", self.name, "use a non-empty name without '/'")
+
+
+def show_progress(run: RunConfig) -> bool:
+    """Progress bars only on a terminal: under SLURM, CI or a redirected ``make`` they would fill the log
+    with carriage returns; the training loop prints one plain line per epoch instead."""
+    return run.progress and sys.stderr.isatty()
 
 
 def git_commit() -> str:
@@ -69,6 +111,11 @@ class RunDir:
             return self.read_manifest(stage)
         except UsageError:
             return None
+
+
+def settings_digest(settings: dict) -> str:
+    """The short hash a checkpoint carries of the settings it depends on (resume compares it)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def upstream_summary(manifest: dict) -> dict:

@@ -16,11 +16,14 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from omegaconf import OmegaConf
 
-from pipeline.config import ExperimentConfig, RunConfig, to_yaml
-from pipeline.run import RunDir
+from data.prepare import ensure_run_data
+from data.spec import ShardSpec
+from pipeline.config import ExperimentConfig, to_yaml
+from pipeline.errors import UsageError
+from pipeline.records import DataOutputs
+from pipeline.run import RunConfig, RunDir, show_progress
+from pipeline.train.skeleton import TrainingContext
 from pipeline.train.trackers import init_trackers, prepare_tracker_environment
-
-from .data import ensure_data, show_progress
 
 
 def make_accelerator(run: RunConfig, grad_accum_steps: int = 1, log_dir: Path | None = None,
@@ -46,16 +49,32 @@ class Stage:
     acc: Accelerator
     run_dir: RunDir
     yaml: str
-    data: dict  # the data stage's manifest
+    data: dict  # the data stage's manifest (recorded as the upstream of training stages)
+    cfg: ExperimentConfig
     trackers: bool = False  # experiment trackers are on: the loop logs to them too
 
     @property
-    def splits(self) -> dict:
-        return self.data["outputs"]["splits"]
+    def dataset(self) -> DataOutputs:
+        return DataOutputs.from_json(self.data["outputs"])
 
     @property
     def image_size(self) -> int:
-        return self.data["outputs"]["image_size"]
+        return self.dataset.image_size
+
+    def has_split(self, name: str) -> bool:
+        return name in self.dataset.splits
+
+    def split(self, name: str) -> ShardSpec:
+        """The split ``name`` as every reader takes it (URLs expanded and checked here, once)."""
+        splits = self.dataset.splits
+        if name not in splits:
+            raise UsageError(f"the dataset has no {name} split; set data.{name}_urls (or use a converter that makes one)")
+        return ShardSpec.from_manifest(name, splits[name], self.cfg.data, self.image_size)
+
+    def training(self) -> TrainingContext:
+        """What every training run of this stage shares (pipeline/train/skeleton.py)."""
+        return TrainingContext(self.acc, self.run_dir, self.yaml, self.cfg.run.seed,
+                               progress=show_progress(self.cfg.run), trackers=self.trackers)
 
 
 def open_stage(cfg: ExperimentConfig, stage: str, grad_accum_steps: int = 1, tensorboard: bool = False,
@@ -63,6 +82,8 @@ def open_stage(cfg: ExperimentConfig, stage: str, grad_accum_steps: int = 1, ten
     """``stage``: the config section; ``folder``: the stage's folder when it is not the section's name
     (a named fine-tune: ``finetune_slf``); ``tensorboard``: the section's old-style switch."""
     run_dir = RunDir.of(cfg.run)
+    if tensorboard:
+        print(f"[{stage}] note: {stage}.tensorboard=true is deprecated; use run.log_with=[tensorboard]")
     trackers = list(dict.fromkeys([*cfg.run.log_with, *(["tensorboard"] if tensorboard else [])]))
     log_dir = run_dir.stage(folder or stage)
     prepare_tracker_environment(trackers, log_dir, Path(cfg.run.root))
@@ -73,5 +94,5 @@ def open_stage(cfg: ExperimentConfig, stage: str, grad_accum_steps: int = 1, ten
     set_seed(cfg.run.seed if seed is None else seed)
     yaml = to_yaml(cfg)
     with acc.main_process_first():
-        data = ensure_data(cfg, yaml, show_progress(cfg.run) and acc.is_main_process)
-    return Stage(acc, run_dir, yaml, data, bool(trackers))
+        data = ensure_run_data(cfg.data, run_dir, yaml, show_progress(cfg.run) and acc.is_main_process)
+    return Stage(acc, run_dir, yaml, data, cfg, bool(trackers))

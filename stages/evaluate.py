@@ -12,26 +12,25 @@ from pathlib import Path
 
 from torch import nn
 
-from data.readers import expand_urls
 from pipeline.config import ExperimentConfig
 from pipeline.errors import UsageError
 from pipeline.evaluation import evaluate_model, summary_table, write_report
 from pipeline.evaluation.test_split import EVAL_ORDER_SEED, load_test_split
 from pipeline.export import load_timm_folder, load_timm_weights
 from pipeline.models.speed import speed_up
-from pipeline.run import RunDir, StageRun, upstream_summary
+from pipeline.records import FinetuneOutputs
+from pipeline.run import RunDir, StageRun, show_progress, upstream_summary
 
 from ._cli import main
 from ._runtime import open_stage
-from .data import show_progress
 
 
 def load_model_to_evaluate(cfg: ExperimentConfig) -> tuple[nn.Module, dict]:
     """The classifier named by ``evaluate.model`` and a description of where it came from."""
     source, run_dir = cfg.evaluate.model, RunDir.of(cfg.run)
     if source == "finetune":
-        manifest = run_dir.read_manifest(cfg.finetune.stage(), "finetune")
-        folder = run_dir.stage(cfg.finetune.stage()) / manifest["outputs"][cfg.evaluate.checkpoint]
+        finetuned, manifest = FinetuneOutputs.read(run_dir, cfg.finetune.stage(), "finetune")
+        folder = run_dir.stage(cfg.finetune.stage()) / finetuned.folder(cfg.evaluate.checkpoint)
         return load_timm_folder(folder), {**upstream_summary(manifest), "checkpoint": cfg.evaluate.checkpoint}
     if source.startswith("local-dir:"):
         return load_timm_folder(Path(source.split(":", 1)[1])), {"model": source}
@@ -55,13 +54,7 @@ def run_evaluate(cfg: ExperimentConfig) -> dict:
     model, origin = load_model_to_evaluate(cfg)
     check_num_classes(model, cfg.data.num_classes, f"evaluate.model={e.model}")
     speed_up(model, acc.device, channels_last=str(cfg.run.channels_last).lower() == "true")  # auto: training only
-    if "test" not in stage.splits:
-        raise UsageError("the dataset has no test split; set data.test_urls")
-    d = cfg.data
-    x, y, order, skipped = load_test_split(expand_urls(stage.splits["test"]["urls"], "data.test_urls"),
-                                           int(stage.splits["test"].get("count") or 0), e.n_examples,
-                                           size=stage.image_size, num_classes=d.num_classes,
-                                           wrong_size=d.wrong_size, on_bad=d.on_bad_sample)
+    x, y, order, skipped = load_test_split(stage.split("test"), e.n_examples, cfg.data.num_classes)
     with StageRun(stage.run_dir, cfg.finetune.stage("evaluate"), stage.yaml, {"data": upstream_summary(stage.data), "model": origin},
                   acc.is_main_process) as run:
         report = evaluate_model(model, x.float().div(255.0), y, e, num_classes=cfg.data.num_classes,

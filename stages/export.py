@@ -15,6 +15,7 @@ import torch
 from pipeline.config import ExperimentConfig, to_yaml
 from pipeline.export import CardFacts, load_timm_folder, max_logit_diff, model_card, save_timm_folder
 from pipeline.io import atomic_write_text
+from pipeline.records import FinetuneOutputs, PretrainOutputs
 from pipeline.run import RunDir, StageRun, upstream_summary
 
 from ._cli import main
@@ -22,34 +23,35 @@ from ._cli import main
 ROUNDTRIP_TOLERANCE = 1e-6
 
 
-def training_chain(cfg: ExperimentConfig, pretrain: dict | None, finetune: dict) -> list[str]:
+def training_chain(cfg: ExperimentConfig, pretrain: PretrainOutputs | None, ft: FinetuneOutputs) -> list[str]:
     """The model card's bullets: how the exported weights were made."""
-    p, f, ft = cfg.pretrain, cfg.finetune, finetune["outputs"]
+    p, f = cfg.pretrain, cfg.finetune
     pre = f"- pretrain: {p.method if pretrain else 'none'}"
     if pretrain:
         pre += (f" ({p.epochs} epochs, PGD-{p.attack.steps} ε={p.attack.eps:.4f} {p.attack.norm}, "
-                f"dual BN {pretrain['outputs'].get('dual_bn')})")
+                f"dual BN {pretrain.dual_bn})")
     return [pre,
             f"- finetune: init `{f.init}`, protocol `{f.protocol}`, objective `{f.objective_name()}`"
             f" (β={f.beta}), PGD-{f.attack.steps} ε={f.attack.eps:.4f} {f.attack.norm}, {f.epochs} epochs",
-            f"- exported checkpoint: `{cfg.export.checkpoint}` (selection: {ft.get('selection')}, "
-            f"best epoch {ft.get('best_epoch', 'n/a')})"]
+            f"- exported checkpoint: `{cfg.export.checkpoint}` (selection: {ft.selection}, "
+            f"best epoch {ft.best_epoch if ft.best_epoch is not None else 'n/a'})"]
 
 
 def run_export(cfg: ExperimentConfig) -> dict:
     run_dir = RunDir.of(cfg.run)
-    finetune = run_dir.read_manifest(cfg.finetune.stage(), "finetune")
-    source = run_dir.stage(cfg.finetune.stage()) / finetune["outputs"][cfg.export.checkpoint]
+    ft, finetune = FinetuneOutputs.read(run_dir, cfg.finetune.stage(), "finetune")
+    source = run_dir.stage(cfg.finetune.stage()) / ft.folder(cfg.export.checkpoint)
     classifier = load_timm_folder(source)
     arch = json.loads((source / "config.json").read_text())["architecture"]
     evaluate = cfg.finetune.stage("evaluate")
     report_file = run_dir.stage(evaluate) / "report.json"
     report = json.loads(report_file.read_text()) if run_dir.optional_manifest(evaluate) and report_file.is_file() else None
     data = run_dir.optional_manifest("data")
+    pretrain = run_dir.optional_manifest("pretrain")
     facts = CardFacts(run_name=cfg.run.name, arch=arch, model=cfg.model,
                       image_size=data["outputs"]["image_size"] if data else cfg.data.image_size,
-                      num_classes=finetune["outputs"].get("num_classes", cfg.data.num_classes),
-                      training=training_chain(cfg, run_dir.optional_manifest("pretrain"), finetune),
+                      num_classes=ft.num_classes,
+                      training=training_chain(cfg, PretrainOutputs.from_json(pretrain["outputs"]) if pretrain else None, ft),
                       dataset=cfg.data.dataset, data_manifest=data["outputs"] if data else None, report=report)
     with StageRun(run_dir, cfg.finetune.stage("export"), to_yaml(cfg), upstream_summary(finetune)) as run:
         save_timm_folder(classifier, run.dir / "classifier")

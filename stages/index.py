@@ -11,9 +11,9 @@ from data.index import REMOTE, write_index
 from data.readers import expand_urls
 from pipeline.config import ExperimentConfig
 from pipeline.errors import UsageError
+from pipeline.run import show_progress
 
 from ._cli import main
-from .data import show_progress
 
 
 def run_index(cfg: ExperimentConfig) -> list:

@@ -14,6 +14,7 @@ import pytest
 
 from data.readers import expand_urls, load_labeled
 from data.shards import write_split
+from data.spec import ShardSpec
 from pipeline.errors import DataError, RunLocked, UsageError
 from pipeline.run import RunDir
 from stages.finetune import run_finetune
@@ -27,9 +28,9 @@ def test_truncated_tar_is_a_one_line_error(tmp_path, tiny_shards):
     data = Path(good).read_bytes()
     cut.write_bytes(data[: len(data) // 2 + 100])
     with pytest.raises(DataError, match="unreadable shard data|not a decodable|does not|fix the shard"):
-        load_labeled([str(cut)], size=32, num_classes=4)
+        load_labeled(ShardSpec.of_urls([str(cut)], image_size=32), num_classes=4)
     # skip mode keeps what can be read and counts the rest
-    x, _, skipped = load_labeled([str(cut)], size=32, num_classes=4, on_bad="skip")
+    x, _, skipped = load_labeled(ShardSpec.of_urls([str(cut)], image_size=32, on_bad="skip"), num_classes=4)
     assert 0 < len(x) < 16 and skipped >= 1
 
 
@@ -44,7 +45,7 @@ def test_labeled_sample_without_cls(tmp_path):
         ti.size = len(png.getvalue())
         tf.addfile(ti, io.BytesIO(png.getvalue()))
     with pytest.raises(DataError, match="labeled sample without .cls"):
-        load_labeled([str(path)], size=32, num_classes=4)
+        load_labeled(ShardSpec.of_urls([str(path)], image_size=32), num_classes=4)
 
 
 class _Evil:
@@ -141,10 +142,10 @@ def test_wrong_size_image_policy_at_read_time(tmp_path):
     from data.shards import RawSample
 
     info = write_split(iter([RawSample(label=0, array=np.zeros((40, 40, 3), np.uint8))]), tmp_path, "x", 40, 10)
-    x, _, _ = load_labeled(expand_urls(info["urls"], "k"), size=32, num_classes=2)  # resized by default
+    x, _, _ = load_labeled(ShardSpec.of_urls(expand_urls(info["urls"], "k"), image_size=32), num_classes=2)  # resized by default
     assert x.shape[-1] == 32
     with pytest.raises(DataError, match="expected 32x32"):
-        load_labeled(expand_urls(info["urls"], "k"), size=32, num_classes=2, wrong_size="error")
+        load_labeled(ShardSpec.of_urls(expand_urls(info["urls"], "k"), image_size=32, wrong_size="error"), num_classes=2)
 
 
 def _cli(stage: str, cfg, *extra: str) -> subprocess.CompletedProcess:

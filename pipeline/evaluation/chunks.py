@@ -20,20 +20,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pipeline.io import atomic_file, atomic_write_text, sha256_file
+from pipeline.seeds import derive_seed as derive_seed  # re-exported: the evaluation's seed rule
 
 from .config import EvaluateConfig, first_n
 
 FORMAT_VERSION = 1  # bump when the chunk layout or the computation changes meaning
-
-
-def derive_seed(seed: int, chunk: int, purpose: str) -> int:
-    """A 31-bit seed from the run seed, a chunk index and what it is used for.
-
-    Hashing (rather than ``seed + chunk``) keeps seeds of different chunks, purposes and run seeds from
-    colliding. The AutoAttack seed of chunk ``i`` is ``derive_seed(cfg.seed, i, "autoattack")``.
-    """
-    digest = hashlib.sha256(f"{seed}:{chunk}:{purpose}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
-"""Training objectives, by name: contrastive (pretrain: ``PRETRAIN_METHODS``) and supervised (finetune:
-``FINETUNE_OBJECTIVES``, with the ``PROTOCOLS`` that pick one)."""
+"""Training objectives — losses and their schedules — by name: contrastive (pretrain: ``PRETRAIN_METHODS``)
+and supervised (finetune: ``FINETUNE_OBJECTIVES``, with the ``PROTOCOLS`` that pick one). Procedures that
+run several trainings (LP-AFT's phases, RCS's coreset schedule) live in :mod:`pipeline.train`, which may
+import this package; this package never imports :mod:`pipeline.train`."""
 
 from .air import AIRConfig, ViewsWithOriginal, air_regularisers
 from .contrastive import (
@@ -11,7 +13,6 @@ from .contrastive import (
 )
 from .dynacl import DynACLConfig, DynACLSchedule
 from .heads import PROJECTION_HEADS, build_head
-from .lpaft import LPAFTConfig, kmeans_pseudo_labels, post_process, training_images
 from .supervised import (
     FINETUNE_OBJECTIVES,
     PROTOCOLS,
@@ -21,7 +22,6 @@ from .supervised import (
     trades_outer_loss,
 )
 
-__all__ = ["AIRConfig", "LPAFTConfig", "ViewsWithOriginal", "air_regularisers", "kmeans_pseudo_labels",
-           "post_process", "training_images", "FINETUNE_OBJECTIVES", "PRETRAIN_METHODS", "PROTOCOLS", "ContrastiveConfig", "ContrastiveModel",
+__all__ = ["AIRConfig", "ViewsWithOriginal", "air_regularisers", "FINETUNE_OBJECTIVES", "PRETRAIN_METHODS", "PROTOCOLS", "ContrastiveConfig", "ContrastiveModel",
            "ContrastiveObjective", "DynACLConfig", "PROJECTION_HEADS", "build_head", "DynACLSchedule", "Protocol", "SupervisedObjective",
            "pretrain_method", "trades_attack", "trades_outer_loss"]

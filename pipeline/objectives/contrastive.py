@@ -39,7 +39,6 @@ from ..validation import check, check_choice
 from .air import AIRConfig, air_regularisers
 from .dynacl import DynACLConfig, DynACLSchedule
 from .heads import PROJECTION_HEADS
-from .lpaft import LPAFTConfig
 
 PRETRAIN_METHODS: Registry[type] = Registry("pretrain method")
 
@@ -65,9 +64,6 @@ class ContrastiveConfig:
     attack: AttackConfig = field(default_factory=lambda: AttackConfig(steps=5, start="uniform"))
     dynacl: DynACLConfig = field(default_factory=DynACLConfig)
     air: AIRConfig = field(default_factory=AIRConfig)  # acl_air / dynacl_air: the regularisers' weights
-    # DynACL++'s post-processing (k-means pseudo-labels, linear probe, TRADES), run after the contrastive
-    # epochs by the pretrain stage when lpaft.enabled: the stage's backbone is then the post-processed one
-    lpaft: LPAFTConfig = field(default_factory=LPAFTConfig)
 
     def check(self) -> None:
         check_choice("method", self.method, PRETRAIN_METHODS)

@@ -1,5 +1,6 @@
-"""Training: the one loop pretrain and finetune share (``loop``), optimisers and schedules (``optim``),
-and model selection on a held-out split (``selection``)."""
+"""Training: the one loop (``loop``) inside the one skeleton every training stage and phase runs (``skeleton``),
+optimisers and schedules (``optim``), model selection on a held-out split (``selection``), and the procedures
+built of several trainings or passes: LP-AFT's phases (``lpaft``) and RCS's coreset schedule (``coreset``)."""
 
 from .batches import per_process_batch, steps_per_epoch
 from .loop import Trainer, TrainLoopConfig, TrainState, checkpoint_dirs, truncate_metrics
@@ -12,7 +13,8 @@ from .optim import (
     lr_factor,
     prepare_training,
 )
+from .skeleton import TrainingContext, TrainingRun, shard_batches
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "OptimConfig", "TrainLoopConfig", "TrainState", "Trainer",
+__all__ = ["TrainingContext", "TrainingRun", "shard_batches", "OPTIMIZERS", "SCHEDULES", "OptimConfig", "TrainLoopConfig", "TrainState", "Trainer",
            "build_optimizer", "build_scheduler", "checkpoint_dirs", "lr_factor", "per_process_batch", "prepare_training",
            "steps_per_epoch", "truncate_metrics"]

@@ -10,6 +10,8 @@ from accelerate import Accelerator
 from ..errors import UsageError
 
 if TYPE_CHECKING:
+    from data.spec import ShardSpec
+
     from .loop import TrainLoopConfig
 
 
@@ -21,11 +23,11 @@ def per_process_batch(global_batch: int, accelerator: Accelerator, key: str) -> 
     return global_batch // world
 
 
-def steps_per_epoch(loop: TrainLoopConfig, split: dict, world_batch: int, key: str) -> int:
+def steps_per_epoch(loop: TrainLoopConfig, spec: ShardSpec, world_batch: int, key: str) -> int:
     """Optimiser steps per epoch: the epoch length in samples over the global batch."""
-    samples = loop.samples_per_epoch or split.get("count", 0)
+    samples = loop.samples_per_epoch or spec.count
     if not samples:
-        why = split.get("size_unknown") or "the training split holds no readable samples"
+        why = spec.size_unknown or "the training split holds no readable samples"
         raise UsageError(f"the size of the training split is unknown: {why}; set data.train_size=N "
                          f"(or {key}.samples_per_epoch=N) to the number of training samples")
     steps = samples // world_batch

@@ -21,21 +21,22 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 
-from data.readers import expand_urls, keyed_pass, list_sample_ids, to_tensor
+from data.readers import keyed_pass, list_sample_ids, to_tensor
+from data.spec import ShardSpec
 
 from ..errors import UsageError
-from ..evaluation import derive_seed
 from ..io import atomic_write_text
 from ..objectives.rcs import CoresetSelector, RCSConfig
+from ..seeds import derive_seed
 
 
 class Coreset:
     """The RCS schedule of one pretraining run. ``steps(epoch)`` (the trainer's steps per epoch) runs the
     epoch's selection when one is due and not saved yet; ``keep(epoch)`` is what the epoch streams."""
 
-    def __init__(self, cfg: RCSConfig, urls: list[str], ids: list[str], *, seed: int, world_batch: int,
-                 folder: Path, acc: Accelerator, reader: dict):
-        self.cfg, self.urls, self.seed, self.world_batch, self.acc, self.reader = cfg, urls, seed, world_batch, acc, reader
+    def __init__(self, cfg: RCSConfig, spec: ShardSpec, ids: list[str], *, seed: int, world_batch: int,
+                 folder: Path, acc: Accelerator):
+        self.cfg, self.spec, self.seed, self.world_batch, self.acc = cfg, spec, seed, world_batch, acc
         self.folder = Path(folder)
         order = np.random.default_rng(seed).permutation(len(ids))
         n_val = max(1, round(len(ids) * cfg.val_fraction))  # ACL_RCS.py: 1% of the training set, never trained on
@@ -54,8 +55,8 @@ class Coreset:
             atomic_write_text(self.folder / "validation.json", json.dumps(sorted(self.val_ids)))
 
     @classmethod
-    def open(cls, cfg: RCSConfig, urls: list[str], **kwargs) -> Coreset:
-        return cls(cfg, urls, list_sample_ids(urls, kwargs["reader"]["on_bad"]), **kwargs)
+    def open(cls, cfg: RCSConfig, spec: ShardSpec, **kwargs) -> Coreset:
+        return cls(cfg, spec, list_sample_ids(spec), **kwargs)
 
     @property
     def full_steps(self) -> int:
@@ -116,28 +117,23 @@ class Coreset:
         gradient summary is a mean over fewer pairs, larger, and the greedy search then favours it — on a
         small set one pick of 23 images instead of fraction·N (seen on the quickstart's digits). A short
         remainder is still trained on in every full epoch."""
-        r = self.reader
-        batches = keyed_pass(self.urls, self.views(epoch), self.train_ids, batch_size=self.world_batch,
-                             seed=self.seed, epoch=epoch, size=r["size"], wrong_size=r["wrong_size"], on_bad=r["on_bad"])
+        batches = keyed_pass(self.spec, self.views(epoch), self.train_ids, batch_size=self.world_batch,
+                             seed=self.seed, epoch=epoch)
         return (b for b in batches if len(b[0]) == self.world_batch)
 
     def _validation(self) -> torch.Tensor:
-        r = self.reader
-        batches = keyed_pass(self.urls, lambda img: (to_tensor(img),), self.val_ids, batch_size=len(self.val_ids),
-                             seed=self.seed, epoch=0, size=r["size"], wrong_size=r["wrong_size"], on_bad=r["on_bad"])
+        batches = keyed_pass(self.spec, lambda img: (to_tensor(img),), self.val_ids, batch_size=len(self.val_ids),
+                             seed=self.seed, epoch=0)
         return next(iter(batches))[1]  # un-augmented, as the reference's tfs_test
 
 
-def open_coreset(cfg, stage, model, views) -> Coreset | None:
-    """The run's coreset schedule, or None when ``pretrain.rcs.fraction`` is 0. ``model``: the
+def open_coreset(cfg: RCSConfig, spec: ShardSpec, model, views, *, attack, temperature: float, seed: int,
+                 world_batch: int, acc: Accelerator, folder: Path) -> Coreset | None:
+    """The run's coreset schedule, or None when ``cfg.fraction`` is 0. ``model``: the
     :class:`ContrastiveModel` (its backbone and head are scored in place, also once ``accelerate`` wraps it);
-    ``views(epoch)``: the epoch's two-view transform."""
-    p, d = cfg.pretrain, cfg.data
-    if not p.rcs.fraction:
+    ``views(epoch)``: the epoch's two-view transform; ``attack``/``temperature``: the pretraining's."""
+    if not cfg.fraction:
         return None
-    urls = expand_urls(stage.splits["train"]["urls"], "data.train_urls")
-    coreset = Coreset.open(p.rcs, urls, seed=cfg.run.seed, world_batch=p.batch_size, acc=stage.acc,
-                           folder=stage.run_dir.stage("pretrain") / "coreset",
-                           reader={"size": stage.image_size, "wrong_size": d.wrong_size, "on_bad": d.on_bad_sample})
-    coreset.bind(model.backbone, model.head, p.attack, p.temperature, views)
+    coreset = Coreset.open(cfg, spec, seed=seed, world_batch=world_batch, acc=acc, folder=folder)
+    coreset.bind(model.backbone, model.head, attack, temperature, views)
     return coreset

@@ -36,10 +36,12 @@ class TrainLoopConfig:
     samples_per_epoch: int = 0  # 0 = the training split's size
     batch_size: int = 128  # global batch, split evenly over processes
     grad_accum_steps: int = 1
-    checkpoint_every_steps: int = 0  # 0 = only at the end of every epoch
-    keep_checkpoints: int = 2  # most recent checkpoints kept on disk
-    log_every_steps: int = 1
-    tensorboard: bool = False  # log through accelerate's TensorBoard tracker as well
+    # fingerprint False: a checkpoint does not depend on these (they may change between a kill and a resume)
+    checkpoint_every_steps: int = field(default=0, metadata={"fingerprint": False})  # 0 = only at epoch ends
+    keep_checkpoints: int = field(default=2, metadata={"fingerprint": False})  # most recent ones kept on disk
+    log_every_steps: int = field(default=1, metadata={"fingerprint": False})
+    # deprecated spelling of run.log_with=[tensorboard] (still honoured, with a note)
+    tensorboard: bool = field(default=False, metadata={"fingerprint": False})
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def check(self) -> None:

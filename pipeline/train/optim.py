@@ -28,7 +28,7 @@ from ..validation import check, check_choice
 if TYPE_CHECKING:  # pipeline.config imports this package
     from accelerate import Accelerator
 
-    from ..config import RunConfig
+    from ..run import RunConfig
     from .loop import TrainLoopConfig
 
 OPTIMIZERS: Registry[Callable] = Registry("optimizer")

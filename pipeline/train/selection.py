@@ -94,18 +94,21 @@ def select_epoch(raw: nn.Module, val: tuple, attack: AttackConfig, acc: Accelera
     return metrics
 
 
-def write_selected(run: StageRun, classifier: nn.Module, state: TrainState, has_val: bool, run_name: str) -> None:
-    """``final/`` and ``best/`` (the final model when there is no validation split), the accuracy curve,
-    and what was selected, into the stage's outputs."""
+SELECTION_KEYS = ("best_epoch", "best_val_robust_acc", "best_val_clean_acc", "collapse_epoch", "collapse_warning")
+
+
+def write_selected(run: StageRun, classifier: nn.Module, state: TrainState, has_val: bool, run_name: str) -> dict:
+    """``final/`` and ``best/`` (the final model when there is no validation split) and the accuracy curve;
+    returns what was selected (the selection fields of :class:`~pipeline.records.FinetuneOutputs`)."""
     save_timm_folder(classifier, run.dir / "final")
     if not has_val:  # no validation split: "best" is the final model, said so in the manifest
         save_timm_folder(classifier, run.dir / "best")
     png = plot_curves(run.dir / "metrics.jsonl", "epoch", "epoch", ["val_clean_acc", "val_robust_acc"],
                       run.dir / "accuracy_curve.png", "validation accuracy", run_name=run_name,
                       best_key="val_robust_acc")
-    run.outputs.update(best="best", final="final",
-                       selection="val_robust_acc" if has_val else "none (no validation split)",
-                       steps=state.global_step, **state.extra, **({"accuracy_curve": run.rel(png)} if png else {}))
+    return {"best": "best", "final": "final", "selection": "val_robust_acc" if has_val else "none (no validation split)",
+            "steps": state.global_step, **{k: state.extra[k] for k in SELECTION_KEYS if k in state.extra},
+            "accuracy_curve": run.rel(png) if png else ""}
 
 
 def selection_summary(run: StageRun, state: TrainState) -> str:

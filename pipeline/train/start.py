@@ -10,6 +10,7 @@ from torch import nn
 from ..errors import UsageError
 from ..export import load_backbone_weights
 from ..models import ModelConfig, convert_to_dual_bn
+from ..records import PretrainOutputs
 from ..run import RunDir, upstream_summary
 
 
@@ -33,8 +34,8 @@ def initial_classifier(model_cfg: ModelConfig, num_classes: int, *, init: str, h
     if init.startswith("local-dir:"):
         load_backbone_weights(model, Path(init.split(":", 1)[1]), model_cfg.name, "finetune.init")
         return model, {"init": init}, False
-    manifest = run_dir.read_manifest("pretrain")
-    folders = {b: run_dir.stage("pretrain") / name for b, name in manifest["outputs"]["backbones"].items()}
+    pretrained, manifest = PretrainOutputs.read(run_dir, "pretrain")
+    folders = {b: run_dir.stage("pretrain") / name for b, name in pretrained.backbones.items()}
     if keep_dual_bn and set(folders) == {"clean", "adv"}:
         convert_to_dual_bn(model, branch="adv")  # un-routed forwards (validation, export) use the adversarial branch
         load_backbone_weights(model, folders, model_cfg.name, "finetune.init")

@@ -10,6 +10,7 @@ from data.config import DataConfig
 from data.converters import CONVERTERS
 from data.prepare import convert
 from data.readers import expand_urls, load_labeled
+from data.spec import ShardSpec
 from pipeline.errors import DataError
 
 SHARED_CIFAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10"
@@ -58,7 +59,7 @@ def test_class_ordered_source_is_written_in_mixed_order(tmp_path, imagefolder_ta
     cfg = _imagefolder_cfg(tmp_path, imagefolder_tar, 20, 2, val_size=4, shard_size=12)
     info = convert(cfg, tmp_path / "out", progress=False)
     urls = expand_urls(info["splits"]["train"]["urls"], "k")
-    _, y, _ = load_labeled(urls[:1], size=32, num_classes=2)
+    _, y, _ = load_labeled(ShardSpec.of_urls(urls[:1], image_size=32), num_classes=2)
     assert len(y) == 12 and 3 <= int(y.sum()) <= 9, y.tolist()  # both classes in the first shard
     # ... and the order is fixed (a re-conversion writes identical shards)
     again = convert(cfg, tmp_path / "again", progress=False)
@@ -86,6 +87,6 @@ def test_shared_cifar10_test_tar(tmp_path):
     assert info["splits"]["test"]["count"] == 10_000
     assert info["splits"]["test"]["class_counts"] == {str(i): 1000 for i in range(10)}
     assert info["classes"][0] == "airplane" and info["classes"][-1] == "truck"
-    x, y, _ = load_labeled(expand_urls(info["splits"]["test"]["urls"], "k"), size=32, num_classes=10, limit=50)
+    x, y, _ = load_labeled(ShardSpec.of_urls(expand_urls(info["splits"]["test"]["urls"], "k"), image_size=32), num_classes=10, limit=50)
     assert x.shape == (50, 3, 32, 32)
     json.dumps(info)

@@ -8,6 +8,7 @@ import torch
 
 from data.readers import expand_urls, load_labeled, stream_loader
 from data.shards import write_split
+from data.spec import ShardSpec
 from pipeline.errors import DataError
 
 
@@ -17,8 +18,9 @@ def test_zero_shards_matched_is_an_error(tmp_path):
 
 
 def _stream(urls, on_bad, n=3):
-    loader = stream_loader(urls, lambda img: (torch.zeros(1),), batch_size=4, seed=0, epoch=0, rank=0, size=32,
-                           need_label=True, on_bad=on_bad, shuffle_buffer=8)
+    spec = ShardSpec.of_urls(urls, image_size=32, on_bad=on_bad, shuffle_buffer=8)
+    loader = stream_loader(spec, lambda img: (torch.zeros(1),), batch_size=4, seed=0, epoch=0, rank=0,
+                           need_label=True)
     it = iter(loader)
     return [next(it) for _ in range(n)]
 
@@ -49,14 +51,14 @@ def test_not_a_tar_and_undecodable_image(tmp_path, random_samples):
 def test_label_out_of_range_is_refused(tmp_path, random_samples):
     info = write_split(iter(random_samples(6)), tmp_path, "test", 32, shard_size=8)
     with pytest.raises(DataError, match="label 3 .* >= data.num_classes=3"):
-        load_labeled(expand_urls(info["urls"], "k"), size=32, num_classes=3)
+        load_labeled(ShardSpec.of_urls(expand_urls(info["urls"], "k"), image_size=32), num_classes=3)
 
 
 def test_wrong_size_in_a_shard_is_resized_or_refused(tmp_path, random_samples):
     info = write_split(iter(random_samples(4)), tmp_path, "test", 32, shard_size=8)
     urls = expand_urls(info["urls"], "k")
-    x, _, _ = load_labeled(urls, size=24, num_classes=5)
+    x, _, _ = load_labeled(ShardSpec.of_urls(urls, image_size=24), num_classes=5)
     assert x.shape == (4, 3, 24, 24)
     with pytest.raises(DataError, match=r"sample test_0000000 in .*: image is 32x32, expected 24x24 "
                                         r"\(set data.wrong_size=resize to resize\); fix the shard"):
-        load_labeled(urls, size=24, num_classes=5, wrong_size="error")
+        load_labeled(ShardSpec.of_urls(urls, image_size=24, wrong_size="error"), num_classes=5)

@@ -10,6 +10,7 @@ from PIL import Image
 
 from data.readers import expand_urls, load_labeled
 from data.shards import RawSample, write_split
+from data.spec import ShardSpec
 from pipeline.errors import DataError
 
 
@@ -17,7 +18,7 @@ def test_roundtrip_pixels_and_labels_equal(tmp_path, random_samples):
     samples = random_samples(40)
     info = write_split(iter(samples), tmp_path, "train", 32, shard_size=16)
     assert info["count"] == 40 and len(info["shards"]) == 3
-    x, y, skipped = load_labeled(expand_urls(info["urls"], "k"), size=32, num_classes=5)
+    x, y, skipped = load_labeled(ShardSpec.of_urls(expand_urls(info["urls"], "k"), image_size=32), num_classes=5)
     assert skipped == 0
     expected = torch.from_numpy(np.stack([s.array for s in samples])).permute(0, 3, 1, 2)
     assert torch.equal(x, expected)
@@ -30,7 +31,7 @@ def test_grey_rgba_and_wrong_size_are_converted_and_counted(tmp_path):
     big = RawSample(label=2, array=np.full((40, 40, 3), 11, np.uint8))
     info = write_split(iter([grey, rgba, big]), tmp_path, "train", 32, shard_size=10)
     assert info["converted"] == {"mode L->RGB": 1, "mode RGBA->RGB": 1, "resized": 1}
-    x, _, _ = load_labeled(expand_urls(info["urls"], "k"), size=32, num_classes=3)
+    x, _, _ = load_labeled(ShardSpec.of_urls(expand_urls(info["urls"], "k"), image_size=32), num_classes=3)
     assert x.shape == (3, 3, 32, 32)
     with pytest.raises(DataError, match="expected 32x32; set data.wrong_size=resize"):
         write_split(iter([big]), tmp_path / "e", "train", 32, shard_size=10, wrong_size="error")

@@ -17,6 +17,7 @@ from data.index import INDEX_NAME, count_split, write_index
 from data.prepare import prepare_dataset
 from data.readers import expand_urls, stream_loader
 from data.shards import RawSample, write_split
+from data.spec import ShardSpec
 from pipeline.errors import DataError
 
 
@@ -54,8 +55,9 @@ def test_images_converter_skips_and_reports_bad_files(image_pile, tmp_path):
     on_disk = json.loads((tmp_path / "out" / "dataset.json").read_text())
     assert on_disk["splits"]["train"]["count"] == 7 and all(len(s["sha256"]) == 64 for s in on_disk["splits"]["train"]["shards"])
     # every sample is readable at 32 px (resized, made RGB, gif re-encoded) and has no label
-    loader = stream_loader(expand_urls(train["urls"], "k"), lambda img: (torch.from_numpy(np.asarray(img).copy()),), batch_size=7, seed=0,
-                           epoch=0, rank=0, size=32, shuffle_buffer=10)
+    spec = ShardSpec.of_urls(train["urls"], image_size=32, labeled=False, shuffle_buffer=10)
+    loader = stream_loader(spec, lambda img: (torch.from_numpy(np.asarray(img).copy()),), batch_size=7, seed=0,
+                           epoch=0, rank=0)
     images, labels, bad = next(iter(loader))
     assert images.shape == (7, 32, 32, 3) and labels.tolist() == [-1] * 7 and bad == 0
 

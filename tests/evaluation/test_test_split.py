@@ -6,7 +6,12 @@ import torch
 
 from data.readers import expand_urls, load_labeled
 from data.shards import RawSample, write_split
+from data.spec import ShardSpec
 from pipeline.evaluation.test_split import load_test_split
+
+
+class _Data:  # the reader settings of the data: section
+    wrong_size, on_bad_sample, num_workers, shuffle_buffer = "resize", "error", 0, 2000
 
 
 def _sorted_split(tmp_path, n_per_class=30, classes=4):
@@ -18,13 +23,14 @@ def _sorted_split(tmp_path, n_per_class=30, classes=4):
 
 def test_first_k_is_a_mixed_fixed_sample_with_true_positions(tmp_path):
     info = _sorted_split(tmp_path)
-    urls, reader = expand_urls(info["urls"], "k"), dict(size=32, num_classes=4)
-    x, y, order, skipped = load_test_split(urls, info["count"], 20, **reader)
+    known = ShardSpec.from_manifest("test", info, _Data(), 32)
+    unknown = ShardSpec.of_urls(info["urls"], image_size=32, split="test")  # count 0: size unknown
+    x, y, order, skipped = load_test_split(known, 20, 4)
     assert skipped == 0 and len(y) == 20 and len(set(y.tolist())) >= 3  # not 20 images of class 0
-    full_x, full_y, _ = load_labeled(expand_urls(info["urls"], "k"), size=32, num_classes=4)
+    full_x, full_y, _ = load_labeled(ShardSpec.of_urls(expand_urls(info["urls"], "k"), image_size=32), num_classes=4)
     assert torch.equal(x, full_x[order]) and torch.equal(y, full_y[order])  # positions are the split's
-    again = load_test_split(urls, info["count"], 20, **reader)
+    again = load_test_split(known, 20, 4)
     assert torch.equal(again[2], order)  # fixed across runs (not tied to run.seed)
     # without a known count (pipe: URLs) the same order comes from reading everything
-    x2, y2, order2, _ = load_test_split(urls, 0, 20, **reader)
+    x2, y2, order2, _ = load_test_split(unknown, 20, 4)
     assert torch.equal(order2, order) and torch.equal(x2, x)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from pipeline.config import load_config
 from pipeline.models import bn_branch, build_model, convert_to_dual_bn
-from pipeline.objectives.lpaft import (
+from pipeline.train.lpaft import (
     classifier_from,
     clean_features,
     kmeans_pseudo_labels,

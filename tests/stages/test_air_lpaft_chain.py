@@ -47,8 +47,8 @@ def test_post_process_trains_both_phases_and_returns_a_backbone(tmp_path):
     from accelerate import Accelerator
 
     from pipeline.models import build_model, convert_to_dual_bn
-    from pipeline.objectives import post_process
-    from pipeline.run import StageRun
+    from pipeline.train import TrainingContext
+    from pipeline.train.lpaft import post_process
 
     cfg = load_config(None, TINY_LPAFT).pretrain.lpaft
     torch.manual_seed(0)
@@ -56,8 +56,8 @@ def test_post_process_trains_both_phases_and_returns_a_backbone(tmp_path):
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
     images = torch.randint(0, 256, (64, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
     run_dir = RunDir(str(tmp_path), "t")
-    out, summary = post_process(cfg, Accelerator(cpu=True), backbone, images, seed=0, progress=False,
-                                open_run=lambda name: StageRun(run_dir, f"pretrain_{name}", "", None, True))
+    ctx = TrainingContext(Accelerator(cpu=True), run_dir, "", seed=0, progress=False)
+    out, summary = post_process(cfg, ctx, backbone, images, folder="pretrain", base_settings={})
     assert summary["probe"]["steps"] == summary["trades"]["steps"] == 2 and "pseudo_label_matched_accuracy" not in summary
     assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items())  # the input is not modified
     moved = out.state_dict()
@@ -85,19 +85,17 @@ def test_recipes_choose_the_method_by_config_alone(name, method, air, lpaft, mom
 
 def test_training_images_read_labeled_and_unlabeled_shards_alike(tmp_path):
     """DynACL++ clusters every training image once, in shard order; unlabeled shards (no .cls) work too."""
-    from types import SimpleNamespace
-
-    from data.readers import expand_urls
     from data.shards import RawSample, write_split
-    from pipeline.objectives.lpaft import training_images
+    from data.spec import ShardSpec
+    from pipeline.train.lpaft import training_images
     from tests.conftest import make_images  # by path: several test folders have a conftest module
 
     samples = make_images(40, seed=0)
-    labeled = expand_urls(write_split(samples, tmp_path / "l", "train", 32, shard_size=16)["urls"], "x")
+    labeled = ShardSpec.of_urls(write_split(samples, tmp_path / "l", "train", 32, shard_size=16)["urls"], image_size=32)
     bare = [RawSample(label=None, array=s.array) for s in samples]
-    unlabeled = expand_urls(write_split(bare, tmp_path / "u", "train", 32, shard_size=16)["urls"], "x")
-    data = SimpleNamespace(num_classes=4, wrong_size="resize", on_bad_sample="error")
-    x, y = training_images(labeled, size=32, data=data, labeled=True)
-    x_bare, none = training_images(unlabeled, size=32, data=data, labeled=False)
+    unlabeled = ShardSpec.of_urls(write_split(bare, tmp_path / "u", "train", 32, shard_size=16)["urls"], image_size=32,
+                                  labeled=False)
+    x, y = training_images(labeled, 4)
+    x_bare, none = training_images(unlabeled, 4)
     assert x.shape == (40, 3, 32, 32) and x.dtype == torch.uint8 and y is not None and none is None
     assert torch.equal(x, x_bare)  # the same images in the same order, with or without labels

@@ -45,9 +45,10 @@ def test_best_checkpoint_is_the_best_validation_robust_epoch(tiny_cfg):
     assert outputs["best_epoch"] == scores.index(max(scores)) + 1
     assert outputs["best_val_robust_acc"] == max(scores)
     # re-scoring the saved best model reproduces its recorded score (seeded validation attack)
-    from data.readers import expand_urls, load_labeled
+    from data.readers import load_labeled
+    from data.spec import ShardSpec
 
-    x, y, _ = load_labeled(expand_urls(cfg.data.val_urls, "v"), size=32, num_classes=4)
+    x, y, _ = load_labeled(ShardSpec.of_urls(cfg.data.val_urls, image_size=32, split="val"), num_classes=4)
     attack = AttackConfig(eps=cfg.finetune.attack.eps, step_size=cfg.finetune.attack.step_size,
                           steps=cfg.finetune.val_attack_steps, start="uniform")
     again = validation_accuracy(load_timm_folder(d / "best"), x, y, attack, Accelerator(cpu=True), 64, cfg.run.seed)

@@ -26,8 +26,6 @@ starts, same Lloyd iterations). ``tests/objectives/test_lpaft_parity.py`` checks
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import zlib
 from dataclasses import asdict, dataclass, field
 
@@ -37,13 +35,20 @@ from sklearn.cluster import KMeans
 from torch import nn
 from torchvision import transforms as T
 
+from data.readers import keyed_pass, list_sample_ids, load_labeled
+from data.spec import ShardSpec
+
 from ..attacks import AttackConfig
 from ..errors import UsageError
 from ..models import bn_branch, eval_mode
-from ..train.batches import per_process_batch
-from ..train.loop import TrainLoopConfig
-from ..train.optim import OptimConfig
+from ..models.probe import LinearProbe
+from ..objectives import SupervisedObjective
+from ..run import settings_digest
 from ..validation import check
+from .batches import per_process_batch
+from .loop import TrainLoopConfig
+from .optim import OptimConfig
+from .skeleton import TrainingContext, TrainingRun
 
 
 def _probe_loop() -> TrainLoopConfig:  # LPAFT_AFF.py: optimizer_head, MultiStepLR(milestones=[]), epochs_head 10
@@ -95,21 +100,17 @@ def kmeans_pseudo_labels(features: torch.Tensor, clusters: int, seed: int,
     return torch.from_numpy(km.fit_predict(features.double().numpy())).long()
 
 
-def training_images(urls: list[str], *, size: int, data, labeled: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def training_images(spec: ShardSpec, num_classes: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Every training image once, in shard order, as uint8 (N, 3, H, W) — what ``assign_label.py`` clusters —
-    and the labels when the split has them (only scored against, never trained on). ``data``: the
-    ``data:`` section (sizes and bad-sample policy); unlabeled shards are read without asking for ``.cls``."""
-    from data.readers import keyed_pass, list_sample_ids, load_labeled
-
-    if labeled:
-        x, y, _ = load_labeled(urls, size=size, num_classes=data.num_classes, wrong_size=data.wrong_size,
-                               on_bad=data.on_bad_sample)
+    and the labels when the split has them (only scored against, never trained on); unlabeled shards are
+    read without asking for ``.cls``."""
+    if spec.labeled:
+        x, y, _ = load_labeled(spec, num_classes=num_classes)
         return x, y
-    every = frozenset(list_sample_ids(urls, data.on_bad_sample))
+    every = frozenset(list_sample_ids(spec))
     as_uint8 = lambda img: (torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1),)  # noqa: E731
     # a 1-sample shuffle buffer: shard order, as the reference's shuffle=False loader
-    batches = keyed_pass(urls, as_uint8, every, batch_size=1024, seed=0, epoch=0, size=size,
-                         wrong_size=data.wrong_size, on_bad=data.on_bad_sample, shuffle_buffer=1)
+    batches = keyed_pass(spec, as_uint8, every, batch_size=1024, seed=0, epoch=0, shuffle_buffer=1)
     return torch.cat([x for _ids, x in batches]), None
 
 
@@ -164,8 +165,6 @@ PHASES = ("probe", "trades")  # in this order
 def phase_model(phase: str, net: nn.Module) -> nn.Module:
     """What trains in ``phase``: the probe trains the head alone with the network in eval() (LPAFT_AFF.py
     ``train_head``: requires_grad False except fc, ``model.eval()``); TRADES trains every parameter."""
-    from ..models.probe import LinearProbe
-
     if phase == "probe":
         return LinearProbe(net)
     return net.requires_grad_(True)
@@ -173,42 +172,34 @@ def phase_model(phase: str, net: nn.Module) -> nn.Module:
 
 def phase_objective(phase: str, model: nn.Module, raw: nn.Module, cfg: LPAFTConfig):
     """CE on the pseudo-labels (probe) or TRADES with ``cfg.attack`` and ``cfg.beta`` (trades)."""
-    from .supervised import SupervisedObjective
-
     name = "ce" if phase == "probe" else "trades"
     return SupervisedObjective(name, model, raw, cfg.attack, cfg.beta, cfg.clusters)
 
 
-def _fit(phase: str, cfg: LPAFTConfig, net: nn.Module, acc, batches: PseudoLabelBatches, open_run,
-         trainer_kwargs: dict) -> dict:
+def _fit(phase: str, cfg: LPAFTConfig, net: nn.Module, ctx: TrainingContext, batches: PseudoLabelBatches,
+         folder: str, base_settings: dict) -> dict:
     """One phase as its own resumable run folder (``<stage>_lpaft_<phase>/``)."""
-    from ..train import Trainer, prepare_training
-
-    loop = getattr(cfg, phase)
-    model, optimizer, scheduler, raw = prepare_training(acc, phase_model(phase, net), loop, batches.steps)
-    objective = phase_objective(phase, model, raw, cfg)
-    # the pretrain fingerprint leaves pretrain.lpaft out (config.checkpoint_fingerprint); a phase depends on it
-    settings = {**trainer_kwargs.get("fingerprint_config", {}), "pretrain.lpaft": asdict(cfg)}
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    trainer_kwargs = {**trainer_kwargs, "fingerprint": digest, "fingerprint_config": settings}
-    with open_run(f"lpaft_{phase}") as run:
-        trainer = Trainer(acc, run, loop, models=[model], optimizer=optimizer, scheduler=scheduler,
-                          steps_per_epoch=batches.steps, make_batches=batches, step_fn=objective.step,
-                          desc=f"lpaft[{phase}]", **trainer_kwargs)
-        state = trainer.fit()
-        run.outputs.update(steps=state.global_step, objective=objective.name)
-        acc.wait_for_everyone()
-    return dict(run.outputs)
+    # the pretrain fingerprint leaves pretrain.lpaft out (it is not fingerprinted there); a phase depends on it
+    settings = {**base_settings, "pretrain.lpaft": asdict(cfg)}
+    with TrainingRun(ctx, getattr(cfg, phase), f"pretrain.lpaft.{phase}", phase_model(phase, net), batches.steps,
+                     folder=f"{folder}_lpaft_{phase}", upstream=None,
+                     fingerprint=(settings_digest(settings), settings)) as job:
+        objective = phase_objective(phase, job.model, job.raw, cfg)
+        state = job.fit(batches, objective.step, desc=f"lpaft[{phase}]")
+        job.run.outputs.update(steps=state.global_step, objective=objective.name)
+    return dict(job.run.outputs)
 
 
-def post_process(cfg: LPAFTConfig, acc, backbone: nn.Module, images: torch.Tensor, *, seed: int, open_run,
-                 true_labels: torch.Tensor | None = None, **trainer_kwargs) -> tuple[nn.Module, dict]:
+def post_process(cfg: LPAFTConfig, ctx: TrainingContext, backbone: nn.Module, images: torch.Tensor, *,
+                 folder: str, base_settings: dict,
+                 true_labels: torch.Tensor | None = None) -> tuple[nn.Module, dict]:
     """DynACL++ on a pretrained ``backbone`` (pooled features, dual BN or not) and the training images
     (uint8, (N, 3, H, W), shard order). Returns the post-processed backbone (a new module) and a summary.
 
-    ``open_run(name)``: the caller's ``StageRun`` factory for each phase's folder; ``trainer_kwargs`` go to
-    the Trainer (progress, trackers, fingerprint). Every process computes the same pseudo-labels
-    (deterministic features and seeded k-means), so nothing is broadcast."""
+    Each phase is a run folder ``<folder>_lpaft_<phase>/`` whose checkpoints depend on ``base_settings``
+    (the contrastive phase's) and on ``cfg``. Every process computes the same pseudo-labels (deterministic
+    features and seeded k-means), so nothing is broadcast."""
+    acc, seed = ctx.acc, ctx.seed
     features = clean_features(backbone, images, cfg.feature_batch_size, acc.device)
     pseudo = kmeans_pseudo_labels(features, cfg.clusters, seed)
     summary = {"images": int(images.shape[0]), "clusters": cfg.clusters,
@@ -227,6 +218,6 @@ def post_process(cfg: LPAFTConfig, acc, backbone: nn.Module, images: torch.Tenso
             if batches.steps == 0:
                 raise UsageError(f"pretrain.lpaft.{phase}.batch_size={loop.batch_size} is larger than the "
                                  f"{images.shape[0]} training images (or samples_per_epoch); use a smaller batch")
-            summary[phase] = _fit(phase, cfg, net, acc, batches, open_run, trainer_kwargs)
+            summary[phase] = _fit(phase, cfg, net, ctx, batches, folder, base_settings)
     net.reset_classifier(0)  # back to pooled features: a backbone like any other
     return net, summary
