@@ -28,7 +28,11 @@ class DataConfig:
     val_size: int = 200  # converters hold this many training images out as the validation split
     shard_size: int = 1000  # samples per shard written by the converters
     num_workers: int = 0  # DataLoader worker processes per training process
-    shuffle_buffer: int = 2000  # samples in the streaming shuffle buffer (pretrain / finetune)
+    # exact: every training epoch visits each sample once, in a seeded order (as the references'
+    # DataLoader(shuffle=True)); resampled: an endless stream drawing shards with replacement (for remote or
+    # pipe: shards, which cannot be read by offset; an "epoch" is then a sample count, not a pass)
+    sampling: str = "exact"
+    shuffle_buffer: int = 2000  # samples in the streaming shuffle buffer (sampling=resampled only)
     on_bad_sample: str = "error"  # error | skip: an undecodable or unlabeled sample stops or is counted
 
     def check(self) -> None:
@@ -39,6 +43,7 @@ class DataConfig:
         CONVERTERS.check(self.dataset, "dataset")
         check_choice("wrong_size", self.wrong_size, ("resize", "error"))
         check_choice("on_bad_sample", self.on_bad_sample, ("error", "skip"))
+        check_choice("sampling", self.sampling, ("exact", "resampled"))
         check(self.num_classes >= 2, "num_classes", self.num_classes, "use 2 or more classes")
         check(self.image_size >= 8, "image_size", self.image_size, "use 8 px or more")
         check(self.val_size >= 0 and self.shard_size >= 1, "val_size", self.val_size,

@@ -44,16 +44,25 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
 
 
+def _parse_bytes(data: bytes, label: bytes | int | None, size: int, wrong_size: str,
+                 need_label: bool) -> tuple[Image.Image, int]:
+    """An image member's bytes and the ``.cls`` member (bytes, an int, or None) → (RGB image, label or −1)."""
+    if label is None:
+        if need_label:
+            raise ValueError("labeled sample without .cls")
+        value = -1
+    else:
+        value = int(label.decode().strip() if isinstance(label, bytes) else label)
+    if need_label and value < 0:
+        raise ValueError(f"negative label {value}")
+    return decode_image(data, size, wrong_size), value
+
+
 def _parse(sample: dict, size: int, wrong_size: str, need_label: bool) -> tuple[Image.Image, int]:
     key = next((k for k in IMAGE_KEYS if k in sample), None)
     if key is None:
         raise ValueError("no image (.png/.jpg/...) in the sample")
-    label = -1
-    if "cls" in sample:
-        label = int(sample["cls"].decode().strip() if isinstance(sample["cls"], bytes) else sample["cls"])
-    elif need_label:
-        raise ValueError("labeled sample without .cls")
-    return decode_image(sample[key], size, wrong_size), label
+    return _parse_bytes(sample[key], sample.get("cls"), size, wrong_size, need_label)
 
 
 def sample_seed(seed: int, epoch: int, key: str) -> int:
@@ -71,15 +80,13 @@ def _seeded(fn: Callable, seed: int):
         torch.set_rng_state(t), np.random.set_state(n), random.setstate(p)
 
 
-def _transform_stream(src, transform, size, wrong_size, need_label, on_bad, seed, epoch, state):
+def _transform_stream(src, transform, size, wrong_size, need_label, on_bad, seed, epoch, state, with_ids=False):
     """Decode + transform; bad samples raise DataError or are dropped and counted (``bad`` rides on the
     next good sample, so the count reaches the main process even from DataLoader workers)."""
     bad = 0
     for sample in src:
         try:
             img, label = _parse(sample, size, wrong_size, need_label)
-            if need_label and label < 0:
-                raise ValueError(f"negative label {label}")
         except Exception as exc:
             where = f"sample {sample.get('__key__')} in {sample.get('__url__')}"
             if on_bad == "error":
@@ -89,7 +96,7 @@ def _transform_stream(src, transform, size, wrong_size, need_label, on_bad, seed
                 raise DataError(f"{MAX_CONSECUTIVE_BAD} bad samples in a row (last: {where}); the shards are unusable") from None
             continue
         out = _seeded(lambda img=img: transform(img), sample_seed(seed, epoch, sample["__key__"]))
-        yield (*out, label, bad + state["bad_shards"])
+        yield (*out, label, bad + state["bad_shards"], *([sample_id(sample)] if with_ids else []))
         bad, state["bad_shards"] = 0, 0
 
 
@@ -98,6 +105,11 @@ def _collate(batch):
     cols = list(zip(*batch, strict=True))
     tensors = [torch.stack(c) for c in cols[:-2]]
     return (*tensors, torch.tensor(cols[-2], dtype=torch.long), int(sum(cols[-1])))
+
+
+def _collate_with_ids(batch):
+    """[(t1, .., tk, label, bad, id)] -> (stacked t1, .., stacked tk, labels, bad count, ids)."""
+    return (*_collate([row[:-1] for row in batch]), [row[-1] for row in batch])
 
 
 def _worker_seed(seed: int, epoch: int, rank: int) -> int:
@@ -162,11 +174,12 @@ def keyed_pass(spec: ShardSpec, transform: Callable, keep: frozenset[str], *, ba
 
 
 def stream_loader(spec: ShardSpec, transform: Callable, *, batch_size: int, seed: int, epoch: int, rank: int,
-                  need_label: bool = False, keep: frozenset[str] | None = None) -> wds.WebLoader:
+                  need_label: bool = False, keep: frozenset[str] | None = None, with_ids: bool = False) -> wds.WebLoader:
     """Endless batches ``(*transform outputs, labels, bad_count)`` for one process.
 
     ``transform(img) -> tuple of tensors`` (two SimCLR views, or one augmented image). ``keep``: only the
-    samples with these ids (:func:`sample_id`; a coreset), filtered before decoding.
+    samples with these ids (:func:`sample_id`; a coreset), filtered before decoding. ``with_ids``: each batch
+    also carries its samples' ids (last).
     """
     state = {"bad_shards": 0}  # per worker process: counts unreadable tar members
     size, wrong_size, on_bad, num_workers = spec.image_size, spec.wrong_size, spec.on_bad, spec.num_workers
@@ -178,8 +191,9 @@ def stream_loader(spec: ShardSpec, transform: Callable, *, batch_size: int, seed
         wds.shuffle(spec.shuffle_buffer, initial=min(spec.shuffle_buffer, 100),
                     rng=random.Random(seed * 7919 + epoch * 31 + rank)),
         functools.partial(_transform_stream, transform=transform, size=size, wrong_size=wrong_size,
-                          need_label=need_label, on_bad=on_bad, seed=seed, epoch=epoch, state=state),
-        wds.batched(batch_size, collation_fn=_collate, partial=False),
+                          need_label=need_label, on_bad=on_bad, seed=seed, epoch=epoch, state=state,
+                          with_ids=with_ids),
+        wds.batched(batch_size, collation_fn=_collate_with_ids if with_ids else _collate, partial=False),
     )
     # an own generator: creating the DataLoader iterator would otherwise draw from the global RNG, and a
     # resumed run (which creates it at another point of the RNG stream) would diverge

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.errors import DataError
 
-from .urls import expand_urls
+from .urls import REMOTE_PREFIXES, expand_urls
 
 if TYPE_CHECKING:
     from .config import DataConfig
@@ -32,15 +32,21 @@ class ShardSpec:
     on_bad: str = "error"  # error | skip (data.on_bad_sample)
     num_workers: int = 0  # DataLoader workers per process (data.num_workers)
     shuffle_buffer: int = 2000  # samples in the streaming shuffle buffer (data.shuffle_buffer)
+    sampling: str = "exact"  # exact | resampled (data.sampling): how training epochs draw samples
     size_unknown: str = ""  # why ``count`` is unknown ("" = known)
 
     @classmethod
     def from_manifest(cls, split: str, info: dict, data: DataConfig, image_size: int) -> ShardSpec:
         """``info``: the split's entry in the data manifest (``outputs.splits.<split>``)."""
-        return cls(split=split, urls=tuple(expand_urls(info["urls"], f"data.{split}_urls")),
-                   count=int(info.get("count") or 0), labeled=info.get("labeled", True) is not False,
-                   image_size=image_size, wrong_size=data.wrong_size, on_bad=data.on_bad_sample,
-                   num_workers=data.num_workers, shuffle_buffer=data.shuffle_buffer,
+        urls = tuple(expand_urls(info["urls"], f"data.{split}_urls"))
+        remote = next((u for u in urls if u.startswith(REMOTE_PREFIXES)), None)
+        if split == "train" and data.sampling == "exact" and remote:
+            raise DataError(f"data.sampling=exact reads shards by offset, but {remote[:60]} is remote; set "
+                            "data.sampling=resampled to stream it (an epoch is then a sample count, not a pass)")
+        return cls(split=split, urls=urls, count=int(info.get("count") or 0),
+                   labeled=info.get("labeled", True) is not False, image_size=image_size,
+                   wrong_size=data.wrong_size, on_bad=data.on_bad_sample, num_workers=data.num_workers,
+                   shuffle_buffer=data.shuffle_buffer, sampling=data.sampling,
                    size_unknown=info.get("size_unknown", ""))
 
     @classmethod

@@ -154,7 +154,7 @@ class ProtocolsConfig:
 
     def check(self) -> None:
         for name in self.names:
-            check_choice("names", name, ("slf", "alf", "aff"))
+            check_choice("names", name, PROTOCOLS)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from pipeline.models.probe import LinearProbe, plain_classifier
 from pipeline.objectives import PROTOCOLS, SupervisedObjective
 from pipeline.records import FinetuneOutputs
 from pipeline.run import RunDir, upstream_summary
-from pipeline.train import TrainingRun, TrainState, shard_batches, steps_per_epoch
+from pipeline.train import ShardBatches, TrainingRun, TrainState, steps_per_epoch
 from pipeline.train.selection import select_epoch, selection_summary, write_selected
 from pipeline.train.start import initial_classifier
 
@@ -45,7 +45,7 @@ def run_finetune(cfg: ExperimentConfig) -> dict:
     net, upstream, dual = initial_classifier(cfg.model, num_classes, init=f.init, head_init=f.head_init,
                                              keep_dual_bn=f.dual_bn and not frozen, bn_branch=f.bn_branch,
                                              run_dir=RunDir.of(cfg.run))
-    steps = steps_per_epoch(f, train, f.batch_size, "finetune")
+    steps = steps_per_epoch(f, train, f.batch_size, "finetune", acc.num_processes)
     with TrainingRun(stage.training(), f, "finetune", LinearProbe(net) if frozen else net, steps,
                      folder=f.stage(), upstream={"data": upstream_summary(stage.data), "init": upstream},
                      fingerprint=checkpoint_fingerprint(cfg, "finetune"), speed=cfg.run) as job:
@@ -58,8 +58,8 @@ def run_finetune(cfg: ExperimentConfig) -> dict:
             return {} if val is None else select_epoch(raw, val, val_attack, acc, 2 * job.batch, cfg.run.seed,
                                                        epoch, state, job.run.dir / "best", f.collapse_ratio)
 
-        batches = shard_batches(train, lambda _epoch: CropFlip(train.image_size), batch=job.batch,
-                                seed=cfg.run.seed, acc=acc, labels=True)
+        batches = ShardBatches(train, lambda _epoch: CropFlip(train.image_size), batch=job.batch, seed=cfg.run.seed,
+                               acc=acc, labels=True, drop_last=f.drop_last, samples_per_epoch=f.samples_per_epoch)
         state = job.fit(batches, objective.step, desc=f"finetune[{f.protocol}/{objective.name}]",
                         on_epoch_end=on_epoch_end)
         if acc.is_main_process:

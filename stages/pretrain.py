@@ -20,7 +20,7 @@ from pipeline.objectives import (
 from pipeline.plots import plot_curves
 from pipeline.records import PretrainOutputs
 from pipeline.run import upstream_summary
-from pipeline.train import TrainingRun, shard_batches, steps_per_epoch
+from pipeline.train import ShardBatches, TrainingRun, steps_per_epoch
 from pipeline.train.coreset import open_coreset
 from pipeline.train.lpaft import post_process, training_images
 
@@ -46,21 +46,21 @@ def run_pretrain(cfg: ExperimentConfig) -> dict:
         return SimCLRViews(train.image_size, method.strength(epoch), p.min_crop_scale, method.crop_interpolation)
 
     coreset = open_coreset(p.rcs, train, model, views, attack=p.attack, temperature=p.temperature,
-                           seed=cfg.run.seed, world_batch=p.batch_size, acc=acc,
+                           seed=cfg.run.seed, world_batch=p.batch_size, acc=acc, drop_last=p.drop_last,
                            folder=stage.run_dir.stage("pretrain") / "coreset")  # None unless rcs.fraction > 0
-    full_steps = coreset.full_steps if coreset else steps_per_epoch(p, train, p.batch_size, "pretrain")
+    full_steps = coreset.full_steps if coreset else steps_per_epoch(p, train, p.batch_size, "pretrain", acc.num_processes)
     fingerprint = checkpoint_fingerprint(cfg, "pretrain")  # what a checkpoint depends on
     with TrainingRun(stage.training(), p, "pretrain", model, full_steps, folder="pretrain",
                      upstream=upstream_summary(stage.data), fingerprint=fingerprint, speed=cfg.run) as job:
         objective = ContrastiveObjective(method, job.model, job.raw, p, gather=acc.num_processes > 1,
                                          sync=lambda: acc.sync_gradients)  # DynACL's momentum: once per step
-        bad = {"skipped": 0}
         # AIR also needs the un-augmented image
         transform = (lambda epoch: ViewsWithOriginal(views(epoch))) if method.air else views
-        batches = shard_batches(train, transform, batch=job.batch, seed=cfg.run.seed, acc=acc, labels=False,
-                                keep=coreset.keep if coreset else None, skipped=bad)
+        batches = ShardBatches(train, transform, batch=job.batch, seed=cfg.run.seed, acc=acc, labels=False,
+                               drop_last=p.drop_last, samples_per_epoch=p.samples_per_epoch,
+                               keep=coreset.keep if coreset else None)
         state = job.fit(batches, objective.step, desc=f"pretrain[{p.method}]",
-                        on_epoch_end=lambda e, s: {"skipped_samples": bad["skipped"]},
+                        on_epoch_end=lambda e, s: {"skipped_samples": batches.skipped},
                         epoch_steps=coreset.steps if coreset else None)
         trained_backbone, trained_head = job.raw.export_modules()  # DynACL: the momentum copy
         lpaft = None
@@ -77,7 +77,7 @@ def run_pretrain(cfg: ExperimentConfig) -> dict:
             outputs = PretrainOutputs(
                 backbones=save_backbones(trained_backbone, dual, run.dir), method=p.method, dual_bn=dual,
                 momentum_encoder=job.raw.key is not None, projection_head="projection_head/head.safetensors",
-                steps=state.global_step, skipped_samples=bad["skipped"], loss_curve=run.rel(png) if png else "",
+                steps=state.global_step, skipped_samples=batches.skipped, loss_curve=run.rel(png) if png else "",
                 coreset="coreset/" if coreset else "", lpaft=lpaft)
             run.outputs.update(outputs.to_json())
             print(f"[pretrain] backbone (timm folder{'s, one per BN branch' if dual else ''}): "

@@ -13,8 +13,8 @@ from .optim import (
     lr_factor,
     prepare_training,
 )
-from .skeleton import TrainingContext, TrainingRun, shard_batches
+from .skeleton import EpochCoverage, ShardBatches, TrainingContext, TrainingRun
 
-__all__ = ["TrainingContext", "TrainingRun", "shard_batches", "OPTIMIZERS", "SCHEDULES", "OptimConfig", "TrainLoopConfig", "TrainState", "Trainer",
+__all__ = ["EpochCoverage", "ShardBatches", "TrainingContext", "TrainingRun", "OPTIMIZERS", "SCHEDULES", "OptimConfig", "TrainLoopConfig", "TrainState", "Trainer",
            "build_optimizer", "build_scheduler", "checkpoint_dirs", "lr_factor", "per_process_batch", "prepare_training",
            "steps_per_epoch", "truncate_metrics"]

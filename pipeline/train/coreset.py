@@ -21,6 +21,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 
+from data.epochs import epoch_steps
 from data.readers import keyed_pass, list_sample_ids, to_tensor
 from data.spec import ShardSpec
 
@@ -35,8 +36,9 @@ class Coreset:
     epoch's selection when one is due and not saved yet; ``keep(epoch)`` is what the epoch streams."""
 
     def __init__(self, cfg: RCSConfig, spec: ShardSpec, ids: list[str], *, seed: int, world_batch: int,
-                 folder: Path, acc: Accelerator):
+                 folder: Path, acc: Accelerator, drop_last: bool = False):
         self.cfg, self.spec, self.seed, self.world_batch, self.acc = cfg, spec, seed, world_batch, acc
+        self.drop_last = drop_last
         self.folder = Path(folder)
         order = np.random.default_rng(seed).permutation(len(ids))
         n_val = max(1, round(len(ids) * cfg.val_fraction))  # ACL_RCS.py: 1% of the training set, never trained on
@@ -58,9 +60,16 @@ class Coreset:
     def open(cls, cfg: RCSConfig, spec: ShardSpec, **kwargs) -> Coreset:
         return cls(cfg, spec, list_sample_ids(spec), **kwargs)
 
+    def _steps(self, n: int) -> int:
+        """Steps of an epoch over ``n`` samples: exact (the partial last batch kept unless drop_last), or full
+        batches of the resampled stream."""
+        if self.spec.sampling == "exact":
+            return epoch_steps(n, self.world_batch, self.acc.num_processes, self.drop_last)
+        return n // self.world_batch
+
     @property
     def full_steps(self) -> int:
-        return len(self.train_ids) // self.world_batch
+        return self._steps(len(self.train_ids))
 
     def bind(self, backbone, head, attack, temperature: float, views) -> None:
         """What a selection needs once the model exists; ``views(epoch)`` is the epoch's two-view transform."""
@@ -70,7 +79,7 @@ class Coreset:
         return self._subset(epoch) if self.cfg.on_subset(epoch) else self.train_ids
 
     def steps(self, epoch: int) -> int:
-        return max(1, len(self.keep(epoch)) // self.world_batch)
+        return max(1, self._steps(len(self.keep(epoch))))
 
     def _file(self, epoch: int) -> Path:
         return self.folder / f"selection_epoch_{epoch + 1:04d}.json"
@@ -128,12 +137,12 @@ class Coreset:
 
 
 def open_coreset(cfg: RCSConfig, spec: ShardSpec, model, views, *, attack, temperature: float, seed: int,
-                 world_batch: int, acc: Accelerator, folder: Path) -> Coreset | None:
+                 world_batch: int, acc: Accelerator, folder: Path, drop_last: bool = False) -> Coreset | None:
     """The run's coreset schedule, or None when ``cfg.fraction`` is 0. ``model``: the
     :class:`ContrastiveModel` (its backbone and head are scored in place, also once ``accelerate`` wraps it);
     ``views(epoch)``: the epoch's two-view transform; ``attack``/``temperature``: the pretraining's."""
     if not cfg.fraction:
         return None
-    coreset = Coreset.open(cfg, spec, seed=seed, world_batch=world_batch, acc=acc, folder=folder)
+    coreset = Coreset.open(cfg, spec, seed=seed, world_batch=world_batch, acc=acc, folder=folder, drop_last=drop_last)
     coreset.bind(model.backbone, model.head, attack, temperature, views)
     return coreset

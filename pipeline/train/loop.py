@@ -35,6 +35,8 @@ class TrainLoopConfig:
     epochs: int = 1
     samples_per_epoch: int = 0  # 0 = the training split's size
     batch_size: int = 128  # global batch, split evenly over processes
+    # the partial last batch of an exact epoch: kept (the references' DataLoader default) or dropped
+    drop_last: bool = False
     grad_accum_steps: int = 1
     # fingerprint False: a checkpoint does not depend on these (they may change between a kill and a resume)
     checkpoint_every_steps: int = field(default=0, metadata={"fingerprint": False})  # 0 = only at epoch ends

@@ -35,6 +35,7 @@ from sklearn.cluster import KMeans
 from torch import nn
 from torchvision import transforms as T
 
+from data.epochs import epoch_steps, split_batches
 from data.readers import keyed_pass, list_sample_ids, load_labeled
 from data.spec import ShardSpec
 
@@ -48,16 +49,16 @@ from ..validation import check
 from .batches import per_process_batch
 from .loop import TrainLoopConfig
 from .optim import OptimConfig
-from .skeleton import TrainingContext, TrainingRun
+from .skeleton import EpochCoverage, TrainingContext, TrainingRun
 
 
 def _probe_loop() -> TrainLoopConfig:  # LPAFT_AFF.py: optimizer_head, MultiStepLR(milestones=[]), epochs_head 10
-    return TrainLoopConfig(epochs=10, batch_size=512, optim=OptimConfig(
+    return TrainLoopConfig(epochs=10, batch_size=512, drop_last=True, optim=OptimConfig(
         lr=0.01, momentum=0.9, weight_decay=1e-4, schedule="constant", schedule_unit="epoch"))
 
 
 def _trades_loop() -> TrainLoopConfig:  # LPAFT_AFF.py: optimizer, MultiStepLR([10, 20], 0.1), epochs 25
-    return TrainLoopConfig(epochs=25, batch_size=512, optim=OptimConfig(
+    return TrainLoopConfig(epochs=25, batch_size=512, drop_last=True, optim=OptimConfig(
         lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="piecewise", milestones=[10, 20], gamma=0.1,
         schedule_unit="epoch"))
 
@@ -128,22 +129,29 @@ def matched_accuracy(pseudo: torch.Tensor, labels: torch.Tensor, clusters: int) 
 
 class PseudoLabelBatches:
     """``epoch -> batches`` of (augmented images, pseudo-labels) from memory, deterministic given the
-    epoch (the Trainer replays an epoch's stream up to a resume point): a seeded permutation, full batches
-    only (``drop_last=True``), this process's share of each global batch, crop + flip seeded per batch."""
+    epoch (the Trainer replays an epoch's stream up to a resume point): a seeded permutation cut into global
+    batches (the partial last one dropped, as LPAFT_AFF.py's ``drop_last=True``, unless ``drop_last`` is
+    False), this process's share of each, crop + flip seeded per batch. ``coverage`` records each epoch's
+    samples for its metrics row."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch: int, world: int, rank: int,
-                 seed: int, device, samples_per_epoch: int = 0):
+                 seed: int, device, samples_per_epoch: int = 0, drop_last: bool = True):
         self.images, self.labels, self.batch, self.world, self.rank = images, labels, batch, world, rank
-        self.seed, self.device = seed, device
+        self.seed, self.device, self.drop_last = seed, device, drop_last
         self.augment = T.Compose([T.RandomCrop(images.shape[-1], padding=4), T.RandomHorizontalFlip()])
         # an epoch: every image once (the reference), or the first samples_per_epoch of the permutation
-        self.steps = min(samples_per_epoch or images.shape[0], images.shape[0]) // (batch * world)
+        self.limit = min(samples_per_epoch or images.shape[0], images.shape[0])
+        self.steps = epoch_steps(self.limit, batch * world, world, drop_last)
+        self.coverage = EpochCoverage()
 
     def __call__(self, epoch: int):
+        self.coverage.start(epoch)
         order = torch.randperm(self.images.shape[0], generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))
-        for step in range(self.steps):
-            start = (step * self.world + self.rank) * self.batch
-            idx = order[start:start + self.batch]
+        plan = split_batches(order[: self.limit].numpy(), global_batch=self.batch * self.world, world=self.world,
+                             rank=self.rank, drop_last=self.drop_last)
+        for step, positions in enumerate(plan):
+            idx = torch.from_numpy(positions)
+            self.coverage.add(idx)
             with torch.random.fork_rng(devices=[]):  # crops drawn from their own seed, the caller's RNG untouched
                 torch.manual_seed(zlib.crc32(f"{self.seed}/{epoch}/{step}/{self.rank}".encode()))
                 x = torch.stack([self.augment(img) for img in self.images[idx]])
@@ -214,7 +222,7 @@ def post_process(cfg: LPAFTConfig, ctx: TrainingContext, backbone: nn.Module, im
             loop = getattr(cfg, phase)
             batch = per_process_batch(loop.batch_size, acc, f"pretrain.lpaft.{phase}.batch_size")
             batches = PseudoLabelBatches(images, pseudo, batch, acc.num_processes, acc.process_index, seed,
-                                         acc.device, loop.samples_per_epoch)
+                                         acc.device, loop.samples_per_epoch, loop.drop_last)
             if batches.steps == 0:
                 raise UsageError(f"pretrain.lpaft.{phase}.batch_size={loop.batch_size} is larger than the "
                                  f"{images.shape[0]} training images (or samples_per_epoch); use a smaller batch")

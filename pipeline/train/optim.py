@@ -38,7 +38,7 @@ SCHEDULE_UNITS = ("step", "epoch")
 
 @dataclass
 class OptimConfig:
-    name: str = "sgd"  # sgd | lars | lars_lightly | adamw (OPTIMIZERS)
+    name: str = "sgd"  # sgd | lars (ACL's) | adamw | lars_lightly (deprecated: lightly's, not ACL's) (OPTIMIZERS)
     lr: float = 0.1  # for the global batch
     momentum: float = 0.9
     nesterov: bool = False  # SGD only; the references use plain momentum
@@ -130,7 +130,9 @@ def _lars(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
 
 @OPTIMIZERS.register("lars_lightly")
 def _lars_lightly(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
-    # kept because lightly is a dependency anyway (objectives/contrastive.py); the pre-parity behaviour
+    # deprecated: the pre-parity behaviour, kept for old configs (and the LARS comparison in tests)
+    print("note: optim.name=lars_lightly (lightly's LARS) is deprecated and is not ACL's LARS; "
+          "use optim.name=lars for the references' optimiser")
     return LightlyLARS(groups, lr=cfg.lr, momentum=cfg.momentum)
 
 

@@ -14,15 +14,21 @@ what it saves.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import numpy as np
+import torch
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 from torch import nn
 
+from data.epochs import epoch_steps, exact_loader, index_shards
 from data.readers import stream_loader
 from data.spec import ShardSpec
 
+from ..errors import DataError
 from ..run import RunConfig, RunDir, StageRun
 from .batches import per_process_batch
 from .loop import Trainer, TrainLoopConfig, TrainState
@@ -82,6 +88,13 @@ class TrainingRun:
         """Train ``loop.epochs`` epochs (resuming from the newest checkpoint). ``epoch_steps(epoch)``: epochs
         of different lengths (an RCS coreset); the LR schedule then follows the fraction of epochs done."""
         digest, settings = self.fingerprint
+        coverage: EpochCoverage | None = getattr(make_batches, "coverage", None)
+        if coverage is not None:  # every epoch's row says how many (distinct) samples it trained on
+            stage_end = on_epoch_end
+
+            def on_epoch_end(epoch: int, state: TrainState) -> dict:
+                return {**coverage.metrics(self.ctx.acc), **(stage_end(epoch, state) if stage_end else {})}
+
         trainer = Trainer(self.ctx.acc, self.run, self.loop, models=[self.model], optimizer=self.optimizer,
                           scheduler=self.scheduler, steps_per_epoch=epoch_steps or self.steps_per_epoch,
                           schedule_epoch_steps=self.steps_per_epoch if epoch_steps else 0,
@@ -92,21 +105,89 @@ class TrainingRun:
         return self.state
 
 
-def shard_batches(spec: ShardSpec, transform: Callable[[int], Callable], *, batch: int, seed: int,
-                  acc: Accelerator, labels: bool, keep: Callable[[int], frozenset[str] | None] | None = None,
-                  skipped: dict | None = None) -> Callable[[int], Iterable]:
-    """``epoch -> batches`` on ``acc.device`` from the training shards: the outputs of ``transform(epoch)``
-    (the epoch's augmentation: DynACL anneals it) for each image, with the labels last when ``labels``
-    (pretraining never reads them). ``keep(epoch)``: the sample ids an epoch streams (an RCS coreset;
-    None = all). Skipped bad samples are added to ``skipped["skipped"]``."""
+class EpochCoverage:
+    """Which samples an epoch trained on, for its row in ``metrics.jsonl``: ``samples`` (trained on, summed over
+    processes; padding of the last batch counts) and ``distinct_samples`` (different samples among them). With
+    exact epochs both equal the split's (or coreset's) size, which is how a user checks a run without code."""
 
-    def make_batches(epoch: int):
-        loader = stream_loader(spec, transform(epoch), batch_size=batch, seed=seed, epoch=epoch, rank=acc.process_index,
-                               need_label=labels, keep=keep(epoch) if keep else None)
-        for *tensors, y, n_bad in loader:
-            if skipped is not None:
-                skipped["skipped"] = skipped.get("skipped", 0) + n_bad
-            out = tuple(t.to(acc.device, non_blocking=True) for t in tensors)
-            yield (*out, y.to(acc.device, non_blocking=True)) if labels else out
+    def __init__(self):
+        self.epoch, self.seen = -1, []
 
-    return make_batches
+    def start(self, epoch: int) -> None:
+        self.epoch, self.seen = epoch, []
+
+    def add(self, ids: torch.Tensor) -> None:
+        self.seen.append(ids.detach().cpu().to(torch.int64))
+
+    def metrics(self, acc: Accelerator) -> dict:
+        mine = torch.cat(self.seen) if self.seen else torch.empty(0, dtype=torch.int64)
+        every = torch.cat(gather_object([mine]) if acc.num_processes > 1 else [mine])
+        return {"samples": int(every.numel()), "distinct_samples": int(torch.unique(every).numel())}
+
+
+def _id_hash(sample_ids: list[str]) -> torch.Tensor:
+    """64-bit hashes of sample ids (a resampled stream has no positions): distinct ids, distinct numbers."""
+    return torch.tensor([int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(), "little", signed=True)
+                         for i in sample_ids], dtype=torch.int64)
+
+
+class ShardBatches:
+    """``epoch -> batches`` on ``acc.device`` from the training shards: the outputs of ``transform(epoch)`` (the
+    epoch's augmentation: DynACL anneals it) for each image, with the labels last when ``labels``
+    (pretraining never reads them).
+
+    ``data.sampling=exact`` (default): each epoch visits every sample once (``keep(epoch)``: the sample ids of
+    an RCS coreset instead), ``loop.drop_last`` decides the partial last batch (:mod:`data.epochs`);
+    ``resampled``: the endless stream of :func:`data.readers.stream_loader`. Skipped bad samples are counted
+    in ``self.skipped``; ``self.coverage`` records what each epoch trained on."""
+
+    def __init__(self, spec: ShardSpec, transform: Callable[[int], Callable], *, batch: int, seed: int,
+                 acc: Accelerator, labels: bool, drop_last: bool = False, samples_per_epoch: int = 0,
+                 keep: Callable[[int], frozenset[str] | None] | None = None):
+        self.spec, self.transform, self.batch, self.seed, self.acc = spec, transform, batch, seed, acc
+        self.labels, self.drop_last, self.limit, self.keep = labels, drop_last, samples_per_epoch, keep
+        self.skipped, self.coverage = 0, EpochCoverage()
+        self.index = index_shards(spec) if spec.sampling == "exact" else None
+        self._position = None  # sample id -> position in the index (built when a coreset first needs it)
+
+    def _positions(self, keep: frozenset[str] | None) -> np.ndarray | None:
+        if keep is None:
+            return None
+        if self._position is None:
+            self._position = {sid: i for i, sid in enumerate(self.index.sample_ids())}
+        return np.sort(np.fromiter((self._position[sid] for sid in keep), dtype=np.int64, count=len(keep)))
+
+    def steps(self, n: int) -> int:
+        """Steps of an exact epoch over ``n`` samples (a coreset's length)."""
+        return epoch_steps(n, self.batch * self.acc.num_processes, self.acc.num_processes, self.drop_last)
+
+    def __call__(self, epoch: int):
+        self.coverage.start(epoch)
+        keep = self.keep(epoch) if self.keep else None
+        if self.index is None:
+            yield from self._resampled(epoch, keep)
+            return
+        acc = self.acc
+        loader = exact_loader(self.index, self.spec, self.transform(epoch), global_batch=self.batch * acc.num_processes,
+                              world=acc.num_processes, rank=acc.process_index, seed=self.seed, epoch=epoch,
+                              drop_last=self.drop_last, need_label=self.labels, positions=self._positions(keep),
+                              limit=self.limit)
+        for tensors, n_bad, positions in loader:
+            self.skipped += n_bad
+            self.coverage.add(positions)
+            if tensors is None:  # a step must run on every process: an empty batch cannot be skipped
+                raise DataError(f"every sample of a training batch in epoch {epoch + 1} failed to decode "
+                                f"({n_bad} skipped); the shards are unusable: re-create them")
+            yield self._to_device(tensors)
+
+    def _resampled(self, epoch: int, keep):
+        loader = stream_loader(self.spec, self.transform(epoch), batch_size=self.batch, seed=self.seed, epoch=epoch,
+                               rank=self.acc.process_index, need_label=self.labels, keep=keep, with_ids=True)
+        for *tensors, y, n_bad, ids in loader:
+            self.skipped += n_bad
+            self.coverage.add(_id_hash(ids))
+            yield self._to_device((*tensors, y))
+
+    def _to_device(self, tensors: tuple) -> tuple:
+        *images, y = (t.to(self.acc.device, non_blocking=True) for t in tensors)
+        return (*images, y) if self.labels else tuple(images)

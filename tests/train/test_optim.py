@@ -8,8 +8,7 @@ import torch
 from lightly.utils.lars import LARS as LightlyLARS
 from torch import nn
 
-from pipeline.optim import build_optimizer, build_scheduler  # the public import path
-from pipeline.train.optim import LARS, OptimConfig, lr_factor
+from pipeline.train.optim import LARS, OptimConfig, build_optimizer, build_scheduler, lr_factor
 
 
 def _cos(progress, floor=0.0):
