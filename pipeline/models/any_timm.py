@@ -20,11 +20,11 @@ import torch
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
-from .normalize import CIFAR10_MEAN, CIFAR10_STD, InputNormalize
+from .normalize import DEFAULT_MEAN, DEFAULT_STD, InputNormalize
 
 
 class PixelSpaceTimm(nn.Module):
-    def __init__(self, base: str, num_classes: int = 10, mean=CIFAR10_MEAN, std=CIFAR10_STD,
+    def __init__(self, base: str, num_classes: int = 10, mean=DEFAULT_MEAN, std=DEFAULT_STD,
                  base_kwargs: dict | None = None, in_chans: int = 3, global_pool: str | None = None):
         super().__init__()
         extra = dict(base_kwargs or {}, **({"global_pool": global_pool} if global_pool else {}))

@@ -12,7 +12,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models.resnet import BasicBlock, ResNet
 from torch import nn
 
-from .normalize import CIFAR10_MEAN, CIFAR10_STD, InputNormalize, NormalizedConv2d
+from .normalize import DEFAULT_MEAN, DEFAULT_STD, InputNormalize, NormalizedConv2d
 from .registry import register_architecture
 
 
@@ -25,7 +25,7 @@ class CifarResNet(ResNet):
     State-dict keys are unchanged (``conv1.weight``): mean/std are not weights.
     """
 
-    def __init__(self, mean=CIFAR10_MEAN, std=CIFAR10_STD, **kwargs):
+    def __init__(self, mean=DEFAULT_MEAN, std=DEFAULT_STD, **kwargs):
         super().__init__(**kwargs)
         # one 3×3 conv producing what timm's stem would (bn1's width; 'deep' stems give 2×stem_width)
         self.conv1 = NormalizedConv2d(self.in_chans, self.bn1.num_features, 3, stride=1, padding=1, bias=False,

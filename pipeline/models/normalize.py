@@ -19,12 +19,19 @@ from torch import nn
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2471, 0.2435, 0.2616)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# the default of our own architectures: ImageNet statistics, what every reference network uses on CIFAR-10
+# (NormalizeByChannelMeanStd in ACL's, DynACL's, AIR's and RCS's resnet_multi_bn.py, RobustSSL's resnet.py)
+# — so a parity recipe matches without setting model.mean/std — and what most pretrained weights expect;
+# a dataset's own statistics are no better a guess for an arbitrary user dataset
+DEFAULT_MEAN, DEFAULT_STD = IMAGENET_MEAN, IMAGENET_STD
 
 
 class InputNormalize(nn.Module):
     """``(x - mean) / std`` per channel; ``x``: (B, C, H, W) in [0,1]."""
 
-    def __init__(self, mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD):
+    def __init__(self, mean: Sequence[float] = DEFAULT_MEAN, std: Sequence[float] = DEFAULT_STD):
         super().__init__()
         # non-persistent: the values are architecture arguments (recorded in config.json), not weights
         self.register_buffer("mean", torch.tensor(list(mean)).view(1, -1, 1, 1), persistent=False)
@@ -47,7 +54,7 @@ class NormalizedConv2d(nn.Conv2d):
     non-persistent buffers, so folders exported before the normalisation moved here load unchanged.
     """
 
-    def __init__(self, *args, mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD, **kwargs):
+    def __init__(self, *args, mean: Sequence[float] = DEFAULT_MEAN, std: Sequence[float] = DEFAULT_STD, **kwargs):
         super().__init__(*args, **kwargs)
         self.normalize = InputNormalize(mean, std)
 

@@ -28,7 +28,7 @@ from safetensors import SafetensorError
 from torch import nn
 
 from ..errors import UsageError
-from .normalize import CIFAR10_MEAN, CIFAR10_STD
+from .normalize import DEFAULT_MEAN, DEFAULT_STD
 
 WEIGHT_FILES = (".safetensors", ".pth", ".pt", ".bin")
 
@@ -80,7 +80,7 @@ def resolve_normalization(name: str, mean: Sequence[float], std: Sequence[float]
     if found is not None:
         return found
     if not name.startswith("timm:"):
-        return CIFAR10_MEAN, CIFAR10_STD, f"the registry default of {name} (CIFAR-10 statistics)"
+        return DEFAULT_MEAN, DEFAULT_STD, f"the registry default of {name} (ImageNet statistics, as the references)"
     where = f" and {weights} carries no pretrained_cfg" if weights is not None else ""
     raise UsageError(f"{key}.name={name} has no known input normalisation{where}: set {key}.mean and {key}.std "
                      "(ImageNet: [0.485, 0.456, 0.406] / [0.229, 0.224, 0.225]) or name the weights' tag "

@@ -12,7 +12,7 @@ from timm.layers import PatchEmbed
 from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
-from .normalize import CIFAR10_MEAN, CIFAR10_STD, InputNormalize
+from .normalize import DEFAULT_MEAN, DEFAULT_STD, InputNormalize
 from .registry import register_architecture
 
 
@@ -23,7 +23,7 @@ class NormalizedPatchEmbed(PatchEmbed):
     non-persistent buffers.
     """
 
-    def __init__(self, *args, mean=CIFAR10_MEAN, std=CIFAR10_STD, **kwargs):
+    def __init__(self, *args, mean=DEFAULT_MEAN, std=DEFAULT_STD, **kwargs):
         super().__init__(*args, **kwargs)
         self.normalize = InputNormalize(mean, std)
 
@@ -39,7 +39,7 @@ class PixelViT(VisionTransformer):
     ``FeatureGetterNet`` over ``forward_intermediates``) all normalise exactly once.
     """
 
-    def __init__(self, mean=CIFAR10_MEAN, std=CIFAR10_STD, **kwargs):
+    def __init__(self, mean=DEFAULT_MEAN, std=DEFAULT_STD, **kwargs):
         if "embed_layer" in kwargs:
             raise ValueError("PixelViT builds its own (normalising) patch embedding; embed_layer is not supported")
         super().__init__(embed_layer=partial(NormalizedPatchEmbed, mean=mean, std=std), **kwargs)

@@ -16,7 +16,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from .normalize import CIFAR10_MEAN, CIFAR10_STD, InputNormalize, NormalizedConv2d
+from .normalize import DEFAULT_MEAN, DEFAULT_STD, InputNormalize, NormalizedConv2d
 from .registry import register_architecture
 
 
@@ -39,7 +39,7 @@ class PreActBlock(nn.Module):
 
 class WideResNet(nn.Module):
     def __init__(self, depth: int = 28, widen_factor: int = 10, num_classes: int = 10, in_chans: int = 3,
-                 global_pool: str = "avg", mean=CIFAR10_MEAN, std=CIFAR10_STD, drop_rate: float = 0.0):
+                 global_pool: str = "avg", mean=DEFAULT_MEAN, std=DEFAULT_STD, drop_rate: float = 0.0):
         super().__init__()
         if (depth - 4) % 6:
             raise ValueError(f"WideResNet depth must be 6n+4, got {depth}")

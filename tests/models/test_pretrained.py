@@ -14,7 +14,7 @@ from pipeline.config import load_config
 from pipeline.errors import UsageError
 from pipeline.export import load_timm_weights
 from pipeline.models import ModelConfig
-from pipeline.models.normalize import CIFAR10_MEAN
+from pipeline.models.normalize import IMAGENET_MEAN
 
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 VIT = "vit_tiny_patch16_224"
@@ -71,7 +71,7 @@ def test_normalisation_rule_order(tmp_path):
     tagged = ModelConfig(f"timm:{VIT}.augreg_in21k", pretrained=str(bare / "w.safetensors"), kwargs=kw)
     assert tagged.normalization()[0] == (0.5, 0.5, 0.5)
     # 3. our own architectures: the registry default
-    assert ModelConfig("resnet10_cifar_tiny").normalization()[0] == CIFAR10_MEAN
+    assert ModelConfig("resnet10_cifar_tiny").normalization()[0] == IMAGENET_MEAN  # the references' statistics
     # 4. nothing known: a one-line error, at build time and already when the config loads
     with pytest.raises(UsageError, match="carries no pretrained_cfg: set model.mean and model.std"):
         ModelConfig(f"timm:{VIT}", pretrained=str(bare / "w.safetensors"), kwargs=kw).build(5)
