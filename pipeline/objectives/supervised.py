@@ -53,12 +53,15 @@ PROTOCOLS.add("alf", Protocol(frozen_backbone=True, objective="pgd_at"))  # adve
 PROTOCOLS.add("aff", Protocol(frozen_backbone=False, objective="trades"))  # adversarial full fine-tuning
 
 
-def trades_attack(model: nn.Module, x: torch.Tensor, cfg: AttackConfig, dual_bn: bool = False) -> torch.Tensor:
+def trades_attack(model: nn.Module, x: torch.Tensor, cfg: AttackConfig, dual_bn: bool = False,
+                  target_branch: str = "") -> torch.Tensor:
     """Maximise KL(f(x) ‖ f(x')) over x'; the caller puts the model in eval().
 
     ``dual_bn``: RobustSSL's ``trades_loss_dual`` — the clean prediction through the clean BN branch, the
-    adversarial one through the adversarial branch."""
-    with torch.no_grad(), bn_branch(model, "clean") if dual_bn else nullcontext():
+    adversarial one through the adversarial branch. ``target_branch``: only the clean prediction f(x) through
+    that branch (AIR's LP-AFF.py: ``model(x_natural, 'normal')`` while everything else runs through 'pgd')."""
+    branch = "clean" if dual_bn else target_branch
+    with torch.no_grad(), bn_branch(model, branch) if branch else nullcontext():
         p_clean = F.softmax(model(x), dim=1)  # (B, K), fixed during the attack: computed once
     with bn_branch(model, "adv") if dual_bn else nullcontext():
         return run_attack(lambda xa: F.kl_div(F.log_softmax(model(xa), dim=1), p_clean, reduction="sum"), x, cfg)
@@ -78,7 +81,7 @@ def _accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
 def _trades(obj: SupervisedObjective, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
     b, k = x.shape[0], obj.attack.steps
     with eval_mode(obj.raw):  # eval(): attack iterations must not move BN statistics
-        x_adv = trades_attack(obj.raw, x, obj.attack, obj.dual_bn)
+        x_adv = trades_attack(obj.raw, x, obj.attack, obj.dual_bn, obj.target_branch)
     with bn_branch(obj.raw, "clean") if obj.dual_bn else nullcontext():
         logits = obj.model(x)
     with bn_branch(obj.raw, "adv") if obj.dual_bn else nullcontext():
@@ -134,15 +137,16 @@ class SupervisedObjective:
 
     ``dual_bn``: the classifier has dual BN (AFF from a dual-BN pretrained backbone, RobustSSL's default):
     TRADES routes clean inputs through the clean branch and adversarial ones through the adversarial
-    branch, in the attack and in the loss."""
+    branch, in the attack and in the loss. ``target_branch``: TRADES' attack computes its target f(x) through
+    this BN branch (the caller routes everything else; AIR's LP-AFT variant)."""
 
     def __init__(self, name: str, model: nn.Module, raw: nn.Module, attack: AttackConfig, beta: float, num_classes: int,
-                 dual_bn: bool = False):
+                 dual_bn: bool = False, target_branch: str = ""):
         self.name, self.model, self.raw, self.beta = name, model, raw, beta
         self.attack = replace(attack, start=attack.start or DEFAULT_STARTS.get(name, "uniform"))
         if name in SINGLE_STEP_ATTACKS:  # the objective is its attack: one step by the paper's rule
             self.attack = replace(self.attack, name=name, steps=1)
-        self.num_classes, self.dual_bn = num_classes, dual_bn
+        self.num_classes, self.dual_bn, self.target_branch = num_classes, dual_bn, target_branch
         self._step = FINETUNE_OBJECTIVES.get(name, "finetune.objective")
 
     def step(self, batch, state) -> tuple[torch.Tensor, dict]:

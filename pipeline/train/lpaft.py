@@ -2,8 +2,10 @@
 adversarial full fine-tuning, on pseudo-labels).
 
 The reference is PKU-ML/DYNACL: ``assign_label.py`` (pseudo-labels) and ``LPAFT_AFF.py`` (the dual-BN
-variant, whose output AFF fine-tunes; ``LPAFT.py`` is the same on the adversarial route alone); AIR's
-``LP-AFF.py`` (DynACL-AIR++) is the same code with k-means' tol 1e-5 instead of kmeans_pytorch's 1e-4.
+variant, whose output AFF fine-tunes; ``LPAFT.py`` is the same on the adversarial route alone). AIR's
+``LP-AFF.py`` (DynACL-AIR++) is *not* the same code: its ``trades_loss_dual`` (``finetuning_utils.py``)
+starts the attack at x + 0.001·N(0, 1) and takes the attack's target prediction from the *clean* BN branch
+(``model(x_natural, 'normal')``); ``attack.start=normal attack_target_branch=clean`` select it.
 
 1. pseudo-labels: features of every training image (``ToTensor`` only, shard order) from the backbone's
    *clean* BN branch in eval() — for DynACL the momentum encoder, which is what DynACL exports — clustered
@@ -45,7 +47,7 @@ from ..models import bn_branch, eval_mode
 from ..models.probe import LinearProbe
 from ..objectives import SupervisedObjective
 from ..run import settings_digest
-from ..validation import check
+from ..validation import check, check_choice
 from .batches import per_process_batch
 from .loop import TrainLoopConfig
 from .optim import OptimConfig
@@ -73,13 +75,19 @@ class LPAFTConfig:
     probe: TrainLoopConfig = field(default_factory=_probe_loop)  # the linear probe on the pseudo-labels
     trades: TrainLoopConfig = field(default_factory=_trades_loop)  # TRADES on the pseudo-labels
     beta: float = 6.0  # trades_loss_dual's default
-    # trades_loss_dual: perturb_steps 10, step 2/255, ε 8/255, starting at x itself ("zero")
+    # trades_loss_dual: perturb_steps 10, step 2/255, ε 8/255, starting at x itself ("zero"; DynACL's LPAFT_AFF.py)
+    # or at x + 0.001·N(0, 1) ("normal"; AIR's LP-AFF.py, whose finetuning_utils.py trades_loss_dual differs)
     attack: AttackConfig = field(default_factory=lambda: AttackConfig(steps=10, start="zero"))
+    # the BN branch of the clean prediction TRADES' attack maximises the KL against: adv (DynACL's LPAFT_AFF.py:
+    # every forward through the adversarial branch) | clean (AIR's LP-AFF.py: model(x_natural, 'normal') inside
+    # the attack; the outer loss still runs both inputs through 'pgd')
+    attack_target_branch: str = "adv"
 
     def check(self) -> None:
         check(self.clusters >= 2, "clusters", self.clusters, "use 2 or more clusters (10 in DynACL++)")
         check(self.feature_batch_size >= 1, "feature_batch_size", self.feature_batch_size, "use 1 or more")
         check(self.beta >= 0, "beta", self.beta, "use 0 or a positive TRADES weight (6 in DynACL++)")
+        check_choice("attack_target_branch", self.attack_target_branch, ("adv", "clean"))
 
 
 @torch.no_grad()
@@ -181,7 +189,9 @@ def phase_model(phase: str, net: nn.Module) -> nn.Module:
 def phase_objective(phase: str, model: nn.Module, raw: nn.Module, cfg: LPAFTConfig):
     """CE on the pseudo-labels (probe) or TRADES with ``cfg.attack`` and ``cfg.beta`` (trades)."""
     name = "ce" if phase == "probe" else "trades"
-    return SupervisedObjective(name, model, raw, cfg.attack, cfg.beta, cfg.clusters)
+    # the phase runs inside bn_branch(net, "adv"); AIR's variant takes the attack's target from the clean branch
+    target = "" if cfg.attack_target_branch == "adv" else cfg.attack_target_branch
+    return SupervisedObjective(name, model, raw, cfg.attack, cfg.beta, cfg.clusters, target_branch=target)
 
 
 def _fit(phase: str, cfg: LPAFTConfig, net: nn.Module, ctx: TrainingContext, batches: PseudoLabelBatches,

@@ -225,3 +225,71 @@ def test_lpaft_step_parity_with_lpaft_aff_py(phase):
     assert any(not torch.allclose(moved[k], v) for k, v in ours_net.state_dict().items())
     if phase == "trades":  # the whole network moved, through the adversarial branch only
         assert not torch.allclose(moved["conv1.weight"], ours_net.state_dict()["conv1.weight"])
+
+
+# ---- AIR's variant (DynACL-AIR++: Enhancing_ACL_via_AIR LP-AFF.py train(), finetuning_utils.py) ---------
+
+def air_trades_loss_dual(net, x_natural, y, step_size=2 / 255, epsilon=8 / 255, perturb_steps=10, natural_mode="pgd"):
+    """finetuning_utils.py ``trades_loss_dual``: the start is x + 0.001·N(0, 1) and the attack's target is the
+    *clean* branch's prediction (``model(x_natural, 'normal')``), recomputed at every step."""
+    model = _model(net)
+    batch_size = len(x_natural)
+    criterion_kl = torch.nn.KLDivLoss(reduction="sum")
+    net.eval()
+    x_adv = x_natural.detach() + 0.001 * torch.randn(x_natural.shape).detach()
+    for _ in range(perturb_steps):
+        x_adv.requires_grad_()
+        with torch.enable_grad():
+            net.eval()
+            loss_kl = criterion_kl(F.log_softmax(model(x_adv, "pgd"), dim=1), F.softmax(model(x_natural, "normal"), dim=1))
+        grad = torch.autograd.grad(loss_kl, [x_adv])[0]
+        x_adv = x_adv.detach() + step_size * torch.sign(grad.detach())
+        x_adv = torch.min(torch.max(x_adv, x_natural - epsilon), x_natural + epsilon)
+        x_adv = torch.clamp(x_adv, 0.0, 1.0)
+    x_adv = torch.clamp(x_adv, 0.0, 1.0).detach()
+    net.train()
+    nat_output = model(x_natural, natural_mode)
+    adv_output = model(x_adv, "pgd")
+    return F.cross_entropy(nat_output, y) + 6.0 * (1.0 / batch_size) * criterion_kl(
+        F.log_softmax(adv_output, dim=1), F.softmax(nat_output, dim=1))
+
+
+@pytest.mark.parametrize("variant", ["air", "dynacl"])
+def test_air_lpaft_trades_step_parity_with_lp_aff_py(variant):
+    """Our TRADES phase with ``attack.start=normal attack_target_branch=clean`` (the DynACL-AIR++ recipe) equals
+    AIR's step; DynACL's variant (start at x, adversarial branch throughout) does not — the two differ."""
+    overrides = [f"pretrain.lpaft.clusters={CLUSTERS}", f"pretrain.lpaft.attack.steps={K}"]
+    if variant == "air":
+        overrides += ["pretrain.lpaft.attack.start=normal", "pretrain.lpaft.attack_target_branch=clean"]
+    cfg = load_config(None, overrides).pretrain.lpaft
+    ours_net = classifier_from(_backbone(), CLUSTERS)
+    with torch.no_grad():  # a non-zero head: the clean and adversarial predictions differ from the first step
+        for p in ours_net.get_classifier().parameters():
+            p.copy_(0.3 * torch.randn_like(p))
+    ref_net = copy.deepcopy(ours_net)
+    model = phase_model("trades", ours_net)
+    opt_ours = build_optimizer(model.parameters(), cfg.trades.optim)
+    opt_ref = torch.optim.SGD(ref_net.parameters(), lr=0.1, weight_decay=1e-4, momentum=0.9)
+    objective = phase_objective("trades", model, model, cfg)
+    losses = []
+    for i, (x, y) in enumerate(_batches()):
+        model.train()
+        torch.manual_seed(100 + i)  # the same start noise on both sides
+        with bn_branch(ours_net, "adv"):
+            loss, _ = objective.step((x, y), None)
+        opt_ours.zero_grad()
+        loss.backward()
+        opt_ours.step()
+        torch.manual_seed(100 + i)
+        ref_loss = air_trades_loss_dual(ref_net, x, y.long(), perturb_steps=K)
+        opt_ref.zero_grad()
+        ref_loss.backward()
+        opt_ref.step()
+        losses.append((float(loss.detach()), float(ref_loss.detach())))
+    if variant == "air":
+        assert all(ours == pytest.approx(ref, abs=1e-6) for ours, ref in losses)
+        ref_state = ref_net.state_dict()
+        for k, v in ours_net.state_dict().items():
+            torch.testing.assert_close(v, ref_state[k], atol=1e-5, rtol=0, msg=k)
+    else:
+        assert any(abs(ours - ref) > 1e-4 for ours, ref in losses)
