@@ -53,6 +53,7 @@ class PretrainOutputs(_Record):
     momentum_encoder: bool  # DynACL: the backbone is the momentum copy
     projection_head: str  # safetensors file of the head
     steps: int
+    sampling: str = ""  # exact (every sample once per epoch) | resampled (shards drawn with replacement)
     skipped_samples: int = 0  # bad samples skipped while training (data.on_bad_sample=skip)
     loss_curve: str = ""
     coreset: str = ""  # RCS: the folder of its selections
@@ -72,6 +73,7 @@ class FinetuneOutputs(_Record):
     attack: str
     num_classes: int
     dual_bn: bool
+    sampling: str = ""  # exact | resampled: how the training epochs drew samples
     best_epoch: int | None = None
     best_val_robust_acc: float | None = None
     best_val_clean_acc: float | None = None

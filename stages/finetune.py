@@ -66,7 +66,8 @@ def run_finetune(cfg: ExperimentConfig) -> dict:
             selected = write_selected(job.run, plain_classifier(raw), state, has_val=val is not None,
                                       run_name=cfg.run.name)
             outputs = FinetuneOutputs(**selected, protocol=f.protocol, objective=objective.name,
-                                      attack=objective.attack.name, num_classes=num_classes, dual_bn=dual)
+                                      attack=objective.attack.name, num_classes=num_classes, dual_bn=dual,
+                                      sampling=train.sampling)
             job.run.outputs.update(outputs.to_json())
             print(selection_summary(job.run, state))
     acc.end_training()

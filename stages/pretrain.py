@@ -77,7 +77,7 @@ def run_pretrain(cfg: ExperimentConfig) -> dict:
             outputs = PretrainOutputs(
                 backbones=save_backbones(trained_backbone, dual, run.dir), method=p.method, dual_bn=dual,
                 momentum_encoder=job.raw.key is not None, projection_head="projection_head/head.safetensors",
-                steps=state.global_step, skipped_samples=batches.skipped, loss_curve=run.rel(png) if png else "",
+                steps=state.global_step, sampling=train.sampling, skipped_samples=batches.skipped, loss_curve=run.rel(png) if png else "",
                 coreset="coreset/" if coreset else "", lpaft=lpaft)
             run.outputs.update(outputs.to_json())
             print(f"[pretrain] backbone (timm folder{'s, one per BN branch' if dual else ''}): "

@@ -93,3 +93,23 @@ def test_objectives_never_import_train():
 
 def test_the_checker_sees_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def _package(module: str) -> str:
+    """``pipeline.train.loop`` → ``pipeline.train``; top-level modules of ``pipeline`` stay themselves."""
+    parts = module.split(".")
+    if parts[0] != "pipeline":
+        return parts[0]
+    return ".".join(parts[:2]) if len(parts) > 1 and (ROOT / "pipeline" / parts[1]).is_dir() else module
+
+
+def test_no_cycles_between_packages():
+    """Importing ``pipeline.train.x`` runs ``pipeline/train/__init__.py`` too, so the packages themselves
+    (``pipeline.train``, ``pipeline.objectives``, ``data``, …) must form no cycle either."""
+    packages: dict[str, set[str]] = {}
+    for module, targets in import_graph().items():
+        packages.setdefault(_package(module), set()).update(_package(t) for t in targets)
+    for name, targets in packages.items():
+        targets.discard(name)
+    packages = {n: {t for t in ts if t in packages} for n, ts in packages.items()}
+    assert cycles(packages) == []

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.io import read_jsonl
+
 ROOT = Path(__file__).resolve().parents[2]
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
 ACCELERATE = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
@@ -58,12 +60,16 @@ def test_pretrain_stage_runs_under_torchrun(tiny_cfg, tmp_path):
     cfg = tiny_cfg()
     args = [f"run.root={cfg.run.root}", "run.name=ddp", "run.progress=false", "run.num_threads=1",
             "data.dataset=shards", f"data.train_urls={cfg.data.train_urls}", f"data.test_urls={cfg.data.test_urls}",
-            "data.num_classes=4", "pretrain.epochs=1", "pretrain.batch_size=16", "pretrain.attack.steps=1",
+            "data.num_classes=4", "pretrain.epochs=2", "pretrain.batch_size=24", "pretrain.attack.steps=1",
             "pretrain.proj_hidden_dim=32", "pretrain.proj_dim=16"]
     _run([TORCHRUN, "--nproc_per_node", "2", "--master_port", "29518", "-m", "stages.pretrain",
           "--config", "configs/quickstart.yaml", *args])
     manifest = json.loads((Path(cfg.run.root) / "ddp" / "pretrain" / "manifest.json").read_text())
-    assert manifest["status"] == "complete" and manifest["outputs"]["steps"] == 4  # 64 samples / 16
+    # exact epochs: 64 samples = 24 + 24 + 16 (the partial batch kept, 8 per process), every sample once
+    assert manifest["status"] == "complete" and manifest["outputs"]["steps"] == 2 * 3
+    assert manifest["outputs"]["sampling"] == "exact"
+    epochs = read_jsonl(Path(cfg.run.root) / "ddp" / "pretrain" / "metrics.jsonl", kind="epoch")
+    assert [(r["samples"], r["distinct_samples"]) for r in epochs] == [(64, 64), (64, 64)]
     # an odd global batch is refused before any compute, naming the fix
     proc = subprocess.run([TORCHRUN, "--nproc_per_node", "2", "--master_port", "29519", "-m", "stages.pretrain",
                            "--config", "configs/quickstart.yaml", *args, "pretrain.batch_size=15", "run.name=odd"],
@@ -82,6 +88,8 @@ def test_finetune_stage_runs_under_torchrun(tiny_cfg):
           "--config", "configs/quickstart.yaml", *args])
     manifest = json.loads((Path(cfg.run.root) / "ddpft" / "finetune" / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["outputs"]["steps"] == 4
+    (epoch,) = read_jsonl(Path(cfg.run.root) / "ddpft" / "finetune" / "metrics.jsonl", kind="epoch")
+    assert epoch["samples"] == epoch["distinct_samples"] == 64  # summed over both processes
     assert 0.0 <= manifest["outputs"]["best_val_robust_acc"] <= 1.0  # validation reduced over both ranks
 
 

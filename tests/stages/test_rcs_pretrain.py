@@ -15,7 +15,7 @@ from stages.pretrain import run_pretrain
 COMMON = ["pretrain.method=acl", "pretrain.epochs=3", "pretrain.batch_size=16", "pretrain.attack.steps=1",
           "pretrain.rcs.fraction=0.5", "pretrain.rcs.warmup_epochs=2", "pretrain.rcs.period=1",
           "pretrain.rcs.val_fraction=0.1", "pretrain.rcs.val_attack_steps=1", "pretrain.checkpoint_every_steps=1"]
-FULL = 58 // 16  # 64 samples − 6 held out for RCS's validation; budget 29 → 1 candidate batch of 16
+FULL = 4  # 64 samples − 6 held out for RCS's validation = 58: exact epochs of 3 × 16 + 10; budget 29 → 1 batch of 16
 
 
 def _selections(cfg):
@@ -33,11 +33,14 @@ def test_rcs_epochs_schedule_and_exact_resume(tiny_cfg, monkeypatch):
         assert sel["candidates"] == 3 and len(sel["picked"]) == 1 and len(set(sel["ids"])) == 16
     held_out = set(json.loads((RunDir.of(straight.run).stage("pretrain") / "coreset" / "validation.json").read_text()))
     assert len(held_out) == 6 and not held_out & {i for sel in chosen.values() for i in sel["ids"]}
-    subset_steps = [max(1, n // 16) for n in sizes]
+    subset_steps = [-(-n // 16) for n in sizes]  # exact epochs over the coreset
     assert outputs["steps"] == FULL + sum(subset_steps) and outputs["coreset"] == "coreset/"
     # the LR follows the fraction of epochs done: at every epoch's end, where a run of full epochs would be
     rows = [json.loads(x) for x in (RunDir.of(straight.run).stage("pretrain") / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if r["kind"] == "step"]
+    # every epoch visits its set once: the 58 training samples (warm-up), then the coreset's
+    coverage = [(r["samples"], r["distinct_samples"]) for r in rows if r["kind"] == "epoch"]
+    assert coverage == [(58, 58)] + [(n, n) for n in sizes]
     optim = straight.pretrain.optim
     ends = [FULL - 1, FULL + subset_steps[0] - 1, FULL + sum(subset_steps) - 1]
     for epoch, last in enumerate(ends):
