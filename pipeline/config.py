@@ -30,12 +30,12 @@ from omegaconf.errors import (
 
 from data.config import DataConfig
 
-from .attacks import AttackConfig
 from .errors import UsageError
 from .evaluation.config import EvaluateConfig
 from .models import ModelConfig
 from .objectives import FINETUNE_OBJECTIVES, PRETRAIN_METHODS, PROTOCOLS, ContrastiveConfig
 from .objectives.rcs import RCSConfig
+from .objectives.supervised import FinetuneAttackConfig
 from .train import TrainLoopConfig
 from .validation import InvalidValue, check, check_choice, validate
 
@@ -115,8 +115,10 @@ class FinetuneConfig(TrainLoopConfig):
     # catastrophic overfitting (fgsm_rs / nfgsm): warn when the validation robust accuracy falls below this
     # fraction of the best so far, beyond sampling noise (pipeline/train/selection.py); 0 = never warn
     collapse_ratio: float = 0.5
-    # start "": the objective's own (TRADES: x + 0.001·N(0,1); PGD-AT: uniform in the ball)
-    attack: AttackConfig = field(default_factory=lambda: AttackConfig(steps=10, start=""))
+    # start "": the objective's own (TRADES: x + 0.001·N(0,1); PGD-AT: uniform in the ball); model_mode: the
+    # network's mode during the attack, eval | train (train = the FGSM-RS / N-FGSM references; why eval is the
+    # default: pipeline/objectives/supervised.py FinetuneAttackConfig)
+    attack: FinetuneAttackConfig = field(default_factory=lambda: FinetuneAttackConfig(steps=10, start=""))
 
     def stage(self, base: str = "finetune") -> str:
         """The stage folder of this fine-tune (``finetune``, ``evaluate``, ``export``), by its name."""
