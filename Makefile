@@ -9,22 +9,37 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# the exact versions CI tests (pyproject.toml keeps the ranges, for library users); `make lock` refreshes it
+LOCK := constraints.txt
+LOCK_VENV ?= $(VENV)-lock
 RUN := $(PY) -m
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data index protocols pretrain finetune evaluate export test test-slow bench lint experiment clean
+.PHONY: help setup lock data index protocols pretrain finetune evaluate export test test-slow bench lint format experiment clean
 
 help: ## list the targets
 	@echo "usage: make <target> [CONFIG=configs/x.yaml] [ARGS=\"key=value ...\"]"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -c $(LOCK) --build-constraint $(LOCK) -e ".[dev]"
 	@touch $(STAMP)
 
-setup: $(STAMP) ## create .venv and install the project (idempotent; other targets do it implicitly)
+setup: $(STAMP) ## create .venv and install the project at the versions of constraints.txt (idempotent; other targets do it implicitly)
+
+lock: ## re-resolve constraints.txt: the newest versions pyproject.toml allows, in a throwaway venv (then make test)
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install -q -e ".[dev]"
+	{ echo "# The versions CI tests: what \`make lock\` resolved for pip install -e '.[dev]' in a fresh venv"; \
+	  echo "# ($$($(LOCK_VENV)/bin/python -c 'import platform as p; print(p.python_implementation(), p.python_version(), p.system(), p.machine())'), $$(date -u +%Y-%m-%d))."; \
+	  echo "# Used as constraints (pip install -c constraints.txt): packages a platform does not need (the CUDA"; \
+	  echo "# wheels off Linux) are skipped. Refresh: make lock && make test, then commit this file."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude pip --exclude-editable; } > $(LOCK)
+	rm -rf $(LOCK_VENV)
 
 data: $(STAMP) ## convert the dataset of CONFIG into webdataset shards
 	$(RUN) stages.data --config $(CONFIG) $(ARGS)
@@ -60,8 +75,14 @@ EXP_ARGS ?= --pretrain-epochs 2 --finetune-epochs 3
 experiment: $(STAMP) ## the CPU-scale CIFAR-10 comparison (ACL/DynACL/SimCLR → AFF vs TRADES scratch), ~80 min
 	$(PY) bench/experiment_cifar10.py $(EXP_ARGS)
 
-lint: $(STAMP) ## ruff
-	$(PY) -m ruff check pipeline stages data tests bench
+LINT_PATHS := pipeline stages data tests bench
+
+lint: $(STAMP) ## ruff: lint rules and formatting (check only; `make format` rewrites)
+	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m ruff format --check $(LINT_PATHS)
+
+format: $(STAMP) ## ruff format: rewrite the sources in the project's style
+	$(PY) -m ruff format $(LINT_PATHS)
 
 clean: ## delete runs/ (your results!) — asks first
 	@read -p "delete runs/? [y/N] " a && [ "$$a" = y ] && rm -rf runs || true

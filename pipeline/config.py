@@ -28,12 +28,12 @@ from omegaconf.errors import (
 
 from data.config import DataConfig
 
-from .attacks import AttackConfig
 from .errors import UsageError
 from .evaluation.config import EvaluateConfig
 from .models import ModelConfig
 from .objectives import FINETUNE_OBJECTIVES, PRETRAIN_METHODS, PROTOCOLS, ContrastiveConfig
 from .objectives.rcs import RCSConfig
+from .objectives.supervised import FinetuneAttackConfig
 from .run import RunConfig, settings_digest
 from .train import TrainLoopConfig
 from .train.lpaft import LPAFTConfig
@@ -87,8 +87,10 @@ class FinetuneConfig(TrainLoopConfig):
     # catastrophic overfitting (fgsm_rs / nfgsm): warn when the validation robust accuracy falls below this
     # fraction of the best so far, beyond sampling noise (pipeline/train/selection.py); 0 = never warn
     collapse_ratio: float = field(default=0.5, metadata={"fingerprint": False})  # only decides when to warn
-    # start "": the objective's own (TRADES: x + 0.001·N(0,1); PGD-AT: uniform in the ball)
-    attack: AttackConfig = field(default_factory=lambda: AttackConfig(steps=10, start=""))
+    # start "": the objective's own (TRADES: x + 0.001·N(0,1); PGD-AT: uniform in the ball); model_mode: the
+    # network's mode during the attack, eval | train (train = the FGSM-RS / N-FGSM references; why eval is the
+    # default: pipeline/objectives/supervised.py FinetuneAttackConfig)
+    attack: FinetuneAttackConfig = field(default_factory=lambda: FinetuneAttackConfig(steps=10, start=""))
 
     def stage(self, base: str = "finetune") -> str:
         """The stage folder of this fine-tune (``finetune``, ``evaluate``, ``export``), by its name."""

@@ -1,10 +1,16 @@
-"""Where every config key is documented: the dataclass (and file) behind each section, generated from
-:class:`pipeline.config.ExperimentConfig` so it follows the schema (the command line's ``--help``)."""
+"""Every config key with its type, default and comment, and the dataclass (and file) behind each section,
+generated from :class:`pipeline.config.ExperimentConfig` so it follows the schema (the command line's
+``<stage> --help``, through the cache of ``stages/_keys.py``)."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import inspect
+import io
+import json
+import textwrap
+import tokenize
 import typing
 from pathlib import Path
 
@@ -30,21 +36,75 @@ def _composition(cls: type) -> str:
     return f"{_where(cls)} {'+' if own else '='} " + " + ".join(_where(b) for b in bases)
 
 
-def key_docs() -> list[str]:
-    """One line per config section (and nested section): the dataclass(es) whose commented fields document
-    its keys. Generated from :class:`pipeline.config.ExperimentConfig`, so it follows the schema."""
+def _type_name(hint: object) -> str:
+    """``int``, ``list[str]``, ``dict[str, Any]``: the annotation as it is written in the schema."""
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """The comment of each field declared in ``cls``'s own body: the comment lines right above it (no blank
+    line between) and the comment at the end of its line(s), joined."""
+    try:
+        lines, _ = inspect.getsourcelines(cls)
+    except (OSError, TypeError):
+        return {}
+    source = "".join(lines)
+    comments: dict[int, str] = {}  # line (1-based, in the class source) -> comment text
+    code_lines: set[int] = set()
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            comments[tok.start[0]] = tok.string.lstrip("#").strip()
+        elif tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER):
+            code_lines.update(range(tok.start[0], tok.end[0] + 1))
+    body = ast.parse(textwrap.dedent(source)).body[0]
+    out: dict[str, str] = {}
+    for node in getattr(body, "body", []):
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+            continue
+        above, line = [], node.lineno - 1
+        while line in comments and line not in code_lines:  # a comment-only line right above
+            above.insert(0, comments[line])
+            line -= 1
+        inline = [comments[n] for n in range(node.lineno, (node.end_lineno or node.lineno) + 1) if n in comments]
+        out[node.target.id] = " ".join(c for c in above + inline if c)
+    return out
+
+
+def _comment(cls: type, name: str) -> str:
+    """The comment of field ``name`` where it is declared: the first class in the MRO that annotates it."""
+    for klass in cls.__mro__:
+        if name in klass.__dict__.get("__annotations__", {}):
+            return _field_comments(klass).get(name, "")
+    return ""
+
+
+def key_table() -> list[dict]:
+    """Every config key, by section: ``[{"section", "where", "comment", "keys": [[key, type, default, comment]]}]``
+    with the schema's defaults (as ``--print-config`` renders them, JSON-encoded) and the comments its fields
+    carry. Generated from :class:`pipeline.config.ExperimentConfig`; the command line's ``--help`` shows it."""
+    from omegaconf import OmegaConf
+
     from .config import ExperimentConfig  # imported here: the schema pulls in timm and torch
 
-    rows: list[tuple[str, str]] = []
+    defaults = OmegaConf.to_container(OmegaConf.structured(ExperimentConfig))
+    sections: list[dict] = []
 
-    def walk(cls: type, prefix: str) -> None:
+    def walk(cls: type, prefix: str, values: dict, comment: str) -> None:
+        section = {"section": prefix, "where": _composition(cls), "comment": comment, "keys": []}
+        sections.append(section)
         hints = typing.get_type_hints(cls)
+        nested = []
         for f in dataclasses.fields(cls):
-            sub = hints.get(f.name)
-            if isinstance(sub, type) and dataclasses.is_dataclass(sub):
-                rows.append((f"{prefix}{f.name}.*", _composition(sub)))
-                walk(sub, f"{prefix}{f.name}.")
+            hint, note = hints.get(f.name), _comment(cls, f.name)
+            if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+                nested.append((hint, f"{prefix}.{f.name}", values[f.name], note))
+                continue
+            value = values[f.name]
+            shown = "???" if value == "???" else json.dumps(value, ensure_ascii=False)  # ??? = required (OmegaConf's MISSING)
+            section["keys"].append([f"{prefix}.{f.name}", _type_name(hint), shown, note])
+        for args in nested:  # sub-sections after the section's own keys
+            walk(*args)
 
-    walk(ExperimentConfig, "")
-    width = max(len(k) for k, _ in rows)
-    return [f"  {k:<{width}}  {v}" for k, v in rows]
+    for f in dataclasses.fields(ExperimentConfig):
+        walk(typing.get_type_hints(ExperimentConfig)[f.name], f.name, defaults[f.name], _comment(ExperimentConfig, f.name))
+    return sections

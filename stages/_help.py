@@ -1,29 +1,28 @@
 """The stage entry points' argument parser and their ``--help`` (kept free of torch imports: the key
-documentation is built only when ``--help`` asks for it). Used by :mod:`stages._cli`."""
+listing is built only when a stage's ``--help`` asks for it, from a cache when fresh, ``_keys.py``). Used by
+:mod:`stages._cli`."""
 
 from __future__ import annotations
 
 import argparse
 
+from ._keys import listing, write  # standard library only: no torch
+
 STAGES = ("data", "index", "pretrain", "finetune", "evaluate", "export", "protocols")
 DEFAULT_CONFIG = "configs/quickstart.yaml"
-
-
 _EXAMPLE_KEY = {"finetune": "finetune.epochs=2", "evaluate": "evaluate.eps=0.0157", "export": "export.checkpoint=final"}
 
 
 def _epilog(prog: str, stage: str | None) -> str:
-    try:
-        from pipeline.config_docs import key_docs  # imported here: the schema pulls in torch
-
-        docs = "\n".join(key_docs())
-    except Exception as exc:  # help must never fail; the schema is still in pipeline/config.py
-        docs = f"  (could not list them: {exc}); see pipeline/config.py ExperimentConfig"
-    key = _EXAMPLE_KEY.get(stage or "pretrain", "pretrain.epochs=2")
-    prog = prog if stage else f"{prog} pretrain"
+    if stage is None:  # no key listing here: it needs the schema (torch); each stage's --help has its keys
+        return (f"{prog} <stage> --help lists the stage's config keys (type, default, comment);\n"
+                f"{prog} <stage> --help <section> one section's, e.g. {prog} pretrain --help attack.\n"
+                "The make targets (`make help`) run the same stages and stay the documented way.")
+    key = _EXAMPLE_KEY.get(stage, "pretrain.epochs=2")
     return (
-        "where every key is documented (each field carries a comment there):\n"
-        f"{docs}\n\n"
+        "config keys (key  type  = default  # comment; the schema's, under the dataclasses that declare them):\n"
+        f"{listing(stage, None)}\n\n"
+        f"{prog} --help <section> lists one section (e.g. attack, optim, or any section's full name).\n"
         "--print-config shows the values actually used (defaults <- YAML <- key=value, validated) and exits.\n"
         "The make targets (`make help`) run the same stages and stay the documented way.\n\n"
         "examples:\n"
@@ -33,14 +32,24 @@ def _epilog(prog: str, stage: str | None) -> str:
 
 
 class _LazyHelp(argparse.Action):
-    """``--help`` that builds the key documentation only when asked (it imports the config schema)."""
+    """``--help [section]`` that builds the key listing only when asked (``_keys.py``: cached, torch-free
+    when the cache is fresh). With a section, only that section's keys; an unknown one exits 2."""
 
-    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
-        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None, nargs="?"):
+        super().__init__(option_strings, dest=dest, default=default, nargs=nargs, help=help,
+                         metavar="SECTION" if nargs else None)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        parser.epilog = _epilog(parser.prog, getattr(parser, "_stage", None))
-        parser.print_help()
+        stage = getattr(parser, "_stage", None)
+        if stage is not None and values and "=" not in values:  # --help attack; not --help key=value
+            try:
+                text = listing(stage, values) + "\n"
+            except ValueError as exc:
+                parser.exit(2, f"error: {exc}\n")
+        else:
+            parser.epilog = _epilog(parser.prog, stage)
+            text = parser.format_help()
+        write(text)
         parser.exit(0)
 
 
@@ -53,7 +62,11 @@ def parser_for(prog: str, stage: str | None) -> argparse.ArgumentParser:
     parser._stage = stage  # type: ignore[attr-defined]
     if stage is None:
         parser.add_argument("stage", choices=STAGES, metavar="<stage>", help="one of: " + ", ".join(STAGES))
-    parser.add_argument("-h", "--help", action=_LazyHelp, help="show this help (and where every key is documented)")
+    if stage is None:
+        parser.add_argument("-h", "--help", action=_LazyHelp, nargs=0, help="show this help")
+    else:
+        parser.add_argument("-h", "--help", action=_LazyHelp, help="show this help and every config key of the stage; "
+                            "with SECTION (attack, optim, ...) that section's keys only")
     parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="YAML", help="experiment YAML (default: %(default)s)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config as YAML and exit; runs and writes nothing")

@@ -9,9 +9,11 @@ CE(f(x), y) + β·KL(softmax f(x) ‖ softmax f(x')) averaged over the batch, gr
 FGSM-RS [3] and N-FGSM [4] (``fgsm_rs``, ``nfgsm``) are PGD-AT with the paper's single-step attack
 (``pipeline/attacks/single_step.py``): cross-entropy on the one-step adversarial batch, 2 passes per image
 instead of TRADES PGD-10's 13. The objective picks its attack: ``attack.name`` and ``attack.steps`` are
-replaced by it, ``attack.step_size`` and ``attack.start`` are not used (the papers' rules, tied to ε). Like
-every attack here, theirs runs in ``eval()`` (the authors' code attacks in ``train()``, so BN statistics
-there also see the noisy start points).
+replaced by it, ``attack.step_size`` and ``attack.start`` are not used (the papers' rules, tied to ε).
+
+``finetune.attack.model_mode`` (:class:`FinetuneAttackConfig`) sets the network's mode while the training
+attack runs: ``eval`` (default, like every other attack here) or ``train``, what the FGSM-RS and N-FGSM
+authors' loops do (the attack forward uses batch statistics and updates the running ones: twice a step).
 
 Add an objective: a function ``(objective, x, y) -> (loss, metrics)`` with
 ``@FINETUNE_OBJECTIVES.register("name")``.
@@ -26,7 +28,7 @@ Add an objective: a function ``(objective, x, y) -> (loss, metrics)`` with
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 
 import torch
@@ -37,6 +39,7 @@ from ..attacks import SINGLE_STEP_ATTACKS, AttackConfig, cross_entropy_attack, r
 from ..errors import DataError
 from ..models import bn_branch, eval_mode
 from ..registry import Registry
+from ..validation import check_choice
 
 FINETUNE_OBJECTIVES: Registry[Callable] = Registry("finetune objective")
 PROTOCOLS: Registry[Protocol] = Registry("finetune protocol")
@@ -46,6 +49,28 @@ PROTOCOLS: Registry[Protocol] = Registry("finetune protocol")
 class Protocol:
     frozen_backbone: bool  # train the classifier head only (a linear probe)
     objective: str  # the objective used when finetune.objective is ""
+
+
+@dataclass
+class FinetuneAttackConfig(AttackConfig):
+    """``finetune.attack``: the training attack, and the network's mode while it runs."""
+
+    # eval | train: the network's mode while the training attack runs (validation attacks always in eval).
+    # train = the FGSM-RS / N-FGSM authors' loops (train_fgsm.py, N-FGSM train.py): batch statistics, and the
+    # attack's forward updates the BN running statistics too (dropout on); their recipes set it. eval is the
+    # default: the running statistics (what is evaluated and exported) average only the inputs the loss trains
+    # on, the attack does not depend on the rest of the batch or on how many processes split it, and it is
+    # TRADES' own choice (trades.py: model.eval() for the attack) and that of every other attack here
+    model_mode: str = "eval"
+
+    def check(self) -> None:
+        super().check()
+        check_choice("model_mode", self.model_mode, ("eval", "train"))
+
+
+def attack_mode(obj: SupervisedObjective) -> AbstractContextManager:
+    """The network's mode for the training attack: eval() inside the block, or the step's own mode (train)."""
+    return eval_mode(obj.raw) if obj.model_mode == "eval" else nullcontext()
 
 
 PROTOCOLS.add("slf", Protocol(frozen_backbone=True, objective="ce"))  # standard linear fine-tuning
@@ -80,7 +105,7 @@ def _accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
 @FINETUNE_OBJECTIVES.register("trades")
 def _trades(obj: SupervisedObjective, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
     b, k = x.shape[0], obj.attack.steps
-    with eval_mode(obj.raw):  # eval(): attack iterations must not move BN statistics
+    with attack_mode(obj):  # eval() by default: attack iterations must not move BN statistics
         x_adv = trades_attack(obj.raw, x, obj.attack, obj.dual_bn, obj.target_branch)
     with bn_branch(obj.raw, "clean") if obj.dual_bn else nullcontext():
         logits = obj.model(x)
@@ -94,7 +119,7 @@ def _trades(obj: SupervisedObjective, x: torch.Tensor, y: torch.Tensor) -> tuple
 @FINETUNE_OBJECTIVES.register("pgd_at")
 def _pgd_at(obj: SupervisedObjective, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
     b, k = x.shape[0], obj.attack.steps
-    with eval_mode(obj.raw):
+    with attack_mode(obj):
         x_adv = cross_entropy_attack(obj.raw, x, y, obj.attack)
     logits_adv = obj.model(x_adv)
     return F.cross_entropy(logits_adv, y), {"images": b, "train_acc": None,
@@ -106,7 +131,7 @@ def _single_step(obj: SupervisedObjective, x: torch.Tensor, y: torch.Tensor) -> 
     b = x.shape[0]
     # every input the loss sees is adversarial: with dual BN, attack and loss use the adversarial branch
     with bn_branch(obj.raw, "adv") if obj.dual_bn else nullcontext():
-        with eval_mode(obj.raw):
+        with attack_mode(obj):  # train: the references' (their attack forward updates BN statistics)
             x_adv = cross_entropy_attack(obj.raw, x, y, obj.attack)
         logits_adv = obj.model(x_adv)
     return F.cross_entropy(logits_adv, y), {"images": b, "train_acc": None,
@@ -147,6 +172,7 @@ class SupervisedObjective:
         if name in SINGLE_STEP_ATTACKS:  # the objective is its attack: one step by the paper's rule
             self.attack = replace(self.attack, name=name, steps=1)
         self.num_classes, self.dual_bn, self.target_branch = num_classes, dual_bn, target_branch
+        self.model_mode = getattr(attack, "model_mode", "eval")  # a plain AttackConfig (LP-AFT's): eval
         self._step = FINETUNE_OBJECTIVES.get(name, "finetune.objective")
 
     def step(self, batch, state) -> tuple[torch.Tensor, dict]:
