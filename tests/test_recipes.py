@@ -51,7 +51,11 @@ def resolve(cfg: ExperimentConfig, key: str, cache: dict | None = None):
             cache[protocol] = protocol_config(cfg, protocol)
         cfg = cache[protocol] if cache is not None else protocol_config(cfg, protocol)
     value = _effective(cfg, key) if key in recipes.EFFECTIVE else _get(cfg, key)
-    return OmegaConf.to_container(OmegaConf.create({"v": value}))["v"] if isinstance(value, (list, dict)) else value
+    return (
+        OmegaConf.to_container(OmegaConf.create({"v": value}))["v"]
+        if isinstance(value, (list, dict))
+        else value
+    )
 
 
 def _same(a, b) -> bool:
@@ -67,8 +71,11 @@ def _same(a, b) -> bool:
 def mismatches(name: str, cfg: ExperimentConfig | None = None) -> list[str]:
     cfg = cfg or load_config(ROOT / "configs" / name)
     cache: dict = {}
-    return [f"{v.key}: recipe has {resolve(cfg, v.key, cache)!r}, the table ({v.cite}) {v.value!r}"
-            for v in recipes.TABLE[name] if not _same(resolve(cfg, v.key, cache), v.value)]
+    return [
+        f"{v.key}: recipe has {resolve(cfg, v.key, cache)!r}, the table ({v.cite}) {v.value!r}"
+        for v in recipes.TABLE[name]
+        if not _same(resolve(cfg, v.key, cache), v.value)
+    ]
 
 
 @pytest.mark.parametrize("name", RECIPES)
@@ -78,7 +85,9 @@ def test_recipe_holds_every_reference_value(name):
 
 def test_every_gpu_recipe_is_tabled_or_named_not_parity():
     on_disk = {p.name for p in (ROOT / "configs").glob("*_gpu.yaml")}
-    assert on_disk == set(recipes.TABLE) | set(recipes.NOT_PARITY), on_disk ^ (set(recipes.TABLE) | set(recipes.NOT_PARITY))
+    assert on_disk == set(recipes.TABLE) | set(recipes.NOT_PARITY), on_disk ^ (
+        set(recipes.TABLE) | set(recipes.NOT_PARITY)
+    )
 
 
 def test_deviations_and_as_ran_values_say_why():
@@ -124,8 +133,12 @@ def test_every_resolved_key_is_tabled_or_not_a_recipe_value(name):
     untabled = [k for k in keys if k not in tabled and not k.startswith(skip)]
     assert untabled == []
     if cfg.finetune.init != "scratch":  # SLF and ALF: every fine-tuning key of AFF's is tabled for them too
-        ft = [k for k in tabled if k.startswith("finetune.") and k not in
-              ("finetune.beta", "finetune.dual_bn", "finetune.protocol")]
+        ft = [
+            k
+            for k in tabled
+            if k.startswith("finetune.")
+            and k not in ("finetune.beta", "finetune.dual_bn", "finetune.protocol")
+        ]
         for protocol in ("slf", "alf"):
             needed = [k for k in ft if protocol == "alf" or not k.startswith("finetune.attack.")]
             assert sorted(f"{protocol}:{k}" for k in needed if f"{protocol}:{k}" not in tabled) == []
@@ -145,6 +158,7 @@ def test_make_finetune_runs_the_protocols_aff(name):
 
 # ---- the citations, against the references' code ----------------------------------------------------------
 
+
 def _reference_text(repo: str, path: str) -> str | None:
     """``ROBUSTPRETRAIN_REFERENCES`` (default /work/.mirror): a folder of ``owner+name/repo`` git mirrors (as the
     project's ``fetch`` makes them) or of plain ``name/`` checkouts."""
@@ -152,7 +166,9 @@ def _reference_text(repo: str, path: str) -> str | None:
     full, commit, root = recipes.REPOS[repo]
     git_dir = base / full.replace("/", "+") / "repo"
     if git_dir.is_dir():
-        out = subprocess.run(["git", "-C", str(git_dir), "show", f"{commit}:{root}{path}"], capture_output=True)
+        out = subprocess.run(
+            ["git", "-C", str(git_dir), "show", f"{commit}:{root}{path}"], capture_output=True
+        )
         return out.stdout.decode() if out.returncode == 0 else None
     plain = base / full.split("/")[1] / root / path
     return plain.read_text() if plain.is_file() else None
@@ -169,7 +185,7 @@ def test_citations_point_at_the_cited_text():
                 continue
             a, b = v.lines
             lines = text.replace("\r", "").splitlines()
-            span = "\n".join(lines[a - 1:b])
+            span = "\n".join(lines[a - 1 : b])
             if v.match not in span:
                 wrong.append(f"{name} {v.key}: {v.cite} lacks {v.match!r} (has {span.strip()[:100]!r})")
             checked += 1
@@ -180,6 +196,7 @@ def test_citations_point_at_the_cited_text():
 
 
 # ---- the generated tables --------------------------------------------------------------------------------
+
 
 def test_docs_table_is_current():
     assert recipes.DOCS.read_text() == recipes.render_docs(), "run: python -m pipeline.recipes --write"
