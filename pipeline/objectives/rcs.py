@@ -18,11 +18,14 @@ between the head's outputs on clean and adversarial validation images — and pi
 Reference details kept on purpose (the parity test checks them): only the head's Linear parameters count;
 the step is applied twice (``RCS.py`` updates ``linear_layer`` and ``self.model.fc``, the same module), so
 it is ``2·lr``; every forward runs in eval() mode (the attacks switch the model to eval and it stays there).
-Two of its details are replaced by what they amount to: the validation batch's two-view reshape uses the
-first half of each batch twice (a mean over duplicated rows equals the mean over the rows, so we use each
-validation image once, all of them), and ``Coreset_bs`` — read but never defined by the reference's
-argument parser — is the pretraining batch size, the only value for which its budget arithmetic
-(``int(budget / batch_size)`` batches) selects ``fraction`` of the set.
+The validation rows are the reference's too (``validation_rows``): its loader yields the held-out images
+in batches of ``val_batch_size`` (its ``--batch_size``, 512), each image as two identical un-augmented
+"views", and ``view(2d, …)[:d]`` keeps the first d rows — the first half of each batch's images, each
+twice. Every row gets its own random attack start, so the two copies of an image are attacked apart: the
+divergence is not the same as over each image once (the other half of the images is never used).
+``Coreset_bs`` — read but never defined by the reference's argument parser — is replaced by the
+pretraining batch size, the only value for which its budget arithmetic (``int(budget / batch_size)``
+batches) selects ``fraction`` of the set.
 
 [0] Xu et al., Efficient Adversarial Contrastive Learning via Robustness-Aware Coreset Selection, NeurIPS 2023.
 """
@@ -53,6 +56,9 @@ class RCSConfig:
     val_fraction: float = 0.01  # held out of pretraining as RCS's (unlabeled) validation set (reference 1%)
     val_attack_steps: int = 3  # --Coreset_pgd_iter: PGD steps on the divergence, step (10/255)/steps
     lr: float = 0.01  # --Coreset_lr: the greedy search's SGD step on the projection head
+    # the reference's validation loader batch (ACL_RCS.py: --batch_size, 512): RCS.py keeps the first half of
+    # each batch's images, each twice (validation_rows)
+    val_batch_size: int = 512
 
     def check(self) -> None:
         check(0.0 <= self.fraction < 1.0, "fraction", self.fraction, "use a value in [0, 1) (0.2 = the paper's; 0 = off)")
@@ -60,6 +66,8 @@ class RCSConfig:
               "use warmup_epochs >= 1 and period >= 1")
         check(0.0 < self.val_fraction < 0.5, "val_fraction", self.val_fraction, "use a value in (0, 0.5), e.g. 0.01")
         check(self.val_attack_steps >= 1 and self.lr > 0, "lr", self.lr, "use lr > 0 and val_attack_steps >= 1")
+        check(self.val_batch_size >= 1, "val_batch_size", self.val_batch_size,
+              "use 1 or more (the reference's: its pretraining batch, 512)")
 
     def selects(self, epoch: int) -> bool:
         """Whether 0-based ``epoch`` starts with a selection (ACL_RCS.py: ``epoch >= warmup and (epoch-1) %
@@ -81,6 +89,13 @@ def divergence(out_adv: torch.Tensor, out_clean: torch.Tensor) -> torch.Tensor:
     log_p = torch.log(minmax(out_clean) + 1e-8)
     q = minmax(out_adv) + 1e-8
     return (q * (q.log() - log_p)).mean()  # KLDivLoss(reduction="mean")(log_p, q), q > 0
+
+
+def validation_rows(val_x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """The rows RCS.py attacks and scores, from the held-out images in loader order: per batch of d images
+    (two identical views each, ``(d, 2, C, H, W)`` viewed as 2d rows), the first d rows — images 0 … ⌈d/2⌉−1 of
+    the batch, each twice and adjacent (``RCS.py``: ``valid_inputs.view(d[0]*2, …)[:d[0]]``)."""
+    return torch.cat([chunk.repeat_interleave(2, dim=0)[:len(chunk)] for chunk in val_x.split(batch_size)])
 
 
 def head_linears(head: nn.Module) -> list[nn.Parameter]:
@@ -112,6 +127,8 @@ class CoresetSelector:
         return torch.cat([g.mean(dim=0).reshape(-1) for g in grads])  # the reference's g.mean(dim=0)
 
     def val_gradient(self, val_x: torch.Tensor) -> torch.Tensor:
+        """``val_x``: the held-out images, un-augmented, in loader order (``validation_rows`` picks the rows)."""
+        val_x = validation_rows(val_x, self.cfg.val_batch_size)
         with torch.no_grad(), bn_branch(self.model, "clean"):
             out_clean = self.model(val_x)
         with bn_branch(self.model, "adv"):

@@ -4,9 +4,11 @@ candidate batches, validation images and injected attack starts (float64, as the
 
 Injected noise: the reference draws each attack's start with ``torch.rand_like``; here both sides take the
 same starts from one list, in the reference's order (validation attack, every candidate's attack, then a
-validation attack after each pick). The reference's validation batch holds each image twice (its two-view
-reshape); both copies get the same start, so they move identically and equal ours holding each image once.
-Images lie in [ε, 1 − ε], where the reference's unclamped attack start equals our clamped one.
+validation attack after each pick). The reference's validation loader yields batches of ``val_batch_size``
+images as two identical views, and its reshape keeps the first half of each batch's images, each twice: the
+two copies get independent starts (as ``rand_like`` gives them), so they are attacked apart — our selector,
+given all the held-out images, must pick the same rows and score them the same. Images lie in [ε, 1 − ε],
+where the reference's unclamped attack start equals our clamped one.
 """
 
 import torch
@@ -15,9 +17,10 @@ from torch import nn
 
 from pipeline.attacks.base import STARTS, AttackConfig
 from pipeline.models import bn_branch
-from pipeline.objectives.rcs import CoresetSelector, RCSConfig
+from pipeline.objectives.rcs import CoresetSelector, RCSConfig, validation_rows
 
-B, N_CAND, N_VAL, PGD_ITER, VAL_ITER, N_PICK, LR = 4, 4, 6, 2, 2, 3, 0.5
+# N_VAL held-out images in loader batches of VAL_BS (4 and 2): the reference attacks images 0, 0, 1, 1 and 4, 4
+B, N_CAND, N_VAL, VAL_BS, PGD_ITER, VAL_ITER, N_PICK, LR = 4, 4, 6, 4, 2, 2, 3, 0.5
 
 
 # ---- the reference, re-typed (RCS.py) --------------------------------------------------------------------
@@ -162,11 +165,12 @@ def _inputs():
     def img(n):
         return EPS + (1 - 2 * EPS) * torch.rand(n, 3, 32, 32, generator=g)
     candidates = [(img(B), img(B)) for _ in range(N_CAND)]
-    val = img(N_VAL)  # the reference's validation batch; its reshape uses the first half, each image twice
+    val = img(N_VAL)  # the held-out images in loader order
     def start(n):
         return torch.rand(n, 3, 32, 32, generator=g) * EPS * 2 - EPS
-    # the reference's order of attacks: validation, candidates, then validation after each of N_PICK-1 picks
-    val_starts = [start(N_VAL // 2) for _ in range(N_PICK)]
+    # the reference's order of attacks: validation, candidates, then validation after each of N_PICK-1 picks;
+    # a validation attack is one start per attacked row (N_VAL rows: the first half of each batch, twice)
+    val_starts = [start(N_VAL) for _ in range(N_PICK)]
     cand_starts = [start(2 * B) for _ in range(N_CAND)]
     return candidates, val, val_starts, cand_starts
 
@@ -179,7 +183,8 @@ def test_rcs_selection_parity_with_reference(monkeypatch):
         candidates, val, val_starts, cand_starts = _inputs()
         # reference layouts: views interleaved; validation rows doubled (and their starts with them)
         ref_cands = [(list(range(i * B, (i + 1) * B)), torch.stack([v1, v2], 1)) for i, (v1, v2) in enumerate(candidates)]
-        ref_val = [torch.stack([val, val], 1)]  # (N_VAL, 2, C, H, W): two identical "views" (tfs_test)
+        # the reference's validation loader: batches of VAL_BS, each image as two identical "views" (tfs_test)
+        ref_val = [torch.stack([v, v], 1) for v in val.split(VAL_BS)]
         ref_noise = _ref_noise(val_starts, cand_starts)
         picked_ref, gains_ref = update_subset_indice(ref, ref_val, ref_cands, ref_noise, N_PICK, LR)
 
@@ -188,14 +193,22 @@ def test_rcs_selection_parity_with_reference(monkeypatch):
         order = []  # our attacks: validation first, then candidates, then validation (same as theirs)
         def start(x, cfg):
             order.append(x.shape[0])
-            return next(val_noise) if x.shape[0] == N_VAL // 2 else next(ours_noise)
+            if x.shape[0] != N_VAL:
+                return next(ours_noise)
+            rows = next(val_noise)
+            attacked.append(x + rows)
+            return rows
+        attacked: list[torch.Tensor] = []
         monkeypatch.setitem(STARTS._items, "uniform", start)
         attack = AttackConfig(eps=EPS, step_size=2 / 255 * 5 / PGD_ITER, steps=PGD_ITER, start="uniform")
-        selector = CoresetSelector(ours.backbone, ours.head, attack,
-                                   RCSConfig(fraction=0.5, val_attack_steps=VAL_ITER, lr=LR), temperature=0.5)
+        cfg = RCSConfig(fraction=0.5, val_attack_steps=VAL_ITER, lr=LR, val_batch_size=VAL_BS)
+        selector = CoresetSelector(ours.backbone, ours.head, attack, cfg, temperature=0.5)
         before = {k: v.clone() for k, v in ours.state_dict().items()}
-        picked = selector.select(candidates, val[:N_VAL // 2], N_PICK)
-        assert order == [N_VAL // 2] + [2 * B] * N_CAND + [N_VAL // 2] * (N_PICK - 1)
+        picked = selector.select(candidates, val, N_PICK)
+        assert order == [N_VAL] + [2 * B] * N_CAND + [N_VAL] * (N_PICK - 1)
+        rows = validation_rows(val, VAL_BS)  # images 0, 0, 1, 1 (first batch), 4, 4 (second)
+        assert torch.equal(rows, val[[0, 0, 1, 1, 4, 4]])
+        assert not torch.equal(attacked[0][0], attacked[0][1])  # the two copies start (and move) apart
         assert [i for c in picked for i in range(c * B, (c + 1) * B)] == picked_ref
         assert len(set(picked)) == N_PICK
         assert len(selector.gains) == len(gains_ref) == N_PICK
@@ -215,13 +228,14 @@ def _feature(ref, x, bn):
 
 
 def _ref_noise(val_starts, cand_starts):
-    # the validation batch (N_VAL, 2, ...) viewed as 2·N_VAL rows and cut to N_VAL: images 0..N_VAL/2 twice
-    # each, adjacent — row 2i and 2i+1 are image i, and both get the start of our image i
-    def doubled(s):
-        return s.repeat_interleave(2, 0)
-    yield doubled(val_starts[0])
+    # each validation pass attacks one batch at a time: its rows' starts, in order (the same rows ours gets)
+    def per_batch(s):
+        yield s[:VAL_BS]
+        yield s[VAL_BS:]
+    yield from per_batch(val_starts[0])
     yield from cand_starts
-    yield from (doubled(s) for s in val_starts[1:])
+    for s in val_starts[1:]:
+        yield from per_batch(s)
 
 
 assert BN_NAMES and nn  # imported for the reference model's construction in make_pair

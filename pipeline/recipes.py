@@ -1,0 +1,1683 @@
+"""The references' values for every parity recipe (``configs/*_gpu.yaml``), each with the file and line it
+comes from: one table, read by ``tests/test_recipes.py`` (every recipe, fully resolved, must hold exactly
+these values) and rendered into ``docs/recipes.md`` and the README's recipe summary
+(``python -m pipeline.recipes --write``; the test fails when either is stale).
+
+An entry is ``V(key, value, cite, match, note=..., ran=..., deviation=..., summary=...)``:
+
+- ``key``: a config key as ``load_config`` resolves it, defaults included. ``slf:`` / ``alf:`` / ``aff:``
+  prefixes read the key from that protocol's configuration (``make protocols``: ``protocols.<p>`` applied).
+  A few keys are read as what the code *uses* rather than the raw field (``EFFECTIVE``): an empty
+  ``pretrain.crop_interpolation`` is the method's, an empty ``finetune.attack.start`` the objective's.
+- ``value``: what the recipe must hold.
+- ``cite``: ``"<repo> <path>:<line>"`` (``<line>`` may be ``a-b``), ``path`` relative to the repo's root in
+  :data:`REPOS`; ``match``: text that the cited line(s) contain (checked against a checkout of the
+  reference when one is available: ``ROBUSTPRETRAIN_REFERENCES``, see the test).
+- ``ran``: set where the value is what the reference's script *executed* but not what its code appears to
+  intend (RobustSSL's ``--mode ALL`` carries one protocol's settings into the next): why it is the value.
+- ``deviation``: set where what our recipe runs deliberately differs from what the reference runs around this
+  value (why, and what it would take to match), with a one-line ``summary`` for the README.
+
+What the table does not hold is listed, with the reason, in :data:`NOT_RECIPE_VALUES` (settings that do not
+change what is computed: workers, logging, checkpoints, evaluation extras) — the test requires every
+resolved key of a parity recipe to be in one of the two, so a new config field cannot slip past.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+# short name -> (GitHub repository, commit the lines were read at, folder the paths are relative to)
+REPOS = {
+    "ACL": ("VITA-Group/Adversarial-Contrastive-Learning", "399eabd36c7b5708752681774d755bf5242d5eda", ""),
+    "DynACL": ("PKU-ML/DYNACL", "7d143db7f63e699a533df8e262bcf6ed02abe805", ""),
+    "AIR": ("GodXuxilie/Enhancing_ACL_via_AIR", "15cf0a7628048e04c19014e924fb415279b1409a", ""),
+    "RCS": (
+        "GodXuxilie/Efficient_ACL_via_RCS",
+        "6fc9aef148705f24ae390659f92186e5571278d9",
+        "ACL_RCS/small_scale_datasets/",
+    ),
+    "RobustSSL": (
+        "GodXuxilie/RobustSSL_Benchmark",
+        "19dc714f1d78034d36c6f7b0f2a9b17c76ebaf3a",
+        "Finetuning_Methods/Vanilla_Finetuning/",
+    ),
+    "TRADES": ("yaodongyu/TRADES", "6e8e11b7c281371c2f027ffadfbaea80361f09de", ""),
+}
+
+EPS, STEP = 8 / 255, 2 / 255
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+@dataclass(frozen=True)
+class V:
+    key: str
+    value: object
+    cite: str
+    match: str
+    note: str = ""
+    ran: str = ""
+    deviation: str = ""
+    summary: str = ""  # one line for the README (required with a deviation)
+
+    @property
+    def repo(self) -> str:
+        return self.cite.split(" ", 1)[0]
+
+    @property
+    def path(self) -> str:
+        return self.cite.split(" ", 1)[1].rsplit(":", 1)[0]
+
+    @property
+    def lines(self) -> tuple[int, int]:
+        span = self.cite.rsplit(":", 1)[1]
+        first, _, last = span.partition("-")
+        return int(first), int(last or first)
+
+
+# keys whose checked value is the one the code derives from the raw field (tests/test_recipes.py resolves them)
+EFFECTIVE = (
+    "model.mean",
+    "model.std",
+    "pretrain.crop_interpolation",
+    "pretrain.head",
+    "finetune.objective",
+    "finetune.attack.start",
+)
+
+# ---- pieces shared by several recipes -------------------------------------------------------------------
+
+
+def _dev(dev: tuple[str, str] | None) -> dict:
+    """V's deviation fields from a (summary, detail) pair."""
+    return {} if dev is None else {"summary": dev[0], "deviation": dev[1]}
+
+
+def _common(model_repo: str, mean_line: int = 232, conv_line: int = 248, init_line: int = 264) -> list[V]:
+    m = f"{model_repo} models/resnet_multi_bn.py"
+    return [
+        V(
+            "model.name",
+            "resnet18_cifar",
+            f"{m}:{conv_line}",
+            "nn.Conv2d(3, self.inplanes, 3, 1, 1",
+            "ResNet-18, 3×3 stride-1 stem, no max-pool (the next lines: maxpool = Identity)",
+        ),
+        V(
+            "model.mean",
+            IMAGENET_MEAN,
+            f"{m}:{mean_line}-{mean_line + 1}",
+            "mean=[0.485, 0.456, 0.406]",
+            "NormalizeByChannelMeanStd inside the network: ImageNet statistics on CIFAR-10; RobustSSL's "
+            "fine-tuning networks normalise the same (models/resnet.py:131-132)",
+        ),
+        V("model.std", IMAGENET_STD, f"{m}:{mean_line}-{mean_line + 1}", "std=[0.229, 0.224, 0.225]"),
+        V(
+            "model.kwargs",
+            {},
+            f"{m}:{conv_line}",
+            "self.inplanes",
+            "widths 64-128-256-512 (the architecture's own)",
+        ),
+        V("model.pretrained", "", f"{m}:{init_line}", "kaiming_normal_", "random initialisation"),
+        V("data.dataset", "cifar10", "RobustSSL utils.py:417-418", "torchvision.datasets.CIFAR10("),
+        V("data.num_classes", 10, "RobustSSL utils.py:424", "num_classes = 10"),
+        V("data.image_size", 32, "RobustSSL utils.py:408", "RandomCrop(args.resize"),
+        V(
+            "data.val_size",
+            0,
+            "RobustSSL vanilla_finetuning.py:66",
+            "default=0.0",
+            "no split held out: all 50,000 training images; the final model is reported (test_frequency 0)",
+        ),
+        V(
+            "data.wrong_size",
+            "resize",
+            "RobustSSL utils.py:407",
+            "Resize(args.resize)",
+            "CIFAR-10 is 32 px already",
+        ),
+        V(
+            "run.mixed_precision",
+            "no",
+            "RobustSSL utils.py:694-696",
+            "loss.backward()",
+            "float32 throughout, no autocast",
+        ),
+    ]
+
+
+def _evaluate(
+    repo: str = "RobustSSL", ft: str = "vanilla_finetuning.py", utils: str = "utils.py", L: dict | None = None
+) -> list[V]:
+    """RobustSSL's evaluation of each protocol's final model: PGD-20 and standard AutoAttack on 10,000 test
+    images (AIR's and RCS's finetuning.py are the same code at other lines)."""
+    L = L or ROBUSTSSL_FT
+    aa, pgd = L["aa"], L["pgd_eval"]
+    return [
+        V("evaluate.norm", "Linf", f"{repo} {utils}:{aa}", "norm='Linf'"),
+        V("evaluate.eps", EPS, f"{repo} {utils}:{aa}", "eps=8/255"),
+        V(
+            "evaluate.n_examples",
+            10000,
+            f"{repo} {utils}:{aa - 1}",
+            "else 10000",
+            "one AutoAttack batch of the whole test set (drop_last)",
+        ),
+        V(
+            "evaluate.autoattack.enabled",
+            True,
+            f"{repo} {ft}:{L['eval_aa']}",
+            "--eval-AA",
+            "run_vanilla_tune.sh passes --eval-AA",
+        ),
+        V("evaluate.autoattack.version", "standard", f"{repo} {utils}:{aa}", "version='standard'"),
+        V(
+            "evaluate.autoattack.attacks",
+            [],
+            f"{repo} {utils}:{aa}",
+            "version='standard'",
+            "standard's own four attacks",
+        ),
+        V(
+            "evaluate.autoattack.n_examples",
+            0,
+            f"{repo} {utils}:{aa - 1}",
+            "else 10000",
+            "0 = all n_examples",
+        ),
+        V("evaluate.pgd.steps", 20, f"{repo} {ft}:{L['steps'] + 2}", "default=20"),
+        V(
+            "evaluate.pgd.step_size",
+            STEP,
+            f"{repo} {utils}:{pgd}-{pgd + 1}",
+            "alpha=alpha",
+            "eval_adv_test passes alpha=args.step_size (2/255)",
+        ),
+        V("evaluate.pgd.restarts", 1, f"{repo} {utils}:{pgd}", "pgd_attack(", "one random start"),
+        V("evaluate.precision", "fp32", f"{repo} {utils}:{aa}", "AutoAttack(model", "no autocast"),
+        V(
+            "evaluate.model",
+            "finetune",
+            f"{repo} {ft}:255",
+            "AFF_AA_acc = runAA(args, model",
+            "the fine-tuned model",
+        ),
+        V(
+            "evaluate.checkpoint",
+            "final",
+            f"{repo} {ft}:68",
+            "default=0",
+            "test_frequency 0: no model selection, the last epoch's model",
+        ),
+        V("export.checkpoint", "final", f"{repo} {ft}:68", "default=0"),
+    ]
+
+
+def _acl_pretrain(
+    repo: str,
+    script: str,
+    L: dict,
+    method: str,
+    *,
+    interpolation: str = "bicubic",
+    schedule_unit: str = "step",
+    sampled_at_end: bool = True,
+    weights=(0.5, 0.5),
+    weights_note: str = "",
+) -> list[V]:
+    """ACL's pretraining as ``script`` of ``repo`` types it; ``L``: its line numbers."""
+    s = f"{repo} {script}"
+    return [
+        V("pretrain.method", method, f"{s}:{L['loss']}", L.get("loss_match", "nt_xent")),
+        V("pretrain.epochs", 1000, f"{s}:{L['epochs']}", "default=1000"),
+        V("pretrain.batch_size", 512, f"{s}:{L['batch']}", "default=512"),
+        V(
+            "pretrain.samples_per_epoch",
+            0,
+            f"{s}:{L['loader']}",
+            "shuffle=True",
+            "every image once per epoch (the reference also keeps the short last batch)",
+        ),
+        V("pretrain.grad_accum_steps", 1, f"{s}:{L['step']}", "optimizer.step()", "one update per batch"),
+        V("pretrain.temperature", 0.5, L["nt_xent"], L.get("nt_xent_match", "t=0.5")),
+        V(
+            "pretrain.head",
+            "acl",
+            f"{s}:{L['head']}",
+            "proj_head(ch",
+            "3 × (Linear, BN), dual BN, ReLU between",
+        ),
+        V(
+            "pretrain.proj_hidden_dim",
+            0,
+            f"{repo} models/resnet_multi_bn.py:{L.get('fc1', 187)}",
+            "nn.Linear(ch, ch)",
+            "0 = the backbone's width (512), as fc1/fc2",
+        ),
+        V(
+            "pretrain.proj_dim",
+            0,
+            f"{repo} models/resnet_multi_bn.py:{L.get('fc1', 187) + 6}",
+            "nn.Linear(ch, ch, bias=False)",
+            "0 = the backbone's width (512), as fc3",
+        ),
+        V(
+            "pretrain.clean_weight",
+            weights[0],
+            f"{s}:{L['loss']}",
+            L.get("loss_match", "nt_xent"),
+            weights_note,
+        ),
+        V(
+            "pretrain.adv_weight",
+            weights[1],
+            f"{s}:{L['loss']}",
+            L.get("loss_match", "nt_xent"),
+            weights_note,
+        ),
+        V("pretrain.dual_bn", True, f"{s}:{L['bn_names']}", "['normal', 'pgd']", "--ACL_DS"),
+        V(
+            "pretrain.min_crop_scale",
+            0.1,
+            f"{s}:{L.get('crop_scale', L['crop'])}",
+            "1.0 - 0.9 * strength",
+            "at strength 1",
+        ),
+        V(
+            "pretrain.crop_interpolation",
+            interpolation,
+            f"{s}:{L['crop']}",
+            L.get("crop_match", "interpolation=3"),
+            "interpolation=3 is bicubic" if interpolation == "bicubic" else "torchvision's default, bilinear",
+        ),
+        V("pretrain.attack.norm", "Linf", f"{s}:{L['pgd']}", L.get("pgd_match", "eps=8. / 255.")),
+        V("pretrain.attack.eps", EPS, f"{s}:{L['pgd_call']}", L.get("eps_match", "eps=8. / 255.")),
+        V("pretrain.attack.step_size", STEP, f"{s}:{L['pgd_call']}", L.get("step_match", "alpha=2. / 255.")),
+        V("pretrain.attack.steps", 5, f"{s}:{L['pgd_iter']}", "default=5"),
+        V(
+            "pretrain.attack.start",
+            "uniform",
+            f"{s}:{L['pgd'] + 2}",
+            "torch.rand_like(inputs) * eps * 2 - eps",
+            "ours is clamped to [0,1], theirs not (test_contrastive_parity.py bounds the gap)",
+        ),
+        V("pretrain.attack.name", "pgd", f"{s}:{L['pgd']}", "def PGD_contrastive"),
+        V("pretrain.optim.name", "lars", f"{s}:{L['lars']}", "LARS(model.parameters()"),
+        V("pretrain.optim.lr", 5.0, f"{s}:{L['lr']}", "default=5.0"),
+        V("pretrain.optim.momentum", 0.9, f"{repo} optimizer/lars.py:29", "momentum=.9"),
+        V(
+            "pretrain.optim.nesterov",
+            False,
+            f"{repo} optimizer/lars.py:29",
+            "momentum=.9",
+            "LARS has no Nesterov",
+        ),
+        V("pretrain.optim.weight_decay", 1e-6, f"{s}:{L['lars']}", "weight_decay=1e-6"),
+        V(
+            "pretrain.optim.decay_norm_and_bias",
+            True,
+            f"{s}:{L['lars']}",
+            "model.parameters()",
+            "one group: decay and trust ratio on every parameter",
+        ),
+        V("pretrain.optim.schedule", "cosine", f"{s}:{L['cosine']}", "cosine_annealing("),
+        V(
+            "pretrain.optim.warmup_epochs",
+            10.0,
+            f"{s}:{L['warmup']}",
+            L.get("warmup_match", "warmup_steps=10"),
+        ),
+        V("pretrain.optim.min_lr", 1e-6, f"{s}:{L['min_lr']}", "1e-6 / args.lr"),
+        V(
+            "pretrain.optim.schedule_unit",
+            schedule_unit,
+            f"{s}:{L['sched_step']}",
+            "scheduler.step()",
+            "LambdaLR stepped every iteration"
+            if schedule_unit == "step"
+            else "LambdaLR stepped once per epoch",
+        ),
+        V(
+            "pretrain.optim.cosine_sampled_at_end",
+            sampled_at_end,
+            f"{s}:{L['sched_step']}",
+            "scheduler.step()",
+            "scheduler.step() before optimizer.step(): each step runs one position ahead"
+            if sampled_at_end
+            else "stepped after the epoch: its first epoch after warm-up runs at the peak",
+        ),
+        V("pretrain.optim.milestones", [], f"{s}:{L['cosine']}", "cosine_annealing(", "not piecewise"),
+        V("pretrain.optim.gamma", 0.1, f"{s}:{L['cosine']}", "cosine_annealing(", "unused by the cosine"),
+    ]
+
+
+ACL_LINES = dict(
+    epochs=21,
+    batch=20,
+    lr=26,
+    pgd_iter=30,
+    bn_names=63,
+    head=69,
+    crop=77,
+    loader=106,
+    lars=122,
+    cosine=134,
+    min_lr=137,
+    warmup=138,
+    sched_step=210,
+    loss=223,
+    step=227,
+    pgd=351,
+    pgd_call=351,
+    nt_xent="ACL utils.py:238",
+    loss_match="(nt_xent(features) + nt_xent(features_adv))/2",
+    warmup_match="warmup_steps=10 * len(train_loader)",
+)
+
+DYNACL_LINES = dict(
+    epochs=31,
+    batch=30,
+    lr=43,
+    pgd_iter=52,
+    bn_names=76,
+    head=86,
+    crop=458,
+    crop_scale=459,
+    loader=481,
+    lars=160,
+    cosine=174,
+    min_lr=177,
+    warmup=178,
+    sched_step=311,
+    loss=290,
+    step=295,
+    pgd=431,
+    pgd_call=431,
+    nt_xent="DynACL utils.py:292",
+    nt_xent_match="t=0.5",
+    loss_match="nt_xent(features) * (2 - weight_adv)",
+    crop_match="RandomResizedCrop(",
+)
+
+AIR_LINES = dict(
+    epochs=21,
+    batch=20,
+    lr=26,
+    pgd_iter=30,
+    bn_names=185,
+    head=200,
+    crop=110,
+    loader=134,
+    fc1=188,
+    lars=233,
+    cosine=245,
+    min_lr=248,
+    warmup=249,
+    sched_step=324,
+    loss=337,
+    step=352,
+    pgd=384,
+    pgd_call=333,
+    nt_xent="AIR pretraining.py:337",
+    nt_xent_match="temperature=0.5",
+    loss_match="AIR_Loss(normalize=True, temperature=0.5",
+    eps_match="eps=args.eps/255",
+    step_match="alpha=(args.eps/4)/255",
+    warmup_match="warmup_steps=10 * len(train_loader)",
+)
+
+RCS_LINES = dict(
+    epochs=20,
+    batch=19,
+    lr=25,
+    pgd_iter=29,
+    bn_names=151,
+    head=157,
+    crop=165,
+    loader=204,
+    lars=223,
+    fc1=188,
+    cosine=284,
+    min_lr=287,
+    warmup=288,
+    sched_step=319,
+    loss=332,
+    step=336,
+    pgd=367,
+    pgd_call=367,
+    nt_xent="RCS utils.py:279",
+    loss_match="(nt_xent(features) + nt_xent(features_adv))/2",
+    warmup_match="warmup_steps=10 * len(train_loader)",
+)
+
+DYNACL_RCS_LINES = dict(
+    RCS_LINES,
+    bn_names=179,
+    head=185,
+    crop=133,
+    loader=158,
+    lars=250,
+    min_lr=319,
+    warmup=320,
+    cosine=316,
+    sched_step=351,
+    loss=367,
+    step=371,
+    pgd=402,
+    pgd_call=402,
+    loss_match="((1 - weight) * nt_xent(features) + (1 + weight) * nt_xent(features_adv))/2",
+)
+
+
+def _off(prefix: str, cite: str, match: str, note: str) -> list[V]:
+    """A component the recipe does not use: only its switch is a recipe value."""
+    return [V(prefix, 0.0 if prefix.endswith("fraction") else False, cite, match, note)]
+
+
+def _no_rcs(cite: str, match: str) -> list[V]:
+    return _off("pretrain.rcs.fraction", cite, match, "no coreset: every epoch on the whole set")
+
+
+def _no_lpaft(cite: str, match: str) -> list[V]:
+    return _off(
+        "pretrain.lpaft.enabled", cite, match, "no post-processing: the contrastive backbone is fine-tuned"
+    )
+
+
+def _dynacl_schedule(
+    repo: str,
+    script: str,
+    period: tuple,
+    strength: tuple,
+    swap: tuple,
+    momentum: float,
+    momentum_cite: tuple,
+    note: str = "",
+) -> list[V]:
+    s = f"{repo} {script}"
+    return [
+        V("pretrain.dynacl.strength_period_epochs", 50, f"{s}:{period[0]}", period[1]),
+        V(
+            "pretrain.dynacl.min_strength",
+            0.0,
+            f"{s}:{strength[0]}",
+            strength[1],
+            "1 → 1/20 over 1,000 epochs",
+        ),
+        V("pretrain.dynacl.weight_swap", 2 / 3, f"{s}:{swap[0]}", swap[1], note),
+        V(
+            "pretrain.dynacl.momentum",
+            momentum,
+            momentum_cite[0],
+            momentum_cite[1],
+            "momentum encoder for the second view" if momentum else "no momentum encoder: one network",
+        ),
+    ]
+
+
+def _air(script_lines=(37, 38)) -> list[V]:
+    return [
+        V("pretrain.air.lambda1", 0.5, f"AIR pretraining.py:{script_lines[0]}", "default=0.5"),
+        V("pretrain.air.lambda2", 0.5, f"AIR pretraining.py:{script_lines[1]}", "default=0.5"),
+    ]
+
+
+def _rcs(script: str, L: dict, *, deviation_val: tuple | None = None) -> list[V]:
+    s = f"RCS {script}"
+    return [
+        V(
+            "pretrain.rcs.fraction",
+            0.2,
+            f"{s}:35",
+            "default=0.2",
+            "run.sh: --fraction 0.2 for the 20% coreset",
+        ),
+        V("pretrain.rcs.warmup_epochs", 100, f"{s}:34", "default=100"),
+        V("pretrain.rcs.period", 20, f"{s}:33", "default=20"),
+        V(
+            "pretrain.rcs.val_fraction",
+            0.01,
+            f"{s}:{L['split']}",
+            "* 0.99",
+            "1% of the training images drawn as RCS's validation set",
+            **_dev(deviation_val),
+        ),
+        V("pretrain.rcs.val_attack_steps", 3, f"{s}:37", "default=3"),
+        V(
+            "pretrain.rcs.lr",
+            0.01,
+            f"{s}:{L['coreset_lr']}",
+            "coreset_class.lr = args.Coreset_lr",
+            "--Coreset_lr 0.01, set before every selection (RCS.py's own 0.001 is overwritten)",
+        ),
+        V(
+            "pretrain.rcs.val_batch_size",
+            512,
+            f"{s}:{L['val_loader']}",
+            "batch_size=args.batch_size",
+            "the validation loader's batch: the first half of each batch, each image twice (RCS.py:235-236)",
+        ),
+    ]
+
+
+def _lpaft(
+    repo: str,
+    script: str,
+    L: dict,
+    *,
+    attack_start: str,
+    start_cite: str,
+    start_match: str,
+    beta_cite: str,
+    beta_match: str,
+    deviation_target: tuple | None = None,
+) -> list[V]:
+    s = f"{repo} {script}"
+    return [
+        V(
+            "pretrain.lpaft.enabled",
+            True,
+            f"{s}:{L['call']}",
+            "trades_loss_dual(",
+            "post-processing after pretraining",
+        ),
+        V("pretrain.lpaft.clusters", 10, L["clusters"], L["clusters_match"]),
+        V("pretrain.lpaft.probe.epochs", 10, f"{s}:{L['epochs_head']}", "default=10"),
+        V(
+            "pretrain.lpaft.probe.batch_size",
+            512,
+            f"{s}:{L['batch']}",
+            "default=512",
+            "drop_last (the next lines); ours drops the short batch too",
+        ),
+        V("pretrain.lpaft.probe.samples_per_epoch", 0, f"{s}:{L['loader']}", "drop_last=True"),
+        V("pretrain.lpaft.probe.grad_accum_steps", 1, f"{s}:{L['head_sgd']}", "optimizer_head"),
+        V("pretrain.lpaft.probe.optim.name", "sgd", f"{s}:{L['head_sgd']}", "torch.optim.SGD("),
+        V("pretrain.lpaft.probe.optim.lr", 0.01, f"{s}:{L['lr_head']}", "default=0.01"),
+        V("pretrain.lpaft.probe.optim.momentum", 0.9, f"{s}:{L['head_sgd'] + 1}", "momentum=0.9"),
+        V("pretrain.lpaft.probe.optim.nesterov", False, f"{s}:{L['head_sgd'] + 1}", "momentum=0.9"),
+        V("pretrain.lpaft.probe.optim.weight_decay", 1e-4, f"{s}:{L['head_sgd'] + 1}", "weight_decay=1e-4"),
+        V(
+            "pretrain.lpaft.probe.optim.decay_norm_and_bias",
+            True,
+            f"{s}:{L['head_sgd'] + 1}",
+            "model.fc.parameters()",
+        ),
+        V(
+            "pretrain.lpaft.probe.optim.schedule",
+            "constant",
+            f"{s}:{L['sched'] + 2}-{L['sched'] + 3}",
+            "milestones=[]",
+        ),
+        V("pretrain.lpaft.probe.optim.schedule_unit", "epoch", f"{s}:{L['sched'] + 2}", "MultiStepLR("),
+        V("pretrain.lpaft.probe.optim.warmup_epochs", 0.0, f"{s}:{L['sched'] + 2}", "MultiStepLR("),
+        V("pretrain.lpaft.probe.optim.milestones", [], f"{s}:{L['sched'] + 3}", "milestones=[]"),
+        V("pretrain.lpaft.probe.optim.gamma", 0.1, f"{s}:{L['sched'] + 3}", "gamma=0.1"),
+        V(
+            "pretrain.lpaft.probe.optim.min_lr",
+            0.0,
+            f"{s}:{L['sched'] + 2}",
+            "MultiStepLR(",
+            "unused (constant)",
+        ),
+        V(
+            "pretrain.lpaft.probe.optim.cosine_sampled_at_end",
+            False,
+            f"{s}:{L['sched'] + 2}",
+            "MultiStepLR(",
+            "unused (constant)",
+        ),
+        V("pretrain.lpaft.trades.epochs", 25, f"{s}:{L['epochs']}", "default=25"),
+        V("pretrain.lpaft.trades.batch_size", 512, f"{s}:{L['batch']}", "default=512"),
+        V("pretrain.lpaft.trades.samples_per_epoch", 0, f"{s}:{L['loader']}", "drop_last=True"),
+        V("pretrain.lpaft.trades.grad_accum_steps", 1, f"{s}:{L['sgd']}", "torch.optim.SGD("),
+        V("pretrain.lpaft.trades.optim.name", "sgd", f"{s}:{L['sgd']}", "torch.optim.SGD("),
+        V("pretrain.lpaft.trades.optim.lr", 0.1, f"{s}:{L['lr']}", "default=0.1"),
+        V("pretrain.lpaft.trades.optim.momentum", 0.9, f"{s}:{L['sgd'] + 1}", "momentum=0.9"),
+        V("pretrain.lpaft.trades.optim.nesterov", False, f"{s}:{L['sgd'] + 1}", "momentum=0.9"),
+        V("pretrain.lpaft.trades.optim.weight_decay", 1e-4, f"{s}:{L['sgd'] + 1}", "weight_decay=1e-4"),
+        V(
+            "pretrain.lpaft.trades.optim.decay_norm_and_bias",
+            True,
+            f"{s}:{L['sgd'] + 1}",
+            "model.parameters()",
+        ),
+        V("pretrain.lpaft.trades.optim.schedule", "piecewise", f"{s}:{L['sched']}", "MultiStepLR("),
+        V("pretrain.lpaft.trades.optim.schedule_unit", "epoch", f"{s}:{L['sched']}", "MultiStepLR("),
+        V("pretrain.lpaft.trades.optim.warmup_epochs", 0.0, f"{s}:{L['sched']}", "MultiStepLR("),
+        V(
+            "pretrain.lpaft.trades.optim.milestones",
+            [10.0, 20.0],
+            f"{s}:{L['sched'] + 1}",
+            "milestones=[10,20]",
+        ),
+        V("pretrain.lpaft.trades.optim.gamma", 0.1, f"{s}:{L['sched'] + 1}", "gamma=0.1"),
+        V(
+            "pretrain.lpaft.trades.optim.min_lr",
+            0.0,
+            f"{s}:{L['sched']}",
+            "MultiStepLR(",
+            "unused (piecewise)",
+        ),
+        V(
+            "pretrain.lpaft.trades.optim.cosine_sampled_at_end",
+            False,
+            f"{s}:{L['sched']}",
+            "MultiStepLR(",
+            "unused (piecewise)",
+        ),
+        V("pretrain.lpaft.beta", 6.0, beta_cite, beta_match),
+        V("pretrain.lpaft.attack.norm", "Linf", L["trades_def"], "distance='l_inf'"),
+        V("pretrain.lpaft.attack.eps", EPS, L["trades_def"], "epsilon=8/255"),
+        V("pretrain.lpaft.attack.step_size", STEP, L["trades_def"], "step_size=2/255"),
+        V("pretrain.lpaft.attack.steps", 10, f"{s}:{L['call'] + 4}", "perturb_steps=10"),
+        V("pretrain.lpaft.attack.start", attack_start, start_cite, start_match, **_dev(deviation_target)),
+        V("pretrain.lpaft.attack.name", "pgd", L["trades_def"], "def trades_loss_dual"),
+    ]
+
+
+DYNACL_LPAFT_LINES = dict(
+    call=295,
+    clusters="DynACL assign_label.py:79",
+    clusters_match="for num_clusters in [10]",
+    epochs_head=40,
+    batch=35,
+    loader=133,
+    head_sgd=159,
+    lr_head=51,
+    sched=165,
+    epochs=38,
+    sgd=157,
+    lr=50,
+    trades_def="DynACL utils.py:403",
+)
+AIR_LPAFT_LINES = dict(
+    call=255,
+    clusters="AIR LP-AFF.py:561",
+    clusters_match="num_classes = 10",
+    epochs_head=41,
+    batch=36,
+    loader=137,
+    head_sgd=163,
+    lr_head=52,
+    sched=169,
+    epochs=39,
+    sgd=161,
+    lr=51,
+    trades_def="AIR finetuning_utils.py:533",
+)
+
+AIR_PP_TARGET = (
+    "LP-AFT's TRADES attack takes its KL target from the adversarial branch; AIR's LP-AFF.py "
+    "takes it from the clean branch (needs an LP-AFT option, not a recipe value)",
+    "AIR's LP-AFF.py takes trades_loss_dual from finetuning_utils.py (LP-AFF.py:17), not DynACL's "
+    "utils.py: its attack maximises KL against the clean ('normal') branch's prediction "
+    "(finetuning_utils.py:546-547) while ours, as DynACL's, uses the adversarial branch on both "
+    "sides; the start matches (x + 0.001·N). Not a recipe value: needs a pretrain.lpaft option in "
+    "the LP-AFT code (lead: AIR LP-AFT parity)",
+)
+
+
+def _finetune(
+    kind: str,
+    repo: str,
+    setup: dict,
+    *,
+    ft: str = "vanilla_finetuning.py",
+    utils: str = "utils.py",
+    lines: dict | None = None,
+) -> list[V]:
+    """SLF / ALF / AFF as ``setup_hyperparameter`` sets them for one pretraining name and ``--mode ALL``
+    runs them. ``setup``: per protocol, {field: (value, line, match[, ran])} for batch, lr, milestones, epochs."""
+    L = lines or ROBUSTSSL_FT
+    u, f = f"{repo} {utils}", f"{repo} {ft}"
+    out: list[V] = []
+    for p in ("slf", "alf", "aff"):
+        k = "finetune." if p == "aff" else f"{p}:finetune."
+        got = setup[p]
+        for fld, key in (
+            ("batch", "batch_size"),
+            ("lr", "optim.lr"),
+            ("milestones", "optim.milestones"),
+            ("epochs", "epochs"),
+        ):
+            value, line, match, *ran = got[fld]
+            src = f if isinstance(line, str) and line.startswith("ft:") else u
+            line = line[3:] if isinstance(line, str) and line.startswith("ft:") else line
+            out.append(V(k + key, value, f"{src}:{line}", match, ran=ran[0] if ran else ""))
+        out += [
+            V(k + "optim.name", "sgd", f"{u}:{L['sgd']}", "optim.SGD(parameters"),
+            V(k + "optim.momentum", 0.9, f"{f}:{L['momentum']}", "default=0.9"),
+            V(k + "optim.nesterov", False, f"{u}:{L['sgd']}-{L['sgd'] + 1}", "momentum=args.momentum"),
+            V(k + "optim.weight_decay", 2e-4, f"{f}:{L['wd']}", "default=2e-4"),
+            V(
+                k + "optim.decay_norm_and_bias",
+                True,
+                f"{u}:{L['sgd']}",
+                "optim.SGD(parameters",
+                "one group: every trainable parameter decayed",
+            ),
+            V(k + "optim.schedule", "piecewise", f"{u}:{L['sgd'] + 3}", "MultiStepLR("),
+            V(
+                k + "optim.schedule_unit",
+                "step",
+                f"{u}:{L['sched_step']}",
+                "scheduler.step()",
+                "stepped per epoch there; a piecewise schedule read per step changes at the same epoch boundary",
+            ),
+            V(k + "optim.gamma", 0.1, f"{u}:{L['sgd'] + 4}", "gamma=0.1"),
+            V(k + "optim.warmup_epochs", 0.0, f"{u}:{L['sgd'] + 3}", "MultiStepLR(", "no warm-up"),
+            V(
+                k + "optim.cosine_sampled_at_end",
+                False,
+                f"{u}:{L['sgd'] + 3}",
+                "MultiStepLR(",
+                "unused (piecewise)",
+            ),
+            V(k + "optim.min_lr", 0.0, f"{u}:{L['sgd'] + 3}", "MultiStepLR(", "unused (piecewise)"),
+            V(
+                k + "samples_per_epoch",
+                0,
+                f"{u}:{L['loader']}",
+                "shuffle=True",
+                "every training image once per epoch",
+            ),
+            V(k + "grad_accum_steps", 1, f"{u}:{L['step']}", "optimizer.step()"),
+            V(
+                k + "init",
+                "pretrain",
+                f"{u}:{L['load']}",
+                "torch.load(args.checkpoint",
+                "the pretrained backbone of this recipe",
+                **_dev(AIR_RCS_AFF_LOAD if (p == "aff" and repo in ("AIR", "RCS")) else None),
+            ),
+            V(
+                k + "head_init",
+                "zero",
+                f"{u}:{L['fc_zero_aff' if p == 'aff' else 'fc_zero']}",
+                "torch.zeros(num_classes, 512)",
+                "fc.weight = fc.bias = 0",
+            ),
+            V(
+                k + "bn_branch",
+                "adv",
+                f"{u}:{L['bn_cnt_aff' if p == 'aff' else 'bn_cnt']}",
+                "args.bnNameCnt = 1",
+                "the adversarial ('pgd', bn_list.1) branch: SLF/ALF's single-BN network; AFF's exported network",
+            ),
+            V(
+                k + "objective",
+                {"slf": "ce", "alf": "pgd_at", "aff": "trades"}[p],
+                f"{u}:{L[p + '_loss']}",
+                {"slf": "model.eval()(data)", "alf": "pgd_attack(", "aff": "trades_loss_dual("}[p],
+            ),
+        ]
+        if p in ("alf", "aff"):
+            out += [
+                V(k + "attack.norm", "Linf", f"{u}:{L['trades_def']}", "distance='l_inf'"),
+                V(k + "attack.eps", EPS, f"{f}:{L['eps']}", "default=8. / 255."),
+                V(k + "attack.step_size", STEP, f"{f}:{L['step_size']}", "default=2. / 255."),
+                V(k + "attack.steps", 10, f"{f}:{L['steps']}", "default=10"),
+                V(
+                    k + "attack.name",
+                    "pgd",
+                    f"{u}:{L['pgd'] if p == 'alf' else L['trades_def']}",
+                    "def pgd_attack" if p == "alf" else "def trades_loss_dual",
+                ),
+                V(
+                    k + "attack.start",
+                    "uniform" if p == "alf" else "normal",
+                    f"{u}:{L['pgd_start'] if p == 'alf' else L['trades_start']}",
+                    "torch.rand_like(images) * eps * 2 - eps" if p == "alf" else "0.001 * torch.randn",
+                    "ours clamped to [0,1] (test_supervised_parity.py bounds it)",
+                ),
+            ]
+        if p == "aff":
+            out += [
+                V(
+                    "finetune.beta",
+                    6.0,
+                    f"{u}:{L['lambda2']}",
+                    "LAMBDA2 = 6.0",
+                    "hard-coded; --beta is unused",
+                ),
+                V(
+                    "finetune.dual_bn",
+                    True,
+                    f"{f}:{L['dualbn']}",
+                    "default=1",
+                    "clean inputs through 'normal', adversarial ones through 'pgd' (trades_loss_dual)",
+                ),
+                V("finetune.protocol", "aff", f"{f}:{L['mode_aff']}", "if args.mode in ['ALL', 'AFF']:"),
+            ]
+    out.append(
+        V(
+            "protocols.names",
+            ["slf", "alf", "aff"],
+            f"{f}:{L['mode']}",
+            "default='ALL'",
+            "SLF, then ALF, then AFF from the same checkpoint (run_vanilla_tune.sh: --mode ALL)",
+        )
+    )
+    return out
+
+
+ROBUSTSSL_FT = dict(
+    sgd=505,
+    momentum=40,
+    wd=36,
+    sched_step=724,
+    loader=457,
+    step=696,
+    load=512,
+    fc_zero=532,
+    fc_zero_aff=550,
+    bn_cnt=530,
+    bn_cnt_aff=773,
+    slf_loss=667,
+    alf_loss=670,
+    aff_loss=678,
+    trades_def=602,
+    eps=45,
+    step_size=47,
+    steps=49,
+    pgd=230,
+    pgd_start=234,
+    trades_start=609,
+    lambda2=637,
+    dualbn=19,
+    mode_aff=227,
+    mode=63,
+    aa=391,
+    pgd_eval=286,
+    eval_aa=56,
+)
+# AIR's and RCS's finetuning.py / finetuning_utils.py: the same code, at other lines (identical in both)
+AIR_RCS_FT = dict(
+    sgd=446,
+    momentum=42,
+    wd=38,
+    sched_step=655,
+    loader=401,
+    step=627,
+    load=453,
+    fc_zero=468,
+    fc_zero_aff=481,
+    bn_cnt=466,
+    bn_cnt_aff=704,
+    slf_loss=598,
+    alf_loss=601,
+    aff_loss=609,
+    trades_def=533,
+    eps=47,
+    step_size=49,
+    steps=51,
+    pgd=174,
+    pgd_start=178,
+    trades_start=540,
+    lambda2=568,
+    dualbn=21,
+    mode_aff=227,
+    mode=63,
+    aa=335,
+    pgd_eval=230,
+    eval_aa=58,
+)
+
+AIR_RCS_AFF_LOAD = (
+    "AFF starts from every pretrained weight, as RobustSSL loads them; the repository's own "
+    "finetuning_utils.py would leave AFF's BN layers and downsample convolutions untrained",
+    "we load every pretrained weight into the dual-BN AFF network, as RobustSSL's get_model "
+    "does (utils.py:542-552); AIR's and RCS's own finetuning_utils.py:478-483 convert the "
+    "checkpoint to single-BN names first and load it non-strictly into the dual-BN network, so "
+    "its BN layers and downsample convolutions would start untrained — a slip, not reproduced",
+)
+
+
+def _setup(slf, alf, aff):
+    return {"slf": slf, "alf": alf, "aff": aff}
+
+
+# RobustSSL utils.py setup_hyperparameter, per pretraining name (line numbers of the cifar10 branch)
+_EPOCHS_DEFAULT = (25, "ft:34", "default=25")
+FT_ACL = _setup(
+    slf=dict(
+        batch=(512, 808, "args.batch_size = 512"),
+        lr=(0.01, 809, "args.lr = 0.01"),
+        milestones=([10.0, 20.0], 819, "'10,20'"),
+        epochs=_EPOCHS_DEFAULT,
+    ),
+    alf=dict(
+        batch=(512, 808, "args.batch_size = 512"),
+        lr=(0.01, 809, "args.lr = 0.01"),
+        milestones=([10.0, 20.0], 819, "'10,20'"),
+        epochs=_EPOCHS_DEFAULT,
+    ),
+    aff=dict(
+        batch=(128, 822, "args.batch_size = 128"),
+        lr=(0.1, 821, "args.lr = 0.1"),
+        milestones=([40.0, 60.0], 824, "'40,60'"),
+        epochs=(100, 823, "args.epochs = 100"),
+    ),
+)
+FT_DYNACL = _setup(
+    slf=dict(
+        batch=(512, 831, "args.batch_size = 512"),
+        lr=(0.01, 832, "args.lr = 0.01"),
+        milestones=([10.0, 20.0], 842, "'10,20'"),
+        epochs=_EPOCHS_DEFAULT,
+    ),
+    alf=dict(
+        batch=(512, 831, "args.batch_size = 512"),
+        lr=(0.01, 832, "args.lr = 0.01"),
+        milestones=([10.0, 20.0], 842, "'10,20'"),
+        epochs=_EPOCHS_DEFAULT,
+    ),
+    aff=dict(
+        batch=(128, 848, "args.batch_size = 128"),
+        lr=(0.1, 849, "args.lr = 0.1"),
+        milestones=([15.0, 20.0], 847, "'15,20'"),
+        epochs=_EPOCHS_DEFAULT,
+    ),
+)
+_CARRY_5 = (
+    "SLF's `args.epochs = 5` (utils.py:929) is never reset: --mode ALL passes one args object through "
+    "SLF, ALF and AFF (vanilla_finetuning.py:161, 200, 237), so ALF and AFF ran 5 epochs, not the "
+    "default 25 that --mode ALF / AFF alone would run; the lr never reaches a milestone"
+)
+FT_DYNACL_AIR = _setup(
+    slf=dict(
+        batch=(512, 927, "args.batch_size = 512"),
+        lr=(0.01, 928, "args.lr = 0.01"),
+        milestones=([10.0, 20.0], 939, "'10,20'"),
+        epochs=(5, 929, "args.epochs = 5"),
+    ),
+    alf=dict(
+        batch=(512, 942, "args.batch_size = 512"),
+        lr=(0.01, 943, "args.lr = 0.01"),
+        milestones=([10.0, 20.0], 953, "'10,20'"),
+        epochs=(5, 929, "args.epochs = 5", _CARRY_5),
+    ),
+    aff=dict(
+        batch=(128, 955, "args.batch_size = 128"),
+        lr=(0.1, 957, "args.lr = 0.1"),
+        milestones=([15.0, 20.0], 956, "'15,20'"),
+        epochs=(5, 929, "args.epochs = 5", _CARRY_5),
+    ),
+)
+_CARRY_4 = (
+    "ALF's `args.epochs = 4` (utils.py:977) is never reset, so AFF ran 4 epochs under --mode ALL "
+    "(its own `args.epoch = 19`, utils.py:990, sets an attribute nothing reads); the lr never reaches "
+    "a milestone"
+)
+FT_DYNACL_AIR_PP = _setup(
+    slf=dict(
+        batch=(512, 964, "args.batch_size = 512"),
+        lr=(0.01, 965, "args.lr = 0.01"),
+        milestones=([10.0, 20.0], 972, "'10,20'"),
+        epochs=_EPOCHS_DEFAULT,
+    ),
+    alf=dict(
+        batch=(512, 975, "args.batch_size = 512"),
+        lr=(0.01, 976, "args.lr = 0.01"),
+        milestones=([10.0, 20.0], 984, "'10,20'"),
+        epochs=(4, 977, "args.epochs = 4"),
+    ),
+    aff=dict(
+        batch=(128, 987, "args.batch_size = 128"),
+        lr=(0.1, 989, "args.lr = 0.1"),
+        milestones=([15.0, 20.0], 988, "'15,20'"),
+        epochs=(4, 977, "args.epochs = 4", _CARRY_4),
+    ),
+)
+_DEFAULT_BRANCH = (
+    "run_vanilla_tune.sh:10 passes --pretraining DynACL-RCS, but setup_hyperparameter tests "
+    "'DynACL_RCS' (utils.py:828): the name falls through to the default branch (utils.py:997-1000) "
+    "for every protocol; the RCS repository's own finetuning.py (DynACL_RCS branch) would give "
+    "DynACL's values (SLF/ALF batch 512, lr 0.01, milestones 10, 20)"
+)
+FT_DYNACL_RCS = _setup(
+    **{
+        p: dict(
+            batch=(128, 998, "args.batch_size = 128", _DEFAULT_BRANCH if p != "aff" else ""),
+            lr=(0.1, 1000, "args.lr = 0.1", _DEFAULT_BRANCH if p != "aff" else ""),
+            milestones=([15.0, 20.0], 999, "'15,20'", _DEFAULT_BRANCH if p != "aff" else ""),
+            epochs=_EPOCHS_DEFAULT,
+        )
+        for p in ("slf", "alf", "aff")
+    }
+)
+# AIR finetuning_utils.py 'ACL-AIR' (RobustSSL's copy, 'ACL_IR', is unreachable: its --pretraining choices lack it)
+FT_ACL_AIR = _setup(
+    slf=dict(
+        batch=(512, 793, "args.batch_size = 512"),
+        lr=(0.005, 794, "args.lr = 0.005"),
+        milestones=([10.0, 20.0], 804, "'10,20'"),
+        epochs=(25, "ft:36", "default=25"),
+    ),
+    alf=dict(
+        batch=(512, 807, "args.batch_size = 512"),
+        lr=(0.01, 808, "args.lr = 0.01"),
+        milestones=([10.0, 20.0], 818, "'10,20'"),
+        epochs=(25, "ft:36", "default=25"),
+    ),
+    aff=dict(
+        batch=(128, 821, "args.batch_size = 128"),
+        lr=(0.1, 820, "args.lr = 0.1"),
+        milestones=([40.0, 60.0], 823, "'40,60'"),
+        epochs=(100, 822, "args.epochs = 100"),
+    ),
+)
+# RCS finetuning_utils.py 'ACL_RCS' (ACL's values; RobustSSL has no ACL-RCS entry)
+FT_ACL_RCS = _setup(
+    slf=dict(
+        batch=(512, 745, "args.batch_size = 512"),
+        lr=(0.01, 746, "args.lr = 0.01"),
+        milestones=([10.0, 20.0], 756, "'10,20'"),
+        epochs=(25, "ft:36", "default=25"),
+    ),
+    alf=dict(
+        batch=(512, 745, "args.batch_size = 512"),
+        lr=(0.01, 746, "args.lr = 0.01"),
+        milestones=([10.0, 20.0], 756, "'10,20'"),
+        epochs=(25, "ft:36", "default=25"),
+    ),
+    aff=dict(
+        batch=(128, 759, "args.batch_size = 128"),
+        lr=(0.1, 758, "args.lr = 0.1"),
+        milestones=([40.0, 60.0], 761, "'40,60'"),
+        epochs=(100, 760, "args.epochs = 100"),
+    ),
+)
+
+RCS_DYNACL_HELD_OUT = (
+    "the 1% validation images are held out of pretraining, as ACL_RCS.py does; DynACL_RCS.py also trains on them "
+    "and offers them as candidates (needs a coreset option, not a recipe value)",
+    "DynACL_RCS.py rebuilds its loader over all 50,000 images every epoch (DynACL_RCS.py:297, get_trainset:145) "
+    "and hands that full set to the selection (:298): the 1% drawn as validation (:221-223) is also trained on and "
+    "among the candidates, and the budget stays int(0.99·50,000·0.2) (RCS.py:169). Ours holds the 1% out as "
+    "ACL_RCS.py does (pipeline/train/coreset.py); matching needs an option there (not a recipe value)",
+)
+
+
+TRADES_INIT = (
+    "PyTorch's default initialisation; TRADES' WideResNet draws N(0, 2/n) convolutions and zero "
+    "biases (an architecture choice, not a recipe value)",
+    "TRADES draws its convolutions from N(0, 2/n) and zeroes the Linear bias (wideresnet.py:74-82); our "
+    "wrn34_10_cifar keeps PyTorch's default initialisation (an architecture choice, not a recipe value)",
+)
+
+
+def _acl_air_weights_note():
+    return "AIR.py:100: nat·(1 − weight) + adv·(1 + weight), no ½; weight = 0 without --DynAug"
+
+
+# ---- the recipes ----------------------------------------------------------------------------------------
+
+TABLE: dict[str, list[V]] = {
+    "cifar10_acl_gpu.yaml": [
+        *_common("ACL"),
+        *_acl_pretrain("ACL", "train_simCLR.py", ACL_LINES, "acl"),
+        *_no_rcs("ACL train_simCLR.py:102-106", "DataLoader("),
+        *_no_lpaft("ACL train_simCLR.py:102-106", "DataLoader("),
+        *_finetune("ACL", "RobustSSL", FT_ACL),
+        *_evaluate(),
+    ],
+    "cifar10_dynacl_gpu.yaml": [
+        *_common("DynACL", mean_line=251, conv_line=267, init_line=283),
+        *_acl_pretrain(
+            "DynACL",
+            "train_DynACL.py",
+            DYNACL_LINES,
+            "dynacl",
+            interpolation="bilinear",
+            schedule_unit="epoch",
+            sampled_at_end=False,
+        ),
+        *_dynacl_schedule(
+            "DynACL",
+            "train_DynACL.py",
+            (57, "default=50"),
+            (219, "strength = 1 - (epoch - 1) / args.epochs"),
+            (48, "default=2/3"),
+            0.99,
+            ("DynACL models/resnet_multi_bn.py:488", "m=0.99"),
+        ),
+        *_no_rcs("DynACL train_DynACL.py:477", "DataLoader("),
+        *_no_lpaft("DynACL train_DynACL.py:477", "DataLoader("),
+        *_finetune("DynACL", "RobustSSL", FT_DYNACL),
+        *_evaluate(),
+    ],
+    "cifar10_dynacl_pp_gpu.yaml": [
+        *_common("DynACL", mean_line=251, conv_line=267, init_line=283),
+        *_acl_pretrain(
+            "DynACL",
+            "train_DynACL.py",
+            DYNACL_LINES,
+            "dynacl",
+            interpolation="bilinear",
+            schedule_unit="epoch",
+            sampled_at_end=False,
+        ),
+        *_dynacl_schedule(
+            "DynACL",
+            "train_DynACL.py",
+            (57, "default=50"),
+            (219, "strength = 1 - (epoch - 1) / args.epochs"),
+            (48, "default=2/3"),
+            0.99,
+            ("DynACL models/resnet_multi_bn.py:488", "m=0.99"),
+        ),
+        *_no_rcs("DynACL train_DynACL.py:477", "DataLoader("),
+        *_lpaft(
+            "DynACL",
+            "LPAFT_AFF.py",
+            DYNACL_LPAFT_LINES,
+            attack_start="zero",
+            start_cite="DynACL utils.py:410",
+            start_match="x_adv = x_natural.detach()",
+            beta_cite="DynACL utils.py:437",
+            beta_match="loss += beta * loss_robust",
+        ),
+        *_finetune("DynACL++", "RobustSSL", FT_DYNACL),
+        *_evaluate(),
+    ],
+    "cifar10_acl_air_gpu.yaml": [
+        *_common("AIR", mean_line=233, conv_line=249, init_line=265),
+        *_acl_pretrain(
+            "AIR",
+            "pretraining.py",
+            AIR_LINES,
+            "acl_air",
+            weights=(1.0, 1.0),
+            weights_note=_acl_air_weights_note(),
+        ),
+        *_air(),
+        *_no_rcs("AIR pretraining.py:288", "get_trainset("),
+        *_no_lpaft("AIR pretraining.py:288", "get_trainset("),
+        *_finetune(
+            "ACL-AIR", "AIR", FT_ACL_AIR, ft="finetuning.py", utils="finetuning_utils.py", lines=AIR_RCS_FT
+        ),
+        *_evaluate("AIR", "finetuning.py", "finetuning_utils.py", AIR_RCS_FT),
+    ],
+    "cifar10_dynacl_air_gpu.yaml": [
+        *_common("AIR", mean_line=233, conv_line=249, init_line=265),
+        *_acl_pretrain(
+            "AIR",
+            "pretraining.py",
+            AIR_LINES,
+            "dynacl_air",
+            weights=(1.0, 1.0),
+            weights_note=_acl_air_weights_note().replace("without --DynAug", "; 2/3·(1 − strength) with it"),
+        ),
+        *_dynacl_schedule(
+            "AIR",
+            "pretraining.py",
+            (284, "K = 50"),
+            (285, "strength = 1 - int((epoch-1)/K) * K/args.epochs"),
+            (292, "LAMBDA=2/3"),
+            0.0,
+            ("AIR pretraining.py:193", "model = resnet18(pretrained=False"),
+            "weight = 2/3·(1 − strength) (pretraining.py:344)",
+        ),
+        *_air(),
+        *_no_rcs("AIR pretraining.py:288", "get_trainset("),
+        *_no_lpaft("AIR pretraining.py:288", "get_trainset("),
+        *_finetune("DynACL-AIR", "RobustSSL", FT_DYNACL_AIR),
+        *_evaluate(),
+    ],
+    "cifar10_dynacl_air_pp_gpu.yaml": [
+        *_common("AIR", mean_line=233, conv_line=249, init_line=265),
+        *_acl_pretrain(
+            "AIR",
+            "pretraining.py",
+            AIR_LINES,
+            "dynacl_air",
+            weights=(1.0, 1.0),
+            weights_note=_acl_air_weights_note().replace("without --DynAug", "; 2/3·(1 − strength) with it"),
+        ),
+        *_dynacl_schedule(
+            "AIR",
+            "pretraining.py",
+            (284, "K = 50"),
+            (285, "strength = 1 - int((epoch-1)/K) * K/args.epochs"),
+            (292, "LAMBDA=2/3"),
+            0.0,
+            ("AIR pretraining.py:193", "model = resnet18(pretrained=False"),
+            "weight = 2/3·(1 − strength) (pretraining.py:344)",
+        ),
+        *_air(),
+        *_no_rcs("AIR pretraining.py:288", "get_trainset("),
+        *_lpaft(
+            "AIR",
+            "LP-AFF.py",
+            AIR_LPAFT_LINES,
+            attack_start="normal",
+            start_cite="AIR finetuning_utils.py:540",
+            start_match="x_natural.detach() + 0.001 * torch.randn",
+            beta_cite="AIR finetuning_utils.py:568",
+            beta_match="LAMBDA2 = 6.0",
+            deviation_target=AIR_PP_TARGET,
+        ),
+        *_finetune("DynACL-AIR++", "RobustSSL", FT_DYNACL_AIR_PP),
+        *_evaluate(),
+    ],
+    "cifar10_acl_rcs_gpu.yaml": [
+        *_common("RCS", mean_line=233, conv_line=249, init_line=265),
+        *_acl_pretrain("RCS", "ACL_RCS.py", RCS_LINES, "acl"),
+        *_rcs("ACL_RCS.py", dict(split=194, coreset_lr=270, val_loader=217)),
+        *_no_lpaft("RCS ACL_RCS.py:293", "train(train_loader"),
+        *_finetune(
+            "ACL_RCS", "RCS", FT_ACL_RCS, ft="finetuning.py", utils="finetuning_utils.py", lines=AIR_RCS_FT
+        ),
+        *_evaluate("RCS", "finetuning.py", "finetuning_utils.py", AIR_RCS_FT),
+    ],
+    "cifar10_dynacl_rcs_gpu.yaml": [
+        *_common("RCS", mean_line=233, conv_line=249, init_line=265),
+        *_acl_pretrain("RCS", "DynACL_RCS.py", DYNACL_RCS_LINES, "dynacl"),
+        *_dynacl_schedule(
+            "RCS",
+            "DynACL_RCS.py",
+            (294, "K = 50"),
+            (295, "strength = 1 - int((epoch-1)/K) * K/args.epochs"),
+            (364, "LAMBDA = 2/3"),
+            0.0,
+            ("RCS DynACL_RCS.py:182", "model = resnet18(pretrained=False"),
+            "((1 − w)·clean + (1 + w)·adv)/2, w = 2/3·(1 − strength): DynACL's weights, one epoch "
+            "index for strength and weight",
+        ),
+        *_rcs(
+            "DynACL_RCS.py",
+            dict(split=221, coreset_lr=302, val_loader=244),
+            deviation_val=RCS_DYNACL_HELD_OUT,
+        ),
+        *_no_lpaft("RCS DynACL_RCS.py:325", "train(train_loader"),
+        *_finetune("DynACL-RCS", "RobustSSL", FT_DYNACL_RCS),
+        *_evaluate(),
+    ],
+    "cifar10_trades_scratch_gpu.yaml": [
+        V(
+            "model.name",
+            "wrn34_10_cifar",
+            "TRADES models/wideresnet.py:51",
+            "depth=34, num_classes=10, widen_factor=10",
+        ),
+        V(
+            "model.mean",
+            [0.0, 0.0, 0.0],
+            "TRADES train_trades_cifar10.py:59-63",
+            "transforms.ToTensor()",
+            "no normalisation anywhere: the network sees [0,1] pixels",
+        ),
+        V("model.std", [1.0, 1.0, 1.0], "TRADES train_trades_cifar10.py:59-63", "transforms.ToTensor()"),
+        V("model.kwargs", {}, "TRADES train_trades_cifar10.py:152", "WideResNet()", "dropRate 0"),
+        V(
+            "model.pretrained",
+            "",
+            "TRADES models/wideresnet.py:74-82",
+            "m.weight.data.normal_(0, math.sqrt(2. / n))",
+            "random initialisation",
+            **_dev(TRADES_INIT),
+        ),
+        V("data.dataset", "cifar10", "TRADES train_trades_cifar10.py:67", "CIFAR10("),
+        V("data.num_classes", 10, "TRADES models/wideresnet.py:51", "num_classes=10"),
+        V("data.image_size", 32, "TRADES train_trades_cifar10.py:60", "RandomCrop(32, padding=4)"),
+        V(
+            "data.val_size",
+            0,
+            "TRADES train_trades_cifar10.py:67-68",
+            "train=True",
+            "all 50,000 training images; the last epoch's model",
+        ),
+        V("data.wrong_size", "resize", "TRADES train_trades_cifar10.py:60", "RandomCrop(32"),
+        V("run.mixed_precision", "no", "TRADES train_trades_cifar10.py:81", "trades_loss(", "float32"),
+        V("finetune.init", "scratch", "TRADES train_trades_cifar10.py:152", "WideResNet()"),
+        V(
+            "finetune.protocol",
+            "aff",
+            "TRADES train_trades_cifar10.py:153",
+            "model.parameters()",
+            "the whole network",
+        ),
+        V("finetune.objective", "trades", "TRADES train_trades_cifar10.py:81", "trades_loss("),
+        V("finetune.beta", 6.0, "TRADES train_trades_cifar10.py:36", "default=6.0"),
+        V("finetune.epochs", 76, "TRADES train_trades_cifar10.py:20", "default=76"),
+        V("finetune.batch_size", 128, "TRADES train_trades_cifar10.py:16", "default=128"),
+        V("finetune.samples_per_epoch", 0, "TRADES train_trades_cifar10.py:68", "shuffle=True"),
+        V("finetune.grad_accum_steps", 1, "TRADES train_trades_cifar10.py:153", "optim.SGD("),
+        V(
+            "finetune.head_init",
+            "default",
+            "TRADES models/wideresnet.py:71",
+            "nn.Linear",
+            "the layer's own init",
+        ),
+        V(
+            "finetune.dual_bn",
+            True,
+            "TRADES models/wideresnet.py:50",
+            "class WideResNet",
+            "has no effect: a network trained from scratch has one BN per layer",
+        ),
+        V(
+            "finetune.bn_branch",
+            "adv",
+            "TRADES models/wideresnet.py:50",
+            "class WideResNet",
+            "no effect (single BN)",
+        ),
+        V("finetune.optim.name", "sgd", "TRADES train_trades_cifar10.py:153", "optim.SGD("),
+        V("finetune.optim.lr", 0.1, "TRADES train_trades_cifar10.py:24", "default=0.1"),
+        V("finetune.optim.momentum", 0.9, "TRADES train_trades_cifar10.py:26", "default=0.9"),
+        V("finetune.optim.nesterov", False, "TRADES train_trades_cifar10.py:153", "momentum=args.momentum"),
+        V("finetune.optim.weight_decay", 2e-4, "TRADES train_trades_cifar10.py:22", "default=2e-4"),
+        V(
+            "finetune.optim.decay_norm_and_bias",
+            True,
+            "TRADES train_trades_cifar10.py:153",
+            "model.parameters()",
+        ),
+        V(
+            "finetune.optim.schedule",
+            "piecewise",
+            "TRADES train_trades_cifar10.py:137-145",
+            "def adjust_learning_rate",
+        ),
+        V(
+            "finetune.optim.schedule_unit",
+            "step",
+            "TRADES train_trades_cifar10.py:157",
+            "adjust_learning_rate(",
+            "set per epoch there; piecewise per step changes at the same boundary",
+        ),
+        V(
+            "finetune.optim.milestones",
+            [74.0],
+            "TRADES train_trades_cifar10.py:140",
+            "if epoch >= 75:",
+            "1-based epoch 75 = our 0-based 74; the ×0.01 at 90 and ×0.001 at 100 lie past epoch 76",
+        ),
+        V("finetune.optim.gamma", 0.1, "TRADES train_trades_cifar10.py:141", "args.lr * 0.1"),
+        V(
+            "finetune.optim.warmup_epochs",
+            0.0,
+            "TRADES train_trades_cifar10.py:137-145",
+            "def adjust_learning_rate",
+        ),
+        V(
+            "finetune.optim.cosine_sampled_at_end",
+            False,
+            "TRADES train_trades_cifar10.py:137",
+            "def adjust_learning_rate",
+            "unused (piecewise)",
+        ),
+        V(
+            "finetune.optim.min_lr",
+            0.0,
+            "TRADES train_trades_cifar10.py:137",
+            "def adjust_learning_rate",
+            "unused",
+        ),
+        V("finetune.attack.norm", "Linf", "TRADES trades.py:25", "distance='l_inf'"),
+        V("finetune.attack.eps", 0.031, "TRADES train_trades_cifar10.py:30", "default=0.031"),
+        V("finetune.attack.step_size", 0.007, "TRADES train_trades_cifar10.py:34", "default=0.007"),
+        V("finetune.attack.steps", 10, "TRADES train_trades_cifar10.py:32", "default=10"),
+        V("finetune.attack.start", "normal", "TRADES trades.py:31", "0.001 * torch.randn"),
+        V("finetune.attack.name", "pgd", "TRADES trades.py:17", "def trades_loss"),
+        V("evaluate.norm", "Linf", "TRADES trades.py:25", "distance='l_inf'", "AutoAttack leaderboard: Linf"),
+        V(
+            "evaluate.eps",
+            EPS,
+            "TRADES train_trades_cifar10.py:30",
+            "default=0.031",
+            "the AutoAttack leaderboard evaluates at 8/255 (0.0314), not the training ε 0.031",
+        ),
+        V(
+            "evaluate.n_examples",
+            10000,
+            "TRADES train_trades_cifar10.py:69",
+            "train=False",
+            "the whole test set",
+        ),
+        V(
+            "evaluate.autoattack.enabled",
+            True,
+            "TRADES train_trades_cifar10.py:69",
+            "train=False",
+            "AutoAttack leaderboard",
+        ),
+        V(
+            "evaluate.autoattack.version",
+            "standard",
+            "TRADES train_trades_cifar10.py:69",
+            "train=False",
+            "AutoAttack leaderboard: standard",
+        ),
+        V("evaluate.autoattack.attacks", [], "TRADES train_trades_cifar10.py:69", "train=False"),
+        V("evaluate.autoattack.n_examples", 0, "TRADES train_trades_cifar10.py:69", "train=False"),
+        V(
+            "evaluate.pgd.steps",
+            20,
+            "TRADES pgd_attack_cifar10.py:22",
+            "default=20",
+            "TRADES' own PGD-20 check",
+        ),
+        V(
+            "evaluate.pgd.step_size",
+            0.003,
+            "TRADES pgd_attack_cifar10.py:24",
+            "default=0.003",
+            "at our evaluate.eps 8/255 (theirs: 0.031, pgd_attack_cifar10.py:20)",
+        ),
+        V(
+            "evaluate.pgd.restarts",
+            1,
+            "TRADES pgd_attack_cifar10.py:26-27",
+            "default=True",
+            "one random start",
+        ),
+        V("evaluate.precision", "fp32", "TRADES train_trades_cifar10.py:81", "trades_loss("),
+        V("evaluate.model", "finetune", "TRADES train_trades_cifar10.py:165", "eval_test(model"),
+        V(
+            "evaluate.checkpoint",
+            "final",
+            "TRADES train_trades_cifar10.py:168-170",
+            "torch.save(model.state_dict()",
+            "the last epoch's model",
+        ),
+        V(
+            "export.checkpoint",
+            "final",
+            "TRADES train_trades_cifar10.py:168-170",
+            "torch.save(model.state_dict()",
+        ),
+    ],
+}
+
+# configs/*_gpu.yaml that are not parity recipes (no reference code to hold them to)
+NOT_PARITY = {"cifar10_vit_small_gpu.yaml": "ViT-Small through ACL and TRADES: no reference recipe exists"}
+
+# resolved keys that are not recipe values, by prefix, with the reason (tests/test_recipes.py: every other
+# resolved key of a parity recipe must be in TABLE)
+NOT_RECIPE_VALUES = {
+    "run.": "where and how this run executes (name, folders, device, seed of our RNG streams, speed switches, "
+    "trackers): no effect on the algorithm",
+    "data.train_source": "where the data comes from",
+    "data.test_source": "where the data comes from",
+    "data.download_root": "where the data comes from",
+    "data.out_dir": "where the data comes from",
+    "data.train_urls": "where the data comes from",
+    "data.val_urls": "where the data comes from",
+    "data.test_urls": "where the data comes from",
+    "data.train_size": "a count, read from the shards",
+    "data.shard_size": "storage layout",
+    "data.num_workers": "loader processes",
+    "data.shuffle_buffer": "the streaming shuffle's buffer: the reference shuffles the whole set each epoch "
+    "(DataLoader(shuffle=True)), which a stream cannot; not a reference value",
+    "data.on_bad_sample": "error handling",
+    "pretrain.checkpoint_every_steps": "checkpointing",
+    "pretrain.keep_checkpoints": "checkpointing",
+    "pretrain.log_every_steps": "logging",
+    "pretrain.tensorboard": "logging",
+    "pretrain.lpaft.feature_batch_size": "memory only (features are per-image in eval())",
+    "pretrain.lpaft.probe.checkpoint_every_steps": "checkpointing",
+    "pretrain.lpaft.probe.keep_checkpoints": "checkpointing",
+    "pretrain.lpaft.probe.log_every_steps": "logging",
+    "pretrain.lpaft.probe.tensorboard": "logging",
+    "pretrain.lpaft.trades.checkpoint_every_steps": "checkpointing",
+    "pretrain.lpaft.trades.keep_checkpoints": "checkpointing",
+    "pretrain.lpaft.trades.log_every_steps": "logging",
+    "pretrain.lpaft.trades.tensorboard": "logging",
+    "finetune.checkpoint_every_steps": "checkpointing",
+    "finetune.keep_checkpoints": "checkpointing",
+    "finetune.log_every_steps": "logging",
+    "finetune.tensorboard": "logging",
+    "finetune.name": "the fine-tune's folder",
+    "finetune.val_attack_steps": "model selection on a validation "
+    "split, which these recipes do not hold (data.val_size 0)",
+    "finetune.collapse_ratio": "only when a catastrophic-overfitting warning is printed",
+    "evaluate.batch_size": "memory only",
+    "evaluate.chunk_size": "resumable chunks",
+    "evaluate.seed": "our RNG streams",
+    "evaluate.autoattack.batch_size": "memory only",
+    "evaluate.autoattack.fast_targets": "version 'fast' only",
+    "evaluate.autoattack.cross_check": "version 'fast' only",
+    "evaluate.sweep.": "extra ε sweep, beyond the references' evaluation",
+    "evaluate.calibration.": "extra calibration report, beyond the references' evaluation",
+    "evaluate.smoothing.": "extra randomized-smoothing certificate, beyond the references' evaluation",
+    "evaluate.masking_checks": "extra gradient-masking checks, beyond the references' evaluation",
+    "protocols.slf": "the overrides themselves: their effect is tabled as slf:/alf:/aff: keys",
+    "protocols.alf": "the overrides themselves: their effect is tabled as slf:/alf:/aff: keys",
+    "protocols.aff": "the overrides themselves: their effect is tabled as slf:/alf:/aff: keys",
+}
+
+# components a recipe does not use: every key below the prefix is inert for it (their switch is tabled)
+INACTIVE = {
+    "acl": ("pretrain.dynacl.", "pretrain.air."),
+    "dynacl": ("pretrain.air.",),
+    "acl_air": ("pretrain.dynacl.",),
+    "dynacl_air": (),
+    "no_rcs": ("pretrain.rcs.",),  # all but pretrain.rcs.fraction (0)
+    "no_lpaft": ("pretrain.lpaft.",),  # all but pretrain.lpaft.enabled (false)
+    "scratch": ("pretrain.",),  # TRADES from scratch: no pretraining stage
+    "scratch_protocols": ("protocols.",),  # one fine-tune (make finetune), no SLF/ALF
+}
+
+
+def cited_repos() -> list[str]:
+    return sorted({v.repo for entries in TABLE.values() for v in entries})
+
+
+# ---- rendering (docs/recipes.md and the README summary) -------------------------------------------------
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        for num in (2, 8):
+            if abs(value * 255 - num) < 1e-12:
+                return f"{num}/255"
+        if abs(value - 2 / 3) < 1e-12:
+            return "2/3"
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{}" if not value else str(value)
+    if isinstance(value, str):
+        return f"'{value}'" if value == "" else value
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _link(v: V) -> str:
+    repo, commit, root = REPOS[v.repo]
+    a, b = v.lines
+    anchor = f"#L{a}" + (f"-L{b}" if b != a else "")
+    return f"[{v.repo} `{v.path}:{a if a == b else f'{a}-{b}'}`](https://github.com/{repo}/blob/{commit}/{root}{v.path}{anchor})"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_docs() -> str:
+    """docs/recipes.md: every value of every parity recipe with its file:line."""
+    out = [
+        "# Parity recipes: every value and where it comes from",
+        "",
+        "Generated from `pipeline/recipes.py` by `python -m pipeline.recipes --write`; "
+        "`tests/test_recipes.py` fails when a recipe (`configs/*_gpu.yaml`, fully resolved) holds another value "
+        "or this file is stale. Keys with `slf:` / `alf:` are what `make protocols` runs for that protocol "
+        "(`finetune.*` is AFF, for `make finetune` and the protocols alike). **as ran**: the value the "
+        "reference's script executed where its code seems to intend another; **deviation**: where we differ "
+        "on purpose, and why. Line numbers are at the commits linked.",
+        "",
+    ]
+    for name, entries in TABLE.items():
+        out += [f"## `configs/{name}`", "", "| key | value | reference | note |", "|---|---|---|---|"]
+        for v in entries:
+            note = v.note
+            if v.ran:
+                note = (note + "; " if note else "") + f"**as ran:** {v.ran}"
+            if v.deviation:
+                note = (note + "; " if note else "") + f"**deviation:** {v.deviation}"
+            out.append(f"| `{v.key}` | {_fmt(v.value)} | {_link(v)} | {_cell(note)} |")
+        out.append("")
+    out += ["## Not parity recipes", ""] + [f"- `configs/{k}`: {r}" for k, r in NOT_PARITY.items()] + [""]
+    return "\n".join(out)
+
+
+README_BEGIN, README_END = (
+    "<!-- recipe-summary:begin (python -m pipeline.recipes --write) -->",
+    "<!-- recipe-summary:end -->",
+)
+
+
+def render_readme_summary() -> str:
+    """The README's recipe table: per recipe, its references and every as-ran value and deviation."""
+    rows = [
+        "| recipe | reference code | values as the reference ran them, not as its code reads | "
+        "deliberate deviations |",
+        "|---|---|---|---|",
+    ]
+    for name, entries in TABLE.items():
+        repos = sorted({v.repo for v in entries}, key=list(REPOS).index)
+        ran = sorted({f"`{v.key}` = {_fmt(v.value)}" for v in entries if v.ran})
+        dev = sorted({f"`{v.key}`: {v.summary}" for v in entries if v.deviation})
+        rows.append(
+            f"| `configs/{name}` | {', '.join(repos)} | {_cell('; '.join(ran)) or '—'} | "
+            f"{_cell('; '.join(dev)) or '—'} |"
+        )
+    return "\n".join([README_BEGIN, *rows, README_END])
+
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "recipes.md"
+README = ROOT / "README.md"
+
+
+def readme_with_summary(text: str) -> str:
+    start, end = text.index(README_BEGIN), text.index(README_END) + len(README_END)
+    return text[:start] + render_readme_summary() + text[end:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--write", action="store_true", help="rewrite docs/recipes.md and the README's summary"
+    )
+    args = parser.parse_args(argv)
+    if args.write:
+        DOCS.write_text(render_docs())
+        README.write_text(readme_with_summary(README.read_text()))
+        print(f"wrote {DOCS.relative_to(ROOT)} and the summary in {README.relative_to(ROOT)}")
+    else:
+        sys.stdout.write(render_docs())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
