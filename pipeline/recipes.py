@@ -242,6 +242,20 @@ def _acl_pretrain(
             "shuffle=True",
             "every image once per epoch (the reference also keeps the short last batch)",
         ),
+        V(
+            "pretrain.drop_last",
+            False,
+            f"{s}:{L['loader']}",
+            "shuffle=True",
+            "DataLoader's default drop_last=False: the short last batch is trained on",
+        ),
+        V(
+            "data.sampling",
+            "exact",
+            f"{s}:{L['loader']}",
+            "shuffle=True",
+            "a shuffled DataLoader: each image exactly once per epoch (not shards drawn with replacement)",
+        ),
         V("pretrain.grad_accum_steps", 1, f"{s}:{L['step']}", "optimizer.step()", "one update per batch"),
         V("pretrain.temperature", 0.5, L["nt_xent"], L.get("nt_xent_match", "t=0.5")),
         V(
@@ -574,7 +588,9 @@ def _lpaft(
     start_match: str,
     beta_cite: str,
     beta_match: str,
-    deviation_target: tuple | None = None,
+    target_branch: str,
+    target_cite: str,
+    target_match: str,
 ) -> list[V]:
     s = f"{repo} {script}"
     return [
@@ -595,6 +611,7 @@ def _lpaft(
             "drop_last (the next lines); ours drops the short batch too",
         ),
         V("pretrain.lpaft.probe.samples_per_epoch", 0, f"{s}:{L['loader']}", "drop_last=True"),
+        V("pretrain.lpaft.probe.drop_last", True, f"{s}:{L['loader']}", "drop_last=True"),
         V("pretrain.lpaft.probe.grad_accum_steps", 1, f"{s}:{L['head_sgd']}", "optimizer_head"),
         V("pretrain.lpaft.probe.optim.name", "sgd", f"{s}:{L['head_sgd']}", "torch.optim.SGD("),
         V("pretrain.lpaft.probe.optim.lr", 0.01, f"{s}:{L['lr_head']}", "default=0.01"),
@@ -634,6 +651,7 @@ def _lpaft(
         V("pretrain.lpaft.trades.epochs", 25, f"{s}:{L['epochs']}", "default=25"),
         V("pretrain.lpaft.trades.batch_size", 512, f"{s}:{L['batch']}", "default=512"),
         V("pretrain.lpaft.trades.samples_per_epoch", 0, f"{s}:{L['loader']}", "drop_last=True"),
+        V("pretrain.lpaft.trades.drop_last", True, f"{s}:{L['loader']}", "drop_last=True"),
         V("pretrain.lpaft.trades.grad_accum_steps", 1, f"{s}:{L['sgd']}", "torch.optim.SGD("),
         V("pretrain.lpaft.trades.optim.name", "sgd", f"{s}:{L['sgd']}", "torch.optim.SGD("),
         V("pretrain.lpaft.trades.optim.lr", 0.1, f"{s}:{L['lr']}", "default=0.1"),
@@ -675,7 +693,9 @@ def _lpaft(
         V("pretrain.lpaft.attack.eps", EPS, L["trades_def"], "epsilon=8/255"),
         V("pretrain.lpaft.attack.step_size", STEP, L["trades_def"], "step_size=2/255"),
         V("pretrain.lpaft.attack.steps", 10, f"{s}:{L['call'] + 4}", "perturb_steps=10"),
-        V("pretrain.lpaft.attack.start", attack_start, start_cite, start_match, **_dev(deviation_target)),
+        V("pretrain.lpaft.attack.start", attack_start, start_cite, start_match),
+        V("pretrain.lpaft.attack_target_branch", target_branch, target_cite, target_match,
+          "the BN branch of the clean prediction the attack maximises the KL against"),
         V("pretrain.lpaft.attack.name", "pgd", L["trades_def"], "def trades_loss_dual"),
     ]
 
@@ -711,15 +731,6 @@ AIR_LPAFT_LINES = dict(
     trades_def="AIR finetuning_utils.py:533",
 )
 
-AIR_PP_TARGET = (
-    "LP-AFT's TRADES attack takes its KL target from the adversarial branch; AIR's LP-AFF.py "
-    "takes it from the clean branch (needs an LP-AFT option, not a recipe value)",
-    "AIR's LP-AFF.py takes trades_loss_dual from finetuning_utils.py (LP-AFF.py:17), not DynACL's "
-    "utils.py: its attack maximises KL against the clean ('normal') branch's prediction "
-    "(finetuning_utils.py:546-547) while ours, as DynACL's, uses the adversarial branch on both "
-    "sides; the start matches (x + 0.001·N). Not a recipe value: needs a pretrain.lpaft option in "
-    "the LP-AFT code (lead: AIR LP-AFT parity)",
-)
 
 
 def _finetune(
@@ -786,6 +797,7 @@ def _finetune(
                 "shuffle=True",
                 "every training image once per epoch",
             ),
+            V(k + "drop_last", False, f"{u}:{L['loader']}", "shuffle=True", "the short last batch is trained on"),
             V(k + "grad_accum_steps", 1, f"{u}:{L['step']}", "optimizer.step()"),
             V(
                 k + "init",
@@ -819,6 +831,13 @@ def _finetune(
         if p in ("alf", "aff"):
             out += [
                 V(k + "attack.norm", "Linf", f"{u}:{L['trades_def']}", "distance='l_inf'"),
+                V(
+                    k + "attack.model_mode",
+                    "eval",
+                    f"{u}:{L['pgd'] if p == 'alf' else L['trades_def']}",
+                    "def pgd_attack" if p == "alf" else "def trades_loss_dual",
+                    "the attack runs after model.eval() (the function's first lines)",
+                ),
                 V(k + "attack.eps", EPS, f"{f}:{L['eps']}", "default=8. / 255."),
                 V(k + "attack.step_size", STEP, f"{f}:{L['step_size']}", "default=2. / 255."),
                 V(k + "attack.steps", 10, f"{f}:{L['steps']}", "default=10"),
@@ -1182,6 +1201,9 @@ TABLE: dict[str, list[V]] = {
             start_match="x_adv = x_natural.detach()",
             beta_cite="DynACL utils.py:437",
             beta_match="loss += beta * loss_robust",
+            target_branch="adv",
+            target_cite="DynACL utils.py:417",
+            target_match="model(x_natural,natural_mode)",
         ),
         *_finetune("DynACL++", "RobustSSL", FT_DYNACL),
         *_evaluate(),
@@ -1261,7 +1283,9 @@ TABLE: dict[str, list[V]] = {
             start_match="x_natural.detach() + 0.001 * torch.randn",
             beta_cite="AIR finetuning_utils.py:568",
             beta_match="LAMBDA2 = 6.0",
-            deviation_target=AIR_PP_TARGET,
+            target_branch="clean",
+            target_cite="AIR finetuning_utils.py:547",
+            target_match="model(x_natural,'normal')",
         ),
         *_finetune("DynACL-AIR++", "RobustSSL", FT_DYNACL_AIR_PP),
         *_evaluate(),
@@ -1348,6 +1372,9 @@ TABLE: dict[str, list[V]] = {
         V("finetune.epochs", 76, "TRADES train_trades_cifar10.py:20", "default=76"),
         V("finetune.batch_size", 128, "TRADES train_trades_cifar10.py:16", "default=128"),
         V("finetune.samples_per_epoch", 0, "TRADES train_trades_cifar10.py:68", "shuffle=True"),
+        V("finetune.drop_last", False, "TRADES train_trades_cifar10.py:68", "shuffle=True", "the short last batch kept"),
+        V("data.sampling", "exact", "TRADES train_trades_cifar10.py:68", "shuffle=True", "each image once per epoch"),
+        V("finetune.attack.model_mode", "eval", "TRADES trades.py:28", "model.eval()"),
         V("finetune.grad_accum_steps", 1, "TRADES train_trades_cifar10.py:153", "optim.SGD("),
         V(
             "finetune.head_init",
