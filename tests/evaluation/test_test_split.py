@@ -11,7 +11,7 @@ from pipeline.evaluation.test_split import load_test_split
 
 
 class _Data:  # the reader settings of the data: section
-    wrong_size, on_bad_sample, num_workers, shuffle_buffer = "resize", "error", 0, 2000
+    wrong_size, on_bad_sample, num_workers, shuffle_buffer, sampling = "resize", "error", 0, 2000, "exact"
 
 
 def _sorted_split(tmp_path, n_per_class=30, classes=4):
