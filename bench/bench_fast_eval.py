@@ -31,17 +31,28 @@ from stages.evaluate import load_model_to_evaluate  # noqa: E402
 
 
 def run_version(model, x, y, e, version: str, num_classes: int):
-    cfg = replace(e, n_examples=len(y), pgd=replace(e.pgd, steps=0), sweep=replace(e.sweep, enabled=False),
-                  calibration=replace(e.calibration, enabled=False), smoothing=replace(e.smoothing, enabled=False),
-                  autoattack=replace(e.autoattack, version=version, n_examples=len(y), attacks=[]))
+    cfg = replace(
+        e,
+        n_examples=len(y),
+        pgd=replace(e.pgd, steps=0),
+        sweep=replace(e.sweep, enabled=False),
+        calibration=replace(e.calibration, enabled=False),
+        smoothing=replace(e.smoothing, enabled=False),
+        autoattack=replace(e.autoattack, version=version, n_examples=len(y), attacks=[]),
+    )
     report = evaluate_model(model, x, y, cfg, num_classes=num_classes, progress=False)
     keys = [k for k in report.passes if k.startswith("autoattack:")]
     passes = sum(report.passes[k]["forward"] + report.passes[k]["backward"] for k in keys)
     seconds = sum(report.timings["compute_seconds"][k] for k in keys)
     broken = torch.tensor(report.per_sample["aa_final_pred"]) != y
     # per attack: (seconds, forward + backward passes), to see where each version spends its time
-    report.stage_costs = {k.split(":", 1)[1]: (round(report.timings["compute_seconds"][k], 1),
-                                              report.passes[k]["forward"] + report.passes[k]["backward"]) for k in keys}
+    report.stage_costs = {
+        k.split(":", 1)[1]: (
+            round(report.timings["compute_seconds"][k], 1),
+            report.passes[k]["forward"] + report.passes[k]["backward"],
+        )
+        for k in keys
+    }
     return report, passes, seconds, broken
 
 
@@ -65,24 +76,42 @@ def main() -> None:
     fast, p_fast, s_fast, b_fast = run_version(model, x, y, cfg.evaluate, "fast", d.num_classes)
     missed = (b_std & ~b_fast).nonzero().squeeze(1).tolist()  # standard broke it, fast scored it robust
     cc = fast.autoattack["cross_check"]
-    row = {"model": origin, "n": len(y), "threads": torch.get_num_threads(),
-           "standard": {"robust": std.autoattack["robust_accuracy"], "passes": p_std, "seconds": s_std,
-                        "per_attack": std.stage_costs},
-           "fast": {"robust": fast.autoattack["robust_accuracy"], "passes": p_fast, "seconds": s_fast,
-                    "per_attack": fast.stage_costs,
-                    "cross_check": {k: cc[k] for k in ("robust_before", "checked", "broken")}},
-           "passes_ratio": p_std / max(p_fast, 1), "seconds_ratio": s_std / max(s_fast, 1e-9),
-           "missed_by_fast": missed, "fast_broke_standard_robust": int((b_fast & ~b_std).sum())}
+    row = {
+        "model": origin,
+        "n": len(y),
+        "threads": torch.get_num_threads(),
+        "standard": {
+            "robust": std.autoattack["robust_accuracy"],
+            "passes": p_std,
+            "seconds": s_std,
+            "per_attack": std.stage_costs,
+        },
+        "fast": {
+            "robust": fast.autoattack["robust_accuracy"],
+            "passes": p_fast,
+            "seconds": s_fast,
+            "per_attack": fast.stage_costs,
+            "cross_check": {k: cc[k] for k in ("robust_before", "checked", "broken")},
+        },
+        "passes_ratio": p_std / max(p_fast, 1),
+        "seconds_ratio": s_std / max(s_fast, 1e-9),
+        "missed_by_fast": missed,
+        "fast_broke_standard_robust": int((b_fast & ~b_std).sum()),
+    }
     print(json.dumps(row), file=sys.stderr)
-    print("| model | n | standard AA robust | fast robust (not standard AA) | passes std / fast | seconds std / fast "
-          "| cross-check broke | standard breaks fast missed |")
+    print(
+        "| model | n | standard AA robust | fast robust (not standard AA) | passes std / fast | seconds std / fast "
+        "| cross-check broke | standard breaks fast missed |"
+    )
     print("|---|---|---|---|---|---|---|---|")
-    print(f"| {cfg.run.name}/{cfg.finetune.stage()} | {len(y)} | "
-          f"{format_accuracy(std.autoattack['robust_accuracy'], std.autoattack['robust_accuracy_ci'])} | "
-          f"{format_accuracy(fast.autoattack['robust_accuracy'], fast.autoattack['robust_accuracy_ci'])} | "
-          f"{p_std:,} / {p_fast:,} = **{row['passes_ratio']:.1f}×** | {s_std:.0f} s / {s_fast:.0f} s = "
-          f"**{row['seconds_ratio']:.1f}×** | {cc['broken']} of {cc['checked']} checked (of {cc['robust_before']}) | "
-          f"{len(missed)} |")
+    print(
+        f"| {cfg.run.name}/{cfg.finetune.stage()} | {len(y)} | "
+        f"{format_accuracy(std.autoattack['robust_accuracy'], std.autoattack['robust_accuracy_ci'])} | "
+        f"{format_accuracy(fast.autoattack['robust_accuracy'], fast.autoattack['robust_accuracy_ci'])} | "
+        f"{p_std:,} / {p_fast:,} = **{row['passes_ratio']:.1f}×** | {s_std:.0f} s / {s_fast:.0f} s = "
+        f"**{row['seconds_ratio']:.1f}×** | {cc['broken']} of {cc['checked']} checked (of {cc['robust_before']}) | "
+        f"{len(missed)} |"
+    )
 
 
 if __name__ == "__main__":

@@ -20,10 +20,21 @@ from data.spec import ShardSpec  # noqa: E402
 
 def throughput(urls, workers: int, batch: int, batches: int, sampling: str = "resampled") -> float:
     """Source images per second (each gives two views), after the first batch (start-up, buffer fill)."""
-    spec = ShardSpec.of_urls(list(urls), image_size=32, num_workers=workers, shuffle_buffer=2000, sampling=sampling)
+    spec = ShardSpec.of_urls(
+        list(urls), image_size=32, num_workers=workers, shuffle_buffer=2000, sampling=sampling
+    )
     if sampling == "exact":
-        loader = exact_loader(index_shards(spec), spec, SimCLRViews(32), global_batch=batch, world=1, rank=0, seed=0,
-                              epoch=0, drop_last=True)
+        loader = exact_loader(
+            index_shards(spec),
+            spec,
+            SimCLRViews(32),
+            global_batch=batch,
+            world=1,
+            rank=0,
+            seed=0,
+            epoch=0,
+            drop_last=True,
+        )
     else:
         loader = stream_loader(spec, SimCLRViews(32), batch_size=batch, seed=0, epoch=0, rank=0)
     it = iter(loader)
@@ -40,7 +51,9 @@ def main() -> None:
     ap.add_argument("--workers", default="0,1,2")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--batches", type=int, default=20)
-    ap.add_argument("--consume", type=float, default=0.0, help="images/s an ACL step consumes (bench_train_steps)")
+    ap.add_argument(
+        "--consume", type=float, default=0.0, help="images/s an ACL step consumes (bench_train_steps)"
+    )
     args = ap.parse_args()
     urls = expand_urls(args.shards, "--shards")
     t = time.perf_counter()

@@ -1,6 +1,6 @@
 """Wall time of `make pretrain finetune evaluate` on the quickstart (after setup), per stage.
 
-    python bench/bench_quickstart.py            # a fresh run directory under bench/out/
+python bench/bench_quickstart.py            # a fresh run directory under bench/out/
 """
 
 from __future__ import annotations
@@ -21,8 +21,11 @@ def main() -> None:
     args = [f"run.root={root}", "run.name=bench", "run.progress=false"]
     t0 = time.time()
     for stage in ("pretrain", "finetune", "evaluate"):
-        subprocess.run([sys.executable, "-m", f"stages.{stage}", "--config", "configs/quickstart.yaml", *args],
-                       cwd=ROOT, check=True)
+        subprocess.run(
+            [sys.executable, "-m", f"stages.{stage}", "--config", "configs/quickstart.yaml", *args],
+            cwd=ROOT,
+            check=True,
+        )
     total = time.time() - t0
     rows = []
     for stage in ("data", "pretrain", "finetune", "evaluate"):
@@ -34,8 +37,10 @@ def main() -> None:
         print(f"| {stage} | {t:.1f} |")
     print(f"| **total, 3 commands incl. start-up** | **{total:.1f}** |")
     ra = report["robust_accuracy"]
-    print(f"\nquickstart report: n={report['n_examples']} clean={report['clean_accuracy']:.3f} "
-          f"pgd={ra['pgd']:.3f} autoattack={ra['autoattack']:.3f}")
+    print(
+        f"\nquickstart report: n={report['n_examples']} clean={report['clean_accuracy']:.3f} "
+        f"pgd={ra['pgd']:.3f} autoattack={ra['autoattack']:.3f}"
+    )
 
 
 if __name__ == "__main__":

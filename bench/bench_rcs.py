@@ -36,7 +36,9 @@ from pipeline.objectives.rcs import CoresetSelector, RCSConfig  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="resnet10_cifar_tiny")
-    ap.add_argument("--n", type=int, default=3232, help="training images (synthetic; 3232 = 25 candidates + 1%% val)")
+    ap.add_argument(
+        "--n", type=int, default=3232, help="training images (synthetic; 3232 = 25 candidates + 1%% val)"
+    )
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=5, help="PGD steps of the pretraining attack (reference 5)")
     ap.add_argument("--fraction", type=float, default=0.2)
@@ -55,8 +57,9 @@ def main() -> None:
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     b = args.batch
     v1, v2 = torch.rand(b, 3, 32, 32, device=device), torch.rand(b, 3, 32, 32, device=device)
-    step = objective_step(model, opt, ContrastiveObjective("acl", model, model, pcfg, gather=False), (v1, v2),
-                          device, None)
+    step = objective_step(
+        model, opt, ContrastiveObjective("acl", model, model, pcfg, gather=False), (v1, v2), device, None
+    )
     step()  # warm-up
     times = []
     for _ in range(args.reps):
@@ -70,7 +73,9 @@ def main() -> None:
     n_cand = args.n // b
     n_val = max(1, round(0.01 * args.n))
     n_pick = int(args.fraction * (args.n - n_val)) // b
-    selector = CoresetSelector(model.backbone, model.head, pcfg.attack, RCSConfig(fraction=args.fraction), 0.5)
+    selector = CoresetSelector(
+        model.backbone, model.head, pcfg.attack, RCSConfig(fraction=args.fraction), 0.5
+    )
     val = torch.rand(n_val, 3, 32, 32, device=device)
     sync(device)
     t0 = time.perf_counter()
@@ -83,18 +88,36 @@ def main() -> None:
     full = n_cand * t_step
     coreset = n_pick * t_step
     amortised = (t_select + args.period * coreset) / args.period
-    out = {"model": args.model, "device": str(device), "threads": args.threads, "n": args.n, "batch": b,
-           "pgd_steps": args.steps, "fraction": args.fraction, "period": args.period, "candidates": n_cand,
-           "picks": len(picked), "val_images": n_val, "t_step_s": round(t_step, 4),
-           "selection_s": round(t_select, 2), "selection_scoring_s": round(t_score, 2),
-           "selection_vs_full_epoch": round(t_select / full, 3), "full_epoch_s": round(full, 2),
-           "coreset_epoch_s": round(coreset, 2), "amortised_epoch_s": round(amortised, 2),
-           "saving_full_over_amortised": round(full / amortised, 2)}
+    out = {
+        "model": args.model,
+        "device": str(device),
+        "threads": args.threads,
+        "n": args.n,
+        "batch": b,
+        "pgd_steps": args.steps,
+        "fraction": args.fraction,
+        "period": args.period,
+        "candidates": n_cand,
+        "picks": len(picked),
+        "val_images": n_val,
+        "t_step_s": round(t_step, 4),
+        "selection_s": round(t_select, 2),
+        "selection_scoring_s": round(t_score, 2),
+        "selection_vs_full_epoch": round(t_select / full, 3),
+        "full_epoch_s": round(full, 2),
+        "coreset_epoch_s": round(coreset, 2),
+        "amortised_epoch_s": round(amortised, 2),
+        "saving_full_over_amortised": round(full / amortised, 2),
+    }
     print(json.dumps(out))
-    print("\n| model | N / batch | fraction, period | ACL step | selection pass (vs full epoch) | full epoch | "
-          "amortised RCS epoch | saving |\n|---|---|---|---|---|---|---|---|")
-    print(f"| {args.model} | {args.n} / {b} | {args.fraction}, {args.period} | {t_step:.3f} s | {t_select:.1f} s "
-          f"({t_select / full:.2f}×) | {full:.1f} s | {amortised:.1f} s | **{full / amortised:.2f}×** |")
+    print(
+        "\n| model | N / batch | fraction, period | ACL step | selection pass (vs full epoch) | full epoch | "
+        "amortised RCS epoch | saving |\n|---|---|---|---|---|---|---|---|"
+    )
+    print(
+        f"| {args.model} | {args.n} / {b} | {args.fraction}, {args.period} | {t_step:.3f} s | {t_select:.1f} s "
+        f"({t_select / full:.2f}×) | {full:.1f} s | {amortised:.1f} s | **{full / amortised:.2f}×** |"
+    )
 
 
 if __name__ == "__main__":

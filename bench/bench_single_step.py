@@ -48,11 +48,20 @@ def finetune_steps(name, b, reps, device, dtype):
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     x, y = torch.rand(b, 3, 32, 32, device=device), torch.randint(0, 10, (b,), device=device)
     attack = AttackConfig(steps=10, start="")  # the fine-tuning default: TRADES PGD-10, step 2/255
-    steps = {obj: objective_step(model, opt, SupervisedObjective(obj, model, model, attack, 6.0, 10), (x, y), device, dtype)
-             for obj in ("trades", "fgsm_rs", "nfgsm")}
+    steps = {
+        obj: objective_step(
+            model, opt, SupervisedObjective(obj, model, model, attack, 6.0, 10), (x, y), device, dtype
+        )
+        for obj in ("trades", "fgsm_rs", "nfgsm")
+    }
     t = interleaved(steps, device, reps)
-    return {"trades_pgd10_s": t["trades"], "fgsm_rs_s": t["fgsm_rs"], "nfgsm_s": t["nfgsm"],
-            "trades_over_fgsm_rs": t["trades"] / t["fgsm_rs"], "trades_over_nfgsm": t["trades"] / t["nfgsm"]}
+    return {
+        "trades_pgd10_s": t["trades"],
+        "fgsm_rs_s": t["fgsm_rs"],
+        "nfgsm_s": t["nfgsm"],
+        "trades_over_fgsm_rs": t["trades"] / t["fgsm_rs"],
+        "trades_over_nfgsm": t["trades"] / t["nfgsm"],
+    }
 
 
 def acl_steps(name, b, reps, device, dtype):
@@ -62,15 +71,30 @@ def acl_steps(name, b, reps, device, dtype):
     model = ContrastiveModel(backbone, build_head("acl", backbone.num_features, dual_bn=True)).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     views = (torch.rand(b, 3, 32, 32, device=device), torch.rand(b, 3, 32, 32, device=device))
-    cfgs = {"pgd5": ["pretrain.attack.steps=5"],
-            "fgsm_rs": ["pretrain.attack.name=fgsm_rs", "pretrain.attack.steps=1"],
-            "nfgsm": ["pretrain.attack.name=nfgsm", "pretrain.attack.steps=1"]}
-    steps = {k: objective_step(model, opt, ContrastiveObjective("acl", model, model, load_config(None, o).pretrain,
-                                                                gather=False), views, device, dtype)
-             for k, o in cfgs.items()}
+    cfgs = {
+        "pgd5": ["pretrain.attack.steps=5"],
+        "fgsm_rs": ["pretrain.attack.name=fgsm_rs", "pretrain.attack.steps=1"],
+        "nfgsm": ["pretrain.attack.name=nfgsm", "pretrain.attack.steps=1"],
+    }
+    steps = {
+        k: objective_step(
+            model,
+            opt,
+            ContrastiveObjective("acl", model, model, load_config(None, o).pretrain, gather=False),
+            views,
+            device,
+            dtype,
+        )
+        for k, o in cfgs.items()
+    }
     t = interleaved(steps, device, reps)
-    return {"acl_pgd5_s": t["pgd5"], "acl_fgsm_rs_s": t["fgsm_rs"], "acl_nfgsm_s": t["nfgsm"],
-            "acl_pgd5_over_fgsm_rs": t["pgd5"] / t["fgsm_rs"], "acl_pgd5_over_nfgsm": t["pgd5"] / t["nfgsm"]}
+    return {
+        "acl_pgd5_s": t["pgd5"],
+        "acl_fgsm_rs_s": t["fgsm_rs"],
+        "acl_nfgsm_s": t["nfgsm"],
+        "acl_pgd5_over_fgsm_rs": t["pgd5"] / t["fgsm_rs"],
+        "acl_pgd5_over_nfgsm": t["pgd5"] / t["nfgsm"],
+    }
 
 
 def main():
@@ -85,17 +109,25 @@ def main():
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if args.bf16 else None
-    print("| model | batch | threads | TRADES PGD-10 | FGSM-RS | N-FGSM | TRADES ÷ FGSM-RS | TRADES ÷ N-FGSM | "
-          "ACL PGD-5 | ACL FGSM-RS | ACL N-FGSM | ACL PGD-5 ÷ FGSM-RS | ACL PGD-5 ÷ N-FGSM |")
+    print(
+        "| model | batch | threads | TRADES PGD-10 | FGSM-RS | N-FGSM | TRADES ÷ FGSM-RS | TRADES ÷ N-FGSM | "
+        "ACL PGD-5 | ACL FGSM-RS | ACL N-FGSM | ACL PGD-5 ÷ FGSM-RS | ACL PGD-5 ÷ N-FGSM |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.models.split(","):
         torch.manual_seed(0)
-        r = {**finetune_steps(name, args.batch, args.reps, device, dtype), **acl_steps(name, args.batch, args.reps, device, dtype)}
+        r = {
+            **finetune_steps(name, args.batch, args.reps, device, dtype),
+            **acl_steps(name, args.batch, args.reps, device, dtype),
+        }
         print(json.dumps({"model": name, **r}), file=sys.stderr, flush=True)
-        print(f"| {name} | {args.batch} | {torch.get_num_threads()} | {r['trades_pgd10_s']:.3f} s | {r['fgsm_rs_s']:.3f} s | "
-              f"{r['nfgsm_s']:.3f} s | **{r['trades_over_fgsm_rs']:.2f}×** | **{r['trades_over_nfgsm']:.2f}×** | "
-              f"{r['acl_pgd5_s']:.3f} s | {r['acl_fgsm_rs_s']:.3f} s | {r['acl_nfgsm_s']:.3f} s | "
-              f"**{r['acl_pgd5_over_fgsm_rs']:.2f}×** | **{r['acl_pgd5_over_nfgsm']:.2f}×** |", flush=True)
+        print(
+            f"| {name} | {args.batch} | {torch.get_num_threads()} | {r['trades_pgd10_s']:.3f} s | {r['fgsm_rs_s']:.3f} s | "
+            f"{r['nfgsm_s']:.3f} s | **{r['trades_over_fgsm_rs']:.2f}×** | **{r['trades_over_nfgsm']:.2f}×** | "
+            f"{r['acl_pgd5_s']:.3f} s | {r['acl_fgsm_rs_s']:.3f} s | {r['acl_nfgsm_s']:.3f} s | "
+            f"**{r['acl_pgd5_over_fgsm_rs']:.2f}×** | **{r['acl_pgd5_over_nfgsm']:.2f}×** |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

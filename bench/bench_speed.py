@@ -32,9 +32,13 @@ from pipeline.objectives import ContrastiveModel, ContrastiveObjective, Supervis
 from pipeline.objectives.heads import build_head  # noqa: E402
 
 VARIANTS = {  # name: (channels_last, compile, bf16)
-    "eager fp32": (False, False, False), "channels_last": (True, False, False), "compile": (False, True, False),
-    "compile + channels_last": (True, True, False), "bf16": (False, False, True),
-    "bf16 + channels_last": (True, False, True), "bf16 + compile": (False, True, True),
+    "eager fp32": (False, False, False),
+    "channels_last": (True, False, False),
+    "compile": (False, True, False),
+    "compile + channels_last": (True, True, False),
+    "bf16": (False, False, True),
+    "bf16 + channels_last": (True, False, True),
+    "bf16 + compile": (False, True, True),
 }
 
 
@@ -69,6 +73,7 @@ def make_step(kind: str, name: str, batch: int, variant: tuple, device):
         opt.zero_grad(set_to_none=True)
         if device.type == "cuda":
             torch.cuda.synchronize()
+
     return step
 
 
@@ -94,14 +99,27 @@ def bench_steps(args, device) -> list[dict]:
             base = statistics.median(times[names[0]])
             for v in names:
                 med = statistics.median(times[v])
-                rows.append({"model": name, "batch": batch, "step": kind, "variant": v, "step_s": med,
-                             "speedup": base / med, "first_two_steps_s": first[v]})
+                rows.append(
+                    {
+                        "model": name,
+                        "batch": batch,
+                        "step": kind,
+                        "variant": v,
+                        "step_s": med,
+                        "speedup": base / med,
+                        "first_two_steps_s": first[v],
+                    }
+                )
                 print(json.dumps(rows[-1]), flush=True)
-    print("\n| model | batch | step | variant | step s (median) | vs eager fp32 | first 2 steps s (compile) |")
+    print(
+        "\n| model | batch | step | variant | step s (median) | vs eager fp32 | first 2 steps s (compile) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['batch']} | {r['step']} | {r['variant']} | {r['step_s']:.3f} | "
-              f"{r['speedup']:.2f}× | {r['first_two_steps_s']:.1f} |")
+        print(
+            f"| {r['model']} | {r['batch']} | {r['step']} | {r['variant']} | {r['step_s']:.3f} | "
+            f"{r['speedup']:.2f}× | {r['first_two_steps_s']:.1f} |"
+        )
     return rows
 
 
@@ -112,26 +130,38 @@ def bench_eval(args, device) -> list[dict]:
     from pipeline.export import load_timm_folder
 
     model = load_timm_folder(Path(args.model_dir)).to(device).eval()
-    x, y, _order, _ = load_test_split(ShardSpec.of_urls(args.test_urls, image_size=32, split="test",
-                                                        wrong_size="error"), args.n, 10)
+    x, y, _order, _ = load_test_split(
+        ShardSpec.of_urls(args.test_urls, image_size=32, split="test", wrong_size="error"), args.n, 10
+    )
     rows, preds = [], {}
     for precision in ("fp32", "bf16"):
-        cfg = EvaluateConfig(n_examples=args.n, batch_size=250, chunk_size=args.n, eps=8 / 255, precision=precision)
+        cfg = EvaluateConfig(
+            n_examples=args.n, batch_size=250, chunk_size=args.n, eps=8 / 255, precision=precision
+        )
         cfg.autoattack.enabled = cfg.sweep.enabled = cfg.calibration.enabled = cfg.masking_checks = False
         t = time.perf_counter()
         report = evaluate_model(model, x.float().div(255.0), y, cfg, num_classes=10)
         seconds = time.perf_counter() - t
         preds[precision] = torch.tensor(report.per_sample["pgd_pred"])
-        rows.append({"precision": precision, "n": args.n, "seconds": seconds, "clean": report.clean_accuracy,
-                     "pgd20": report.robust_accuracy["pgd"]})
+        rows.append(
+            {
+                "precision": precision,
+                "n": args.n,
+                "seconds": seconds,
+                "clean": report.clean_accuracy,
+                "pgd20": report.robust_accuracy["pgd"],
+            }
+        )
     y_ = y[: args.n]
     differ = int(((preds["fp32"] == y_) != (preds["bf16"] == y_)).sum())
     for r in rows:
         r["verdicts_differing"] = differ
         print(json.dumps(r), flush=True)
-    print(f"\nPGD-20 fp32 {rows[0]['seconds']:.1f} s, bf16 {rows[1]['seconds']:.1f} s "
-          f"({rows[0]['seconds'] / rows[1]['seconds']:.2f}×); robust {rows[0]['pgd20']:.2%} vs {rows[1]['pgd20']:.2%}; "
-          f"{differ} of {args.n} verdicts differ")
+    print(
+        f"\nPGD-20 fp32 {rows[0]['seconds']:.1f} s, bf16 {rows[1]['seconds']:.1f} s "
+        f"({rows[0]['seconds'] / rows[1]['seconds']:.2f}×); robust {rows[0]['pgd20']:.2%} vs {rows[1]['pgd20']:.2%}; "
+        f"{differ} of {args.n} verdicts differ"
+    )
     return rows
 
 

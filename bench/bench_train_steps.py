@@ -52,6 +52,7 @@ def timeit(fn, device, reps, warmup=1):
 
 def objective_step(model, opt, objective, batch, device, dtype):
     """A closure running one full training step of ``objective`` (as the Trainer does, minus accelerate)."""
+
     def run():
         model.train()
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
@@ -59,6 +60,7 @@ def objective_step(model, opt, objective, batch, device, dtype):
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+
     return run
 
 
@@ -98,9 +100,16 @@ def bench_acl(name, b, k, reps, device, dtype):
     t_attack, t_train = timeit(attack_pass, device, reps), timeit(train_pass, device, reps)
     t_acl, t_simclr = timeit(step(acl), device, reps), timeit(step(simclr), device, reps)
     floor = k * t_attack + 2 * t_train
-    return {"acl_step_s": t_acl, "acl_floor_s": floor, "acl_vs_floor": t_acl / floor,
-            "simclr_step_s": t_simclr, "acl_over_simclr": t_acl / t_simclr, "acl_images_per_s": b / t_acl,
-            "attack_pass_s": t_attack, "train_pass_s": t_train}
+    return {
+        "acl_step_s": t_acl,
+        "acl_floor_s": floor,
+        "acl_vs_floor": t_acl / floor,
+        "simclr_step_s": t_simclr,
+        "acl_over_simclr": t_acl / t_simclr,
+        "acl_images_per_s": b / t_acl,
+        "attack_pass_s": t_attack,
+        "train_pass_s": t_train,
+    }
 
 
 def bench_trades(name, b, k, reps, device, dtype):
@@ -130,7 +139,9 @@ def bench_trades(name, b, k, reps, device, dtype):
         model.eval()
         xa = x.clone().requires_grad_(True)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = F.kl_div(F.log_softmax(model(xa), 1), torch.full((b, 10), 0.1, device=device), reduction="sum")
+            loss = F.kl_div(
+                F.log_softmax(model(xa), 1), torch.full((b, 10), 0.1, device=device), reduction="sum"
+            )
         torch.autograd.grad(loss, xa)
 
     def train_passes():
@@ -140,21 +151,33 @@ def bench_trades(name, b, k, reps, device, dtype):
         loss.backward()
         opt.zero_grad(set_to_none=True)
 
-    floor = timeit(clean_eval, device, reps) + k * timeit(attack_pass, device, reps) + timeit(train_passes, device, reps)
+    floor = (
+        timeit(clean_eval, device, reps)
+        + k * timeit(attack_pass, device, reps)
+        + timeit(train_passes, device, reps)
+    )
     t_ours, t_ref = timeit(our_step, device, reps), timeit(ref_step, device, reps)
     # identical loss: the same weights, batch and start noise through both implementations
     a, r = copy.deepcopy(model), copy.deepcopy(model)
     torch.manual_seed(5)
     a.eval()
     from pipeline.objectives import trades_attack, trades_outer_loss
+
     xa = trades_attack(a, x, cfg)
     a.train()
     loss_ours = trades_outer_loss(a(x), a(xa), y, 6.0)
     torch.manual_seed(5)
     loss_ref = reference_trades_step(r, x, y, 8 / 255, 2 / 255, k, 6.0)
-    return {"trades_step_s": t_ours, "trades_floor_s": floor, "trades_vs_floor": t_ours / floor,
-            "reference_step_s": t_ref, "speedup_vs_reference": t_ref / t_ours,
-            "loss_ours": float(loss_ours), "loss_reference": float(loss_ref), "trades_images_per_s": b / t_ours}
+    return {
+        "trades_step_s": t_ours,
+        "trades_floor_s": floor,
+        "trades_vs_floor": t_ours / floor,
+        "reference_step_s": t_ref,
+        "speedup_vs_reference": t_ref / t_ours,
+        "loss_ours": float(loss_ours),
+        "loss_reference": float(loss_ref),
+        "trades_images_per_s": b / t_ours,
+    }
 
 
 def main():
@@ -177,20 +200,31 @@ def main():
         torch.manual_seed(0)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        row = {"model": name, "batch": args.batch, "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name()}
+        row = {
+            "model": name,
+            "batch": args.batch,
+            "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(),
+        }
         row.update(bench_acl(name, args.batch, args.acl_steps, args.reps, device, dtype))
         row.update(bench_trades(name, args.batch, args.trades_steps, args.reps, device, dtype))
-        row["peak_mem_mb"] = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
-                              else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        row["peak_mem_mb"] = (
+            torch.cuda.max_memory_allocated() / 2**20
+            if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        )
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print("\n| model | batch | ACL step / floor | ACL ÷ SimCLR | ACL img/s | TRADES step / floor | TRADES speed-up vs reference | loss ours / ref | TRADES img/s | peak MB |")
+    print(
+        "\n| model | batch | ACL step / floor | ACL ÷ SimCLR | ACL img/s | TRADES step / floor | TRADES speed-up vs reference | loss ours / ref | TRADES img/s | peak MB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['batch']} | {r['acl_step_s']:.3f}s / {r['acl_floor_s']:.3f}s = {r['acl_vs_floor']:.3f}× | "
-              f"{r['acl_over_simclr']:.2f}× | {r['acl_images_per_s']:.0f} | {r['trades_step_s']:.3f}s / {r['trades_floor_s']:.3f}s = "
-              f"{r['trades_vs_floor']:.3f}× | {r['speedup_vs_reference']:.2f}× | {r['loss_ours']:.5f} / {r['loss_reference']:.5f} | "
-              f"{r['trades_images_per_s']:.0f} | {r['peak_mem_mb']:.0f} |")
+        print(
+            f"| {r['model']} | {r['batch']} | {r['acl_step_s']:.3f}s / {r['acl_floor_s']:.3f}s = {r['acl_vs_floor']:.3f}× | "
+            f"{r['acl_over_simclr']:.2f}× | {r['acl_images_per_s']:.0f} | {r['trades_step_s']:.3f}s / {r['trades_floor_s']:.3f}s = "
+            f"{r['trades_vs_floor']:.3f}× | {r['speedup_vs_reference']:.2f}× | {r['loss_ours']:.5f} / {r['loss_reference']:.5f} | "
+            f"{r['trades_images_per_s']:.0f} | {r['peak_mem_mb']:.0f} |"
+        )
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2))
 

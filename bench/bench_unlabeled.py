@@ -64,10 +64,16 @@ def make_shards(tmp: Path, n_shards: int, per_shard: int) -> tuple[str, str]:
     for i, a in enumerate(arrays):
         Image.fromarray(a).save(pile / f"{i:05d}.png")
     write_split((RawSample(label=None, array=a) for a in arrays), tmp / "user", "train", 32, per_shard)
-    prepare_dataset(DataConfig(dataset="images", train_source=str(pile), shard_size=per_shard, on_bad_sample="skip"),
-                    tmp / "converted", False)
+    prepare_dataset(
+        DataConfig(dataset="images", train_source=str(pile), shard_size=per_shard, on_bad_sample="skip"),
+        tmp / "converted",
+        False,
+    )
     last = f"{n_shards - 1:06d}"
-    return (str(tmp / "user" / f"train-{{000000..{last}}}.tar"), str(tmp / "converted" / f"train-{{000000..{last}}}.tar"))
+    return (
+        str(tmp / "user" / f"train-{{000000..{last}}}.tar"),
+        str(tmp / "converted" / f"train-{{000000..{last}}}.tar"),
+    )
 
 
 def acl_images_per_s(batch: int, reps: int) -> tuple[float, str]:
@@ -100,7 +106,13 @@ def main() -> None:
     rows = []  # (measurement, value, note)
     try:
         (user, converted), t = timed(lambda: make_shards(tmp, args.shards, args.per_shard))
-        rows.append((f"generate {n:,} PNGs, write them as shards twice (write_split; images converter)", f"{t:.1f} s", ""))
+        rows.append(
+            (
+                f"generate {n:,} PNGs, write them as shards twice (write_split; images converter)",
+                f"{t:.1f} s",
+                "",
+            )
+        )
         urls, conv_urls = expand_urls(user, "user"), expand_urls(converted, "converted")
 
         # (a) no index, no dataset.json: every shard is streamed once (files are in the page cache: a warm scan)
@@ -108,8 +120,17 @@ def main() -> None:
         assert c.count == n and c.sources == {"scan": args.shards}, c
         rows.append(("count_split, scan", f"{t:.2f} s", f"{c.sources}"))
         # the same through the real CLI, for the end-to-end comparison with (d)
-        cli = [sys.executable, "-m", "stages.data", "--config", CONFIG, f"run.root={tmp / 'runs'}",
-               "data.dataset=shards", f"data.train_urls={user}", "run.progress=false"]
+        cli = [
+            sys.executable,
+            "-m",
+            "stages.data",
+            "--config",
+            CONFIG,
+            f"run.root={tmp / 'runs'}",
+            "data.dataset=shards",
+            f"data.train_urls={user}",
+            "run.progress=false",
+        ]
         said = f"{n:6d} samples"  # the stage's own report line
         t = wall([*cli, "run.name=scan"], 1, said)
         rows.append(("`python -m stages.data` wall, scan", f"{t:.2f} s", "1 run"))
@@ -130,18 +151,27 @@ def main() -> None:
         t_cli = statistics.median(wall([*cli, f"run.name=b{i}"], 1, said) for i in range(args.reps))
         t_imp = wall([sys.executable, "-c", "import stages.data"], args.reps)
         rows.append(("`python -m stages.data` wall, index", f"{t_cli:.2f} s", f"median of {args.reps}"))
-        rows.append(("`python -c 'import stages.data'` wall (floor)", f"{t_imp:.2f} s", f"median of {args.reps}"))
+        rows.append(
+            ("`python -c 'import stages.data'` wall (floor)", f"{t_imp:.2f} s", f"median of {args.reps}")
+        )
 
         # reader vs consumer, back to back in this process (ratios, not absolute numbers, are comparable)
         consume, recipe = acl_images_per_s(args.batch, args.reps)
         rows.append((f"ACL step consumption ({recipe}, batch {args.batch})", f"{consume:.0f} img/s", ""))
         for w in map(int, args.workers.split(",")):
             ips = throughput(urls, w, args.batch, args.batches)
-            rows.append((f"reader, SimCLR two views, batch {args.batch}, num_workers={w}", f"{ips:.0f} img/s",
-                         f"{ips / consume:.1f}× ACL consumption"))
+            rows.append(
+                (
+                    f"reader, SimCLR two views, batch {args.batch}, num_workers={w}",
+                    f"{ips:.0f} img/s",
+                    f"{ips / consume:.1f}× ACL consumption",
+                )
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\n{args.shards:,} unlabeled shards × {args.per_shard} images, {os.cpu_count()} CPUs, torch {torch.__version__}\n")
+    print(
+        f"\n{args.shards:,} unlabeled shards × {args.per_shard} images, {os.cpu_count()} CPUs, torch {torch.__version__}\n"
+    )
     print("| measurement | value | note |\n|---|---|---|")
     for r in rows:
         print(f"| {r[0]} | {r[1]} | {r[2]} |")

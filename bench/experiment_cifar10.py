@@ -29,8 +29,11 @@ def stage(name: str, args: list[str], manifest: Path, redo: bool = False) -> flo
     returns the stage's own wall time from its manifest."""
     done = manifest.is_file() and json.loads(manifest.read_text()).get("status") == "complete"
     if redo or not done:
-        subprocess.run([sys.executable, "-m", f"stages.{name}", "--config", "configs/cifar10_shared.yaml", *args],
-                       cwd=ROOT, check=True)
+        subprocess.run(
+            [sys.executable, "-m", f"stages.{name}", "--config", "configs/cifar10_shared.yaml", *args],
+            cwd=ROOT,
+            check=True,
+        )
     return float(json.loads(manifest.read_text())["wall_time_s"])
 
 
@@ -46,11 +49,19 @@ def main() -> None:
     pe, fe = args.pretrain_epochs, args.finetune_epochs
     acl_passes = 10 * pe
     scratch_epochs = fe + round(acl_passes / 7)
-    common = [f"run.root={args.root}", "run.progress=false", f"finetune.epochs={fe}",
-              f"evaluate.autoattack.n_examples={args.aa_examples}"]
+    common = [
+        f"run.root={args.root}",
+        "run.progress=false",
+        f"finetune.epochs={fe}",
+        f"evaluate.autoattack.n_examples={args.aa_examples}",
+    ]
     arms = {
         "acl": ["pretrain.method=acl", f"pretrain.epochs={pe}"],
-        "dynacl": ["pretrain.method=dynacl", f"pretrain.epochs={pe}", "pretrain.dynacl.strength_period_epochs=1"],
+        "dynacl": [
+            "pretrain.method=dynacl",
+            f"pretrain.epochs={pe}",
+            "pretrain.dynacl.strength_period_epochs=1",
+        ],
         "simclr": ["pretrain.method=simclr", f"pretrain.epochs={5 * pe}"],
         "scratch": ["finetune.init=scratch", f"finetune.epochs={scratch_epochs}"],
     }
@@ -62,25 +73,41 @@ def main() -> None:
         if arm != "scratch":
             times["pretrain"] = stage("pretrain", a, run_dir / "pretrain" / "manifest.json")
         times["finetune"] = stage("finetune", a, run_dir / "finetune" / "manifest.json")
-        times["evaluate"] = stage("evaluate", a, run_dir / "evaluate" / "manifest.json",
-                                  redo=arm in args.redo_evaluate.split(","))
+        times["evaluate"] = stage(
+            "evaluate", a, run_dir / "evaluate" / "manifest.json", redo=arm in args.redo_evaluate.split(",")
+        )
         report = json.loads((run_dir / "evaluate" / "report.json").read_text())
-        rows.append({"arm": arm, "settings": " ".join(arms[arm]), **times, "clean": report["clean_accuracy"],
-                     "pgd20": report["robust_accuracy"]["pgd"], "autoattack": report["robust_accuracy"]["autoattack"],
-                     "n": report["n_examples"], "n_aa": (report.get("autoattack") or {}).get("n_examples"),
-                     "aa_subset_clean": (report.get("autoattack") or {}).get("clean_accuracy"),
-                     "warnings": report.get("warnings", [])})
+        rows.append(
+            {
+                "arm": arm,
+                "settings": " ".join(arms[arm]),
+                **times,
+                "clean": report["clean_accuracy"],
+                "pgd20": report["robust_accuracy"]["pgd"],
+                "autoattack": report["robust_accuracy"]["autoattack"],
+                "n": report["n_examples"],
+                "n_aa": (report.get("autoattack") or {}).get("n_examples"),
+                "aa_subset_clean": (report.get("autoattack") or {}).get("clean_accuracy"),
+                "warnings": report.get("warnings", []),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
         (ROOT / args.root / "results.json").write_text(json.dumps(rows, indent=1))
-    print(f"\nhardware: {platform.processor() or platform.machine()}, 2 cores; command: "
-          f"python bench/experiment_cifar10.py --pretrain-epochs {pe} --finetune-epochs {fe}")
-    print(f"\n| arm | settings | pretrain s | finetune s | evaluate s | clean (n=10k) | PGD-20 (n=10k) | "
-          f"AutoAttack (n={args.aa_examples}) | clean on the AA subset |")
+    print(
+        f"\nhardware: {platform.processor() or platform.machine()}, 2 cores; command: "
+        f"python bench/experiment_cifar10.py --pretrain-epochs {pe} --finetune-epochs {fe}"
+    )
+    print(
+        f"\n| arm | settings | pretrain s | finetune s | evaluate s | clean (n=10k) | PGD-20 (n=10k) | "
+        f"AutoAttack (n={args.aa_examples}) | clean on the AA subset |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['arm']} | `{r['settings']}` | {r.get('pretrain', 0):.0f} | {r['finetune']:.0f} | {r['evaluate']:.0f} | "
-              f"{100 * r['clean']:.2f}% | {100 * r['pgd20']:.2f}% | {100 * r['autoattack']:.2f}% | "
-              f"{100 * (r['aa_subset_clean'] or 0):.2f}% |")
+        print(
+            f"| {r['arm']} | `{r['settings']}` | {r.get('pretrain', 0):.0f} | {r['finetune']:.0f} | {r['evaluate']:.0f} | "
+            f"{100 * r['clean']:.2f}% | {100 * r['pgd20']:.2f}% | {100 * r['autoattack']:.2f}% | "
+            f"{100 * (r['aa_subset_clean'] or 0):.2f}% |"
+        )
 
 
 if __name__ == "__main__":

@@ -29,23 +29,51 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PRESETS = {"digits": ("configs/quickstart.yaml", {
-    "dynacl": ["pretrain.epochs=6"],
-    "dynacl_rcs": ["pretrain.epochs=10", "pretrain.rcs.fraction=0.2", "pretrain.rcs.warmup_epochs=3",
-                   "pretrain.rcs.period=3"],
-}, ["pretrain.dynacl.strength_period_epochs=2", "evaluate.n_examples=0", "evaluate.batch_size=128",
-    "evaluate.chunk_size=128"]), "cifar10": ("configs/cifar10_shared.yaml", {
-    "dynacl": ["pretrain.epochs=8", "pretrain.dynacl.strength_period_epochs=2"],
-    "dynacl_rcs": ["pretrain.epochs=16", "pretrain.dynacl.strength_period_epochs=4", "pretrain.rcs.fraction=0.2",
-                   "pretrain.rcs.warmup_epochs=2", "pretrain.rcs.period=4"],
-}, ["finetune.epochs=3", "evaluate.n_examples=2000", "evaluate.autoattack.n_examples=100"])}
+PRESETS = {
+    "digits": (
+        "configs/quickstart.yaml",
+        {
+            "dynacl": ["pretrain.epochs=6"],
+            "dynacl_rcs": [
+                "pretrain.epochs=10",
+                "pretrain.rcs.fraction=0.2",
+                "pretrain.rcs.warmup_epochs=3",
+                "pretrain.rcs.period=3",
+            ],
+        },
+        [
+            "pretrain.dynacl.strength_period_epochs=2",
+            "evaluate.n_examples=0",
+            "evaluate.batch_size=128",
+            "evaluate.chunk_size=128",
+        ],
+    ),
+    "cifar10": (
+        "configs/cifar10_shared.yaml",
+        {
+            "dynacl": ["pretrain.epochs=8", "pretrain.dynacl.strength_period_epochs=2"],
+            "dynacl_rcs": [
+                "pretrain.epochs=16",
+                "pretrain.dynacl.strength_period_epochs=4",
+                "pretrain.rcs.fraction=0.2",
+                "pretrain.rcs.warmup_epochs=2",
+                "pretrain.rcs.period=4",
+            ],
+        },
+        ["finetune.epochs=3", "evaluate.n_examples=2000", "evaluate.autoattack.n_examples=100"],
+    ),
+}
 
 
 def cifar_data(shards: Path) -> list[str]:
     n = sum(1 for _ in shards.glob("train-*.tar")) * 2000
-    return ["data.dataset=shards", f"data.train_urls={shards}/train-{{000000..00000{n // 2000 - 1}}}.tar",
-            f"data.val_urls={shards}/val-000000.tar", f"data.test_urls={shards}/test-{{000000..000004}}.tar",
-            f"data.train_size={n}"]
+    return [
+        "data.dataset=shards",
+        f"data.train_urls={shards}/train-{{000000..00000{n // 2000 - 1}}}.tar",
+        f"data.val_urls={shards}/val-000000.tar",
+        f"data.test_urls={shards}/test-{{000000..000004}}.tar",
+        f"data.train_size={n}",
+    ]
 
 
 def stage(name: str, args: list[str], manifest: Path) -> float:
@@ -60,17 +88,29 @@ def arm_row(arm: str, extra: list[str], common: list[str], run_dir: Path) -> dic
     pre = json.loads((run_dir / "pretrain" / "manifest.json").read_text())["outputs"]
     steps = [json.loads(line) for line in (run_dir / "pretrain" / "metrics.jsonl").read_text().splitlines()]
     steps = [m for m in steps if m.get("kind") == "step"]
-    sel = [json.loads(p.read_text()) for p in sorted((run_dir / "pretrain" / "coreset").glob("selection_*.json"))]
+    sel = [
+        json.loads(p.read_text()) for p in sorted((run_dir / "pretrain" / "coreset").glob("selection_*.json"))
+    ]
     r = json.loads((run_dir / "evaluate" / "report.json").read_text())
     ci = r.get("robust_accuracy_ci") or {}
-    return {"arm": arm, "settings": " ".join(extra), **times, "steps": pre["steps"],
-            "forward_passes": sum(m.get("forward_passes", 0) for m in steps),
-            "backward_passes": sum(m.get("backward_passes", 0) for m in steps),
-            "selections": len(sel), "selection_s": sum(s["seconds"] for s in sel), "n": r["n_examples"],
-            "clean": r["clean_accuracy"], "clean_ci": r.get("clean_accuracy_ci"),
-            "pgd20": r["robust_accuracy"]["pgd"], "pgd20_ci": ci.get("pgd"),
-            "autoattack": r["robust_accuracy"]["autoattack"], "autoattack_ci": ci.get("autoattack"),
-            "autoattack_n": (r.get("autoattack") or {}).get("n_examples", r["n_examples"])}
+    return {
+        "arm": arm,
+        "settings": " ".join(extra),
+        **times,
+        "steps": pre["steps"],
+        "forward_passes": sum(m.get("forward_passes", 0) for m in steps),
+        "backward_passes": sum(m.get("backward_passes", 0) for m in steps),
+        "selections": len(sel),
+        "selection_s": sum(s["seconds"] for s in sel),
+        "n": r["n_examples"],
+        "clean": r["clean_accuracy"],
+        "clean_ci": r.get("clean_accuracy_ci"),
+        "pgd20": r["robust_accuracy"]["pgd"],
+        "pgd20_ci": ci.get("pgd"),
+        "autoattack": r["robust_accuracy"]["autoattack"],
+        "autoattack_ci": ci.get("autoattack"),
+        "autoattack_n": (r.get("autoattack") or {}).get("n_examples", r["n_examples"]),
+    }
 
 
 def main() -> None:
@@ -79,20 +119,45 @@ def main() -> None:
     ap.add_argument("--root", default="")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--arms", default="dynacl,dynacl_rcs")
-    ap.add_argument("--shards", default="", help="cifar10: folder with train-00000{0..2}, val-000000, test-* shards")
+    ap.add_argument(
+        "--shards", default="", help="cifar10: folder with train-00000{0..2}, val-000000, test-* shards"
+    )
     ap.add_argument("--parallel", action="store_true", help="run the arms side by side (one process each)")
     args = ap.parse_args()
     config, arms, preset_common = PRESETS[args.preset]
     root = args.root or f"runs/rcs_compare{'' if args.preset == 'digits' else '_' + args.preset}"
-    common = ["--config", config, f"run.root={root}", "run.progress=false", f"run.num_threads={args.threads}",
-              "pretrain.method=dynacl", "pretrain.dynacl.momentum=0", *preset_common]
+    common = [
+        "--config",
+        config,
+        f"run.root={root}",
+        "run.progress=false",
+        f"run.num_threads={args.threads}",
+        "pretrain.method=dynacl",
+        "pretrain.dynacl.momentum=0",
+        *preset_common,
+    ]
     if args.preset == "cifar10":
         common += cifar_data(Path(args.shards or ROOT / root / "shards").resolve())
     names = args.arms.split(",")
     if args.parallel:  # each arm in its own process; the rows are read back from the finished runs
-        procs = [subprocess.Popen([sys.executable, __file__, "--preset", args.preset, "--root", root, "--arms", arm,
-                                   "--threads", str(args.threads), *(["--shards", args.shards] if args.shards else [])])
-                 for arm in names]
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--preset",
+                    args.preset,
+                    "--root",
+                    root,
+                    "--arms",
+                    arm,
+                    "--threads",
+                    str(args.threads),
+                    *(["--shards", args.shards] if args.shards else []),
+                ]
+            )
+            for arm in names
+        ]
         if any(p.wait() for p in procs):
             sys.exit("an arm failed; see its output above")
     rows = [arm_row(arm, arms[arm], common, ROOT / root / arm) for arm in names]
@@ -102,14 +167,19 @@ def main() -> None:
 
     def cell(v, ci):
         return f"{100 * v:.1f}% [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else f"{100 * v:.1f}%"
-    print("\n| arm | settings | pretrain s (of which selection) | steps | fwd / bwd passes in steps | clean | PGD-20 | "
-          "AutoAttack | n (AA n) |")
+
+    print(
+        "\n| arm | settings | pretrain s (of which selection) | steps | fwd / bwd passes in steps | clean | PGD-20 | "
+        "AutoAttack | n (AA n) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['arm']} | `{r['settings']}` | {r['pretrain']:.0f} ({r['selection_s']:.0f}) | {r['steps']} | "
-              f"{r['forward_passes']:,} / {r['backward_passes']:,} | "
-              f"{cell(r['clean'], r['clean_ci'])} | {cell(r['pgd20'], r['pgd20_ci'])} | "
-              f"{cell(r['autoattack'], r['autoattack_ci'])} | {r['n']} ({r['autoattack_n']}) |")
+        print(
+            f"| {r['arm']} | `{r['settings']}` | {r['pretrain']:.0f} ({r['selection_s']:.0f}) | {r['steps']} | "
+            f"{r['forward_passes']:,} / {r['backward_passes']:,} | "
+            f"{cell(r['clean'], r['clean_ci'])} | {cell(r['pgd20'], r['pgd20_ci'])} | "
+            f"{cell(r['autoattack'], r['autoattack_ci'])} | {r['n']} ({r['autoattack_n']}) |"
+        )
 
 
 if __name__ == "__main__":

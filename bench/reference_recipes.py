@@ -30,6 +30,7 @@ def reference_trades_step(model, x, y, eps, step_size, steps, beta):
     model.zero_grad()
     logits = model(x)
     loss = F.cross_entropy(logits, y) + beta * (1.0 / batch_size) * criterion_kl(
-        F.log_softmax(model(x_adv), dim=1), F.softmax(logits, dim=1))
+        F.log_softmax(model(x_adv), dim=1), F.softmax(logits, dim=1)
+    )
     loss.backward()
     return loss.detach()

@@ -26,16 +26,23 @@ class SimCLRViews:
     [0] Luo et al., Rethinking the Effect of Data Augmentation in Adversarial Contrastive Learning, ICLR 2023.
     """
 
-    def __init__(self, size: int, strength: float = 1.0, min_scale: float = 0.1, interpolation: str = "bilinear"):
+    def __init__(
+        self, size: int, strength: float = 1.0, min_scale: float = 0.1, interpolation: str = "bilinear"
+    ):
         self.strength = s = strength
-        self.view = T.Compose([
-            T.RandomResizedCrop(size, scale=(1.0 - (1.0 - min_scale) * s, 1.0),
-                                interpolation=T.InterpolationMode(interpolation)),
-            T.RandomHorizontalFlip(p=0.5),
-            T.RandomApply([T.ColorJitter(0.4 * s, 0.4 * s, 0.4 * s, 0.1 * s)], p=0.8 * s),
-            T.RandomGrayscale(p=0.2 * s),
-            T.ToTensor(),  # (3, H, W) float in [0,1], no normalisation
-        ])
+        self.view = T.Compose(
+            [
+                T.RandomResizedCrop(
+                    size,
+                    scale=(1.0 - (1.0 - min_scale) * s, 1.0),
+                    interpolation=T.InterpolationMode(interpolation),
+                ),
+                T.RandomHorizontalFlip(p=0.5),
+                T.RandomApply([T.ColorJitter(0.4 * s, 0.4 * s, 0.4 * s, 0.1 * s)], p=0.8 * s),
+                T.RandomGrayscale(p=0.2 * s),
+                T.ToTensor(),  # (3, H, W) float in [0,1], no normalisation
+            ]
+        )
 
     def __call__(self, img):
         return self.view(img), self.view(img)  # the references draw each view independently
@@ -49,8 +56,9 @@ class CropFlip:
     other common choice."""
 
     def __init__(self, size: int, padding: int = 4, padding_mode: str = "constant"):
-        self.transform = T.Compose([T.RandomCrop(size, padding=padding, padding_mode=padding_mode),
-                                    T.RandomHorizontalFlip()])
+        self.transform = T.Compose(
+            [T.RandomCrop(size, padding=padding, padding_mode=padding_mode), T.RandomHorizontalFlip()]
+        )
 
     def __call__(self, img):
         return (to_tensor(self.transform(img)),)

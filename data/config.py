@@ -46,16 +46,37 @@ class DataConfig:
         check_choice("sampling", self.sampling, ("exact", "resampled"))
         check(self.num_classes >= 2, "num_classes", self.num_classes, "use 2 or more classes")
         check(self.image_size >= 8, "image_size", self.image_size, "use 8 px or more")
-        check(self.val_size >= 0 and self.shard_size >= 1, "val_size", self.val_size,
-              "use val_size >= 0 and shard_size >= 1")
+        check(
+            self.val_size >= 0 and self.shard_size >= 1,
+            "val_size",
+            self.val_size,
+            "use val_size >= 0 and shard_size >= 1",
+        )
         check(self.num_workers >= 0, "num_workers", self.num_workers, "use 0 or more workers")
         if self.dataset == "imagefolder":
-            check(bool(self.train_source and self.test_source), "train_source", self.train_source,
-                  "set {at}train_source and {at}test_source to ImageFolder directories or .tar files")
+            check(
+                bool(self.train_source and self.test_source),
+                "train_source",
+                self.train_source,
+                "set {at}train_source and {at}test_source to ImageFolder directories or .tar files",
+            )
         if self.dataset == "images":
-            check(bool(self.train_source), "train_source", self.train_source,
-                  "set {at}train_source to a directory of images (searched recursively) or a .tar of them")
+            check(
+                bool(self.train_source),
+                "train_source",
+                self.train_source,
+                "set {at}train_source to a directory of images (searched recursively) or a .tar of them",
+            )
         if self.dataset == "shards":
-            check(bool(self.train_urls), "train_urls", self.train_urls,
-                  "set {at}train_urls to a webdataset URL pattern of your shards (labels are optional)")
-        check(self.train_size >= 0, "train_size", self.train_size, "use 0 (count the samples) or the sample count")
+            check(
+                bool(self.train_urls),
+                "train_urls",
+                self.train_urls,
+                "set {at}train_urls to a webdataset URL pattern of your shards (labels are optional)",
+            )
+        check(
+            self.train_size >= 0,
+            "train_size",
+            self.train_size,
+            "use 0 (count the samples) or the sample count",
+        )

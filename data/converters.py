@@ -55,12 +55,16 @@ def _holdout(n: int, val_size: int) -> tuple[np.ndarray, np.ndarray]:
     a few thousand samples, so class-ordered shards would give one-class batches (and a model that learns
     nothing). Shards written in a fixed random order are what webdataset expects."""
     if val_size >= n:
-        raise UsageError(f"data.val_size={val_size} leaves no training images (the source has {n}); use a smaller value")
+        raise UsageError(
+            f"data.val_size={val_size} leaves no training images (the source has {n}); use a smaller value"
+        )
     perm = np.random.default_rng(SPLIT_SEED).permutation(n)
     return perm[val_size:], np.sort(perm[:val_size])
 
 
-def _from_arrays(images: np.ndarray, labels: np.ndarray, idx: np.ndarray) -> Callable[[], Iterator[RawSample]]:
+def _from_arrays(
+    images: np.ndarray, labels: np.ndarray, idx: np.ndarray
+) -> Callable[[], Iterator[RawSample]]:
     return lambda: (RawSample(label=int(labels[i]), array=images[i]) for i in idx)
 
 
@@ -82,8 +86,12 @@ def digits(cfg: DataConfig) -> ConvertedDataset:
     test_idx, rest = np.sort(perm[:n_test]), perm[n_test:]
     train_local, val_local = _holdout(len(rest), cfg.val_size)
     train_idx, val_idx = rest[train_local], np.sort(rest[val_local])
-    return ConvertedDataset([str(i) for i in range(10)], _from_arrays(rgb, labels, train_idx),
-                            _from_arrays(rgb, labels, val_idx), _from_arrays(rgb, labels, test_idx))
+    return ConvertedDataset(
+        [str(i) for i in range(10)],
+        _from_arrays(rgb, labels, train_idx),
+        _from_arrays(rgb, labels, val_idx),
+        _from_arrays(rgb, labels, test_idx),
+    )
 
 
 class _FileSource:
@@ -123,8 +131,11 @@ class _ImageFolderSource(_FileSource):
 
     def __init__(self, path: str, key: str):
         super().__init__(path, key, "an ImageFolder directory or a .tar of one")
-        self.items = sorted((n, Path(n).parent.name) for n in self.files
-                            if n.lower().endswith(IMAGE_EXTS) and "/" in n.strip("/"))
+        self.items = sorted(
+            (n, Path(n).parent.name)
+            for n in self.files
+            if n.lower().endswith(IMAGE_EXTS) and "/" in n.strip("/")
+        )
         if not self.items:
             raise DataError(f"{key}={path!r} holds no images in <class>/<image> folders; check the layout")
 
@@ -135,8 +146,10 @@ class _ImageFolderSource(_FileSource):
         items = [self.items[i] for i in idx]
         unknown = sorted({cls for _, cls in items} - set(class_index))
         if unknown:
-            raise DataError(f"{key}: class folder {unknown[0]!r} does not exist in the training source; "
-                            "the test split must use the training split's classes")
+            raise DataError(
+                f"{key}: class folder {unknown[0]!r} does not exist in the training source; "
+                "the test split must use the training split's classes"
+            )
         for (_, cls), (_, data, ext) in zip(items, self.read(name for name, _ in items), strict=True):
             yield RawSample(label=class_index[cls], data=data, ext=ext)
 
@@ -172,8 +185,10 @@ def _torchvision(name: str, cfg: DataConfig) -> ConvertedDataset:
     try:
         train, test = builders[name](True), builders[name](False)
     except Exception as exc:  # offline: URLError / OSError / RuntimeError depending on the dataset
-        raise DataError(f"could not download {name} to {root} ({type(exc).__name__}: {str(exc)[:80]}); "
-                        "connect to the internet, or convert a local copy with data.dataset=imagefolder") from None
+        raise DataError(
+            f"could not download {name} to {root} ({type(exc).__name__}: {str(exc)[:80]}); "
+            "connect to the internet, or convert a local copy with data.dataset=imagefolder"
+        ) from None
 
     def arrays(ds):
         data = np.asarray(ds.data)
@@ -185,8 +200,12 @@ def _torchvision(name: str, cfg: DataConfig) -> ConvertedDataset:
     (x_tr, y_tr), (x_te, y_te) = arrays(train), arrays(test)
     classes = list(getattr(train, "classes", [str(i) for i in range(int(y_tr.max()) + 1)]))
     train_idx, val_idx = _holdout(len(y_tr), cfg.val_size)
-    return ConvertedDataset(classes, _from_arrays(x_tr, y_tr, train_idx), _from_arrays(x_tr, y_tr, val_idx),
-                            _from_arrays(x_te, y_te, np.arange(len(y_te))))
+    return ConvertedDataset(
+        classes,
+        _from_arrays(x_tr, y_tr, train_idx),
+        _from_arrays(x_tr, y_tr, val_idx),
+        _from_arrays(x_te, y_te, np.arange(len(y_te))),
+    )
 
 
 for _name in ("cifar10", "cifar100", "stl10", "svhn"):
@@ -231,8 +250,12 @@ def describe_shards(cfg: DataConfig, progress: bool = False) -> dict:
         key = f"data.{split}_urls"
         expanded = expand_urls(urls, key)
         if split == "train" and cfg.train_size:
-            splits[split] = {"count": cfg.train_size, "urls": urls, "labeled": None,
-                             "count_source": {"data.train_size": len(expanded)}}
+            splits[split] = {
+                "count": cfg.train_size,
+                "urls": urls,
+                "labeled": None,
+                "count_source": {"data.train_size": len(expanded)},
+            }
             continue
         splits[split] = count_split(expanded, cfg.on_bad_sample, progress, key).as_split(urls)
     return dataset_info(SHARDS, [str(i) for i in range(cfg.num_classes)], cfg.image_size, splits)

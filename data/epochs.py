@@ -77,8 +77,10 @@ def index_shards(spec: ShardSpec) -> SampleIndex:
                         members.setdefault(key, {})[ext.lower()] = (m.offset_data, m.size)
         except (tarfile.TarError, OSError) as exc:
             if spec.on_bad == "error":
-                raise DataError(f"shard {url} cannot be indexed ({type(exc).__name__}: {str(exc)[:80]}); re-create it "
-                                "or set data.on_bad_sample=skip") from None
+                raise DataError(
+                    f"shard {url} cannot be indexed ({type(exc).__name__}: {str(exc)[:80]}); re-create it "
+                    "or set data.on_bad_sample=skip"
+                ) from None
         for key, exts in members.items():
             image = next((e for e in IMAGE_EXTS if e in exts), None)
             if image is None:
@@ -86,10 +88,20 @@ def index_shards(spec: ShardSpec) -> SampleIndex:
             label = exts.get("cls", (0, -1))
             rows.append((s, key, *exts[image], image, *label))
     if not rows:
-        raise DataError(f"no samples with an image in {spec.urls[0]} ({len(spec.urls)} shards); check the shards")
+        raise DataError(
+            f"no samples with an image in {spec.urls[0]} ({len(spec.urls)} shards); check the shards"
+        )
     shard, key, off, size, ext, loff, lsize = zip(*rows, strict=True)
-    return SampleIndex(spec.urls, np.asarray(shard, np.int32), key, np.asarray(off, np.int64), np.asarray(size, np.int64),
-                       ext, np.asarray(loff, np.int64), np.asarray(lsize, np.int64))
+    return SampleIndex(
+        spec.urls,
+        np.asarray(shard, np.int32),
+        key,
+        np.asarray(off, np.int64),
+        np.asarray(size, np.int64),
+        ext,
+        np.asarray(loff, np.int64),
+        np.asarray(lsize, np.int64),
+    )
 
 
 def epoch_steps(n: int, global_batch: int, world: int, drop_last: bool) -> int:
@@ -98,8 +110,18 @@ def epoch_steps(n: int, global_batch: int, world: int, drop_last: bool) -> int:
     return full + int(not drop_last and rest > 0)
 
 
-def epoch_plan(n: int, *, global_batch: int, world: int, rank: int, seed: int, epoch: int, drop_last: bool,
-               positions: np.ndarray | None = None, limit: int = 0) -> list[np.ndarray]:
+def epoch_plan(
+    n: int,
+    *,
+    global_batch: int,
+    world: int,
+    rank: int,
+    seed: int,
+    epoch: int,
+    drop_last: bool,
+    positions: np.ndarray | None = None,
+    limit: int = 0,
+) -> list[np.ndarray]:
     """This process's batches (positions into the index) of one epoch.
 
     ``positions``: the samples the epoch visits (a coreset; default all ``n``); ``limit``: only the first
@@ -107,21 +129,28 @@ def epoch_plan(n: int, *, global_batch: int, world: int, rank: int, seed: int, e
     g = torch.Generator().manual_seed(derive_seed(seed, epoch, "epoch-order"))
     pool = np.arange(n) if positions is None else np.asarray(positions)
     order = pool[torch.randperm(len(pool), generator=g).numpy()]
-    return split_batches(order[:limit] if limit else order, global_batch=global_batch, world=world, rank=rank,
-                         drop_last=drop_last)
+    return split_batches(
+        order[:limit] if limit else order,
+        global_batch=global_batch,
+        world=world,
+        rank=rank,
+        drop_last=drop_last,
+    )
 
 
-def split_batches(order: np.ndarray, *, global_batch: int, world: int, rank: int, drop_last: bool) -> list[np.ndarray]:
+def split_batches(
+    order: np.ndarray, *, global_batch: int, world: int, rank: int, drop_last: bool
+) -> list[np.ndarray]:
     """An epoch's order cut into global batches, this process's contiguous share of each (module docstring)."""
     batches = []
     for step in range(epoch_steps(len(order), global_batch, world, drop_last)):
-        b = order[step * global_batch:(step + 1) * global_batch]
+        b = order[step * global_batch : (step + 1) * global_batch]
         # the partial last batch: padded with the epoch's first samples to equal shares of at least 2
         # (BatchNorm cannot train on a single sample)
         share = max(-(-len(b) // world), min(2, global_batch // world))
         if len(b) < share * world:
             b = np.concatenate([b, order[: share * world - len(b)]])
-        batches.append(b[rank * share:(rank + 1) * share])
+        batches.append(b[rank * share : (rank + 1) * share])
     return batches
 
 
@@ -129,8 +158,16 @@ class IndexedShards(torch.utils.data.Dataset):
     """Random access to an indexed split: item ``i`` is ``(*transform(image), label, bad, i)``; ``bad`` = 1
     (and no tensors) for a sample that does not decode under ``data.on_bad_sample=skip``."""
 
-    def __init__(self, index: SampleIndex, spec: ShardSpec, transform: Callable, *, seed: int, epoch: int,
-                 need_label: bool):
+    def __init__(
+        self,
+        index: SampleIndex,
+        spec: ShardSpec,
+        transform: Callable,
+        *,
+        seed: int,
+        epoch: int,
+        need_label: bool,
+    ):
         self.index, self.spec, self.transform = index, spec, transform
         self.seed, self.epoch, self.need_label = seed, epoch, need_label
         self._fds: dict[int, int] = {}  # per worker process: open shard files
@@ -151,12 +188,18 @@ class IndexedShards(torch.utils.data.Dataset):
         shard = int(ix.shard[i])
         try:
             data = self._read(shard, int(ix.image_offset[i]), int(ix.image_size[i]))
-            label_bytes = self._read(shard, int(ix.label_offset[i]), int(ix.label_size[i])) if ix.label_size[i] >= 0 else None
+            label_bytes = (
+                self._read(shard, int(ix.label_offset[i]), int(ix.label_size[i]))
+                if ix.label_size[i] >= 0
+                else None
+            )
             img, label = _parse_bytes(data, label_bytes, spec.image_size, spec.wrong_size, self.need_label)
         except Exception as exc:
             if spec.on_bad == "error":
-                raise DataError(f"sample {ix.key[i]} in {ix.urls[shard]}: {exc}; fix the shard or set "
-                                "data.on_bad_sample=skip") from None
+                raise DataError(
+                    f"sample {ix.key[i]} in {ix.urls[shard]}: {exc}; fix the shard or set "
+                    "data.on_bad_sample=skip"
+                ) from None
             return None, i
         out = _seeded(lambda: self.transform(img), sample_seed(self.seed, self.epoch, ix.key[i]))
         return (*out, label), i
@@ -181,15 +224,43 @@ def _collate(items):
     return (*tensors, labels), bad, torch.tensor([i for _, i in good], dtype=torch.long)
 
 
-def exact_loader(index: SampleIndex, spec: ShardSpec, transform: Callable, *, global_batch: int, world: int,
-                 rank: int, seed: int, epoch: int, drop_last: bool, need_label: bool = False,
-                 positions: np.ndarray | None = None, limit: int = 0):
+def exact_loader(
+    index: SampleIndex,
+    spec: ShardSpec,
+    transform: Callable,
+    *,
+    global_batch: int,
+    world: int,
+    rank: int,
+    seed: int,
+    epoch: int,
+    drop_last: bool,
+    need_label: bool = False,
+    positions: np.ndarray | None = None,
+    limit: int = 0,
+):
     """One exact epoch for this process: batches ``((*transform outputs, labels), bad count, positions)``
     (``None`` instead of the tensors when every sample of a batch was bad and skipped)."""
-    plan = epoch_plan(len(index), global_batch=global_batch, world=world, rank=rank, seed=seed, epoch=epoch,
-                      drop_last=drop_last, positions=positions, limit=limit)
+    plan = epoch_plan(
+        len(index),
+        global_batch=global_batch,
+        world=world,
+        rank=rank,
+        seed=seed,
+        epoch=epoch,
+        drop_last=drop_last,
+        positions=positions,
+        limit=limit,
+    )
     dataset = IndexedShards(index, spec, transform, seed=seed, epoch=epoch, need_label=need_label)
     return torch.utils.data.DataLoader(
-        dataset, batch_sampler=[b.tolist() for b in plan], collate_fn=_collate, num_workers=spec.num_workers,
-        generator=torch.Generator().manual_seed(seed),  # creating the iterator must not draw from the global RNG
-        prefetch_factor=4 if spec.num_workers else None, persistent_workers=False)
+        dataset,
+        batch_sampler=[b.tolist() for b in plan],
+        collate_fn=_collate,
+        num_workers=spec.num_workers,
+        generator=torch.Generator().manual_seed(
+            seed
+        ),  # creating the iterator must not draw from the global RNG
+        prefetch_factor=4 if spec.num_workers else None,
+        persistent_workers=False,
+    )

@@ -48,8 +48,12 @@ class SplitCount:
 
     def as_split(self, urls) -> dict:
         """The split's entry in the data manifest."""
-        out = {"count": self.count, "urls": urls, "labeled": self.labeled == self.count and self.count > 0,
-               "count_source": self.sources}
+        out = {
+            "count": self.count,
+            "urls": urls,
+            "labeled": self.labeled == self.count and self.count > 0,
+            "count_source": self.sources,
+        }
         if self.damaged:
             out["damaged_shards"] = self.damaged
         if self.unknown:
@@ -79,7 +83,9 @@ def scan_shard(path: str) -> ShardCount:
             # a tar cut at a member boundary reads like a shorter tar (tarfile and webdataset stop quietly);
             # only the missing end-of-archive blocks (2 × 512 zero bytes) give it away
             if Path(path).stat().st_size < tf.offset + 1024:
-                raise tarfile.ReadError("no end-of-archive marker after the last member: the file is truncated")
+                raise tarfile.ReadError(
+                    "no end-of-archive marker after the last member: the file is truncated"
+                )
     except (tarfile.TarError, OSError, EOFError) as exc:
         # the member being read when the shard broke is not counted; the members before it were read
         # whole, and the reader (webdataset) yields them too
@@ -117,12 +123,15 @@ def _from_dataset_json(urls: list[str]) -> SplitCount | None:
     return None
 
 
-def count_split(urls: list[str], on_bad: str, progress: bool = True, key: str = "data.train_urls") -> SplitCount:
+def count_split(
+    urls: list[str], on_bad: str, progress: bool = True, key: str = "data.train_urls"
+) -> SplitCount:
     """Count the samples of a split (see the module docstring for the order of the sources)."""
     remote = [u for u in urls if u.startswith(REMOTE)]
     if remote:
-        return SplitCount(unknown=f"{key} has remote URLs ({remote[0][:40]}…) that cannot be counted without "
-                                  "streaming them")
+        return SplitCount(
+            unknown=f"{key} has remote URLs ({remote[0][:40]}…) that cannot be counted without streaming them"
+        )
     found = _from_dataset_json(urls)
     if found is not None:
         return found
@@ -139,13 +148,20 @@ def count_split(urls: list[str], on_bad: str, progress: bool = True, key: str = 
             total.sources["index"] = total.sources.get("index", 0) + 1
         else:
             to_scan.append(url)
-    for url in tqdm(to_scan, desc=f"counting samples ({key}; `make index` makes this instant)", unit="shard",
-                    disable=not progress or len(to_scan) < 2, leave=False):
+    for url in tqdm(
+        to_scan,
+        desc=f"counting samples ({key}; `make index` makes this instant)",
+        unit="shard",
+        disable=not progress or len(to_scan) < 2,
+        leave=False,
+    ):
         shard = scan_shard(url)
         if shard.error:
             if on_bad == "error":
-                raise DataError(f"shard {url} is not a readable tar to its end ({shard.error}); re-create it, drop it "
-                                "from the URL pattern, or set data.on_bad_sample=skip to keep its readable samples")
+                raise DataError(
+                    f"shard {url} is not a readable tar to its end ({shard.error}); re-create it, drop it "
+                    "from the URL pattern, or set data.on_bad_sample=skip to keep its readable samples"
+                )
             total.damaged.append({"file": url, "error": shard.error, "readable": shard.count})
         total.count, total.labeled = total.count + shard.count, total.labeled + shard.labeled
         total.sources["scan"] = total.sources.get("scan", 0) + 1
@@ -159,19 +175,29 @@ def write_index(urls: list[str], on_bad: str, progress: bool = True) -> list[Pat
         path = Path(url)
         shard = scan_shard(url)
         if shard.error and on_bad == "error":
-            raise DataError(f"shard {url} is not a readable tar to its end ({shard.error}); re-create it or set "
-                            "data.on_bad_sample=skip to index its readable samples")
+            raise DataError(
+                f"shard {url} is not a readable tar to its end ({shard.error}); re-create it or set "
+                "data.on_bad_sample=skip to index its readable samples"
+            )
         if path.parent not in by_dir:
             by_dir[path.parent] = read_index(path.parent)
         entries = by_dir[path.parent]
-        entries[path.name] = {"bytes": path.stat().st_size, "count": shard.count, "labeled": shard.labeled,
-                              **({"error": shard.error} if shard.error else {})}
+        entries[path.name] = {
+            "bytes": path.stat().st_size,
+            "count": shard.count,
+            "labeled": shard.labeled,
+            **({"error": shard.error} if shard.error else {}),
+        }
     written = []
     for directory, entries in by_dir.items():
         try:
-            atomic_write_json(directory / INDEX_NAME, {"format": INDEX_FORMAT, "shards": dict(sorted(entries.items()))})
+            atomic_write_json(
+                directory / INDEX_NAME, {"format": INDEX_FORMAT, "shards": dict(sorted(entries.items()))}
+            )
         except OSError as exc:
-            raise DataError(f"cannot write {directory / INDEX_NAME} ({exc.strerror}); make the folder writable "
-                            "or declare the size with data.train_size") from None
+            raise DataError(
+                f"cannot write {directory / INDEX_NAME} ({exc.strerror}); make the folder writable "
+                "or declare the size with data.train_size"
+            ) from None
         written.append(directory / INDEX_NAME)
     return written

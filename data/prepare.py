@@ -23,8 +23,20 @@ from .converters import CONVERTERS, SHARDS, ConvertedDataset, describe_shards
 from .shards import dataset_info, write_split
 
 # the settings a converted dataset depends on: a change to any of them means converting again
-FINGERPRINT_KEYS = ("dataset", "train_source", "test_source", "out_dir", "train_urls", "val_urls", "test_urls",
-                    "num_classes", "image_size", "wrong_size", "val_size", "shard_size")
+FINGERPRINT_KEYS = (
+    "dataset",
+    "train_source",
+    "test_source",
+    "out_dir",
+    "train_urls",
+    "val_urls",
+    "test_urls",
+    "num_classes",
+    "image_size",
+    "wrong_size",
+    "val_size",
+    "shard_size",
+)
 # added later: in the fingerprint only when set, so that datasets prepared before they existed stay valid
 OPTIONAL_FINGERPRINT_KEYS = ("train_size",)
 
@@ -44,11 +56,15 @@ def convert(cfg: DataConfig, out_dir: Path, progress: bool = True) -> dict:
     killed conversion never leaves a half-written shard where a reader could find it.
     """
     if cfg.dataset == SHARDS:
-        raise ValueError("data.dataset=shards has nothing to convert (its shards are read in place); call prepare_dataset()")
+        raise ValueError(
+            "data.dataset=shards has nothing to convert (its shards are read in place); call prepare_dataset()"
+        )
     out_dir = Path(out_dir)
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "dataset.json").is_file():
-        raise DataError(f"data.out_dir={out_dir} is not empty and holds no dataset.json; choose a new folder "
-                        "(conversion replaces the folder)")
+        raise DataError(
+            f"data.out_dir={out_dir} is not empty and holds no dataset.json; choose a new folder "
+            "(conversion replaces the folder)"
+        )
     ds: ConvertedDataset = CONVERTERS.get(cfg.dataset, "data.dataset")(cfg)
     splits = {}
     with atomic_dir(out_dir) as tmp:
@@ -57,8 +73,9 @@ def convert(cfg: DataConfig, out_dir: Path, progress: bool = True) -> dict:
             if source is None or (split == "val" and cfg.val_size == 0):
                 continue
             samples = tqdm(source(), desc=f"convert {split}", disable=not progress, leave=False)
-            splits[split] = write_split(samples, tmp, split, cfg.image_size, cfg.shard_size, cfg.wrong_size,
-                                        cfg.on_bad_sample)
+            splits[split] = write_split(
+                samples, tmp, split, cfg.image_size, cfg.shard_size, cfg.wrong_size, cfg.on_bad_sample
+            )
             # the shards are read from where the folder ends up, not from the temporary folder
             splits[split]["urls"] = splits[split]["urls"].replace(str(tmp), str(out_dir))
         info = dataset_info(cfg.dataset, ds.classes, cfg.image_size, splits)
@@ -71,8 +88,11 @@ def convert(cfg: DataConfig, out_dir: Path, progress: bool = True) -> dict:
 def data_fingerprint(cfg: DataConfig) -> dict:
     """The data settings a converted dataset depends on (a change triggers re-conversion)."""
     # format 2: training shards are written in a fixed random order (format 1 kept the source's class order)
-    return {"format": 2, **{k: getattr(cfg, k) for k in FINGERPRINT_KEYS},
-            **{k: getattr(cfg, k) for k in OPTIONAL_FINGERPRINT_KEYS if getattr(cfg, k)}}
+    return {
+        "format": 2,
+        **{k: getattr(cfg, k) for k in FINGERPRINT_KEYS},
+        **{k: getattr(cfg, k) for k in OPTIONAL_FINGERPRINT_KEYS if getattr(cfg, k)},
+    }
 
 
 def prepare_run_data(d: DataConfig, run_dir: RunDir, config_yaml: str, progress: bool = True) -> dict:
@@ -85,10 +105,17 @@ def prepare_run_data(d: DataConfig, run_dir: RunDir, config_yaml: str, progress:
                 split.pop("shards", None)  # the checksums live in dataset.json
             run.outputs["dataset_json"] = str(out_dir / "dataset.json")
         if info["num_classes"] and info["num_classes"] != d.num_classes:  # 0: unlabeled images
-            raise DataError(f"the dataset has {info['num_classes']} classes but data.num_classes={d.num_classes}; "
-                            f"set data.num_classes={info['num_classes']}")
-        run.outputs.update(splits=info["splits"], classes=info["classes"], num_classes=info["num_classes"],
-                           image_size=info["image_size"], fingerprint=data_fingerprint(d))
+            raise DataError(
+                f"the dataset has {info['num_classes']} classes but data.num_classes={d.num_classes}; "
+                f"set data.num_classes={info['num_classes']}"
+            )
+        run.outputs.update(
+            splits=info["splits"],
+            classes=info["classes"],
+            num_classes=info["num_classes"],
+            image_size=info["image_size"],
+            fingerprint=data_fingerprint(d),
+        )
     return run_dir.read_manifest("data")
 
 

@@ -44,8 +44,9 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
 
 
-def _parse_bytes(data: bytes, label: bytes | int | None, size: int, wrong_size: str,
-                 need_label: bool) -> tuple[Image.Image, int]:
+def _parse_bytes(
+    data: bytes, label: bytes | int | None, size: int, wrong_size: str, need_label: bool
+) -> tuple[Image.Image, int]:
     """An image member's bytes and the ``.cls`` member (bytes, an int, or None) → (RGB image, label or −1)."""
     if label is None:
         if need_label:
@@ -80,7 +81,9 @@ def _seeded(fn: Callable, seed: int):
         torch.set_rng_state(t), np.random.set_state(n), random.setstate(p)
 
 
-def _transform_stream(src, transform, size, wrong_size, need_label, on_bad, seed, epoch, state, with_ids=False):
+def _transform_stream(
+    src, transform, size, wrong_size, need_label, on_bad, seed, epoch, state, with_ids=False
+):
     """Decode + transform; bad samples raise DataError or are dropped and counted (``bad`` rides on the
     next good sample, so the count reaches the main process even from DataLoader workers)."""
     bad = 0
@@ -93,7 +96,9 @@ def _transform_stream(src, transform, size, wrong_size, need_label, on_bad, seed
                 raise DataError(f"{where}: {exc}; fix the shard or set data.on_bad_sample=skip") from None
             bad += 1
             if bad + state["bad_shards"] >= MAX_CONSECUTIVE_BAD:
-                raise DataError(f"{MAX_CONSECUTIVE_BAD} bad samples in a row (last: {where}); the shards are unusable") from None
+                raise DataError(
+                    f"{MAX_CONSECUTIVE_BAD} bad samples in a row (last: {where}); the shards are unusable"
+                ) from None
             continue
         out = _seeded(lambda img=img: transform(img), sample_seed(seed, epoch, sample["__key__"]))
         yield (*out, label, bad + state["bad_shards"], *([sample_id(sample)] if with_ids else []))
@@ -120,10 +125,13 @@ def _worker_seed(seed: int, epoch: int, rank: int) -> int:
 def _shard_handler(on_bad: str, state: dict):
     def handle(exc):
         if on_bad == "error":
-            raise DataError(f"unreadable shard data ({type(exc).__name__}: {str(exc)[:100]}); "
-                            "re-create the shard or set data.on_bad_sample=skip") from None
+            raise DataError(
+                f"unreadable shard data ({type(exc).__name__}: {str(exc)[:100]}); "
+                "re-create the shard or set data.on_bad_sample=skip"
+            ) from None
         state["bad_shards"] += 1
         return True
+
     return handle
 
 
@@ -139,8 +147,10 @@ def _has_image(sample: dict) -> bool:
 def list_sample_ids(spec: ShardSpec) -> list[str]:
     """The ids (:func:`sample_id`) of the samples with an image member, in shard order; nothing is decoded."""
     state = {"bad_shards": 0}
-    samples = wds.DataPipeline(wds.SimpleShardList(list(spec.urls)),
-                               wds.tarfile_to_samples(handler=_shard_handler(spec.on_bad, state)))
+    samples = wds.DataPipeline(
+        wds.SimpleShardList(list(spec.urls)),
+        wds.tarfile_to_samples(handler=_shard_handler(spec.on_bad, state)),
+    )
     return [sample_id(s) for s in samples if _has_image(s)]
 
 
@@ -150,17 +160,29 @@ def _keep_only(src, keep: frozenset[str]):
             yield sample
 
 
-def keyed_pass(spec: ShardSpec, transform: Callable, keep: frozenset[str], *, batch_size: int, seed: int,
-               epoch: int, shuffle_buffer: int = 2000):
+def keyed_pass(
+    spec: ShardSpec,
+    transform: Callable,
+    keep: frozenset[str],
+    *,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    shuffle_buffer: int = 2000,
+):
     """One finite pass over the samples in ``keep``, shuffled (seeded buffer of ``shuffle_buffer``; 1 = shard
     order), in batches ``(ids, *transform outputs)``; the last batch may be short. Coreset selection scores
     these batches."""
     state = {"bad_shards": 0}
     size, wrong_size = spec.image_size, spec.wrong_size
     samples = wds.DataPipeline(
-        wds.SimpleShardList(list(spec.urls)), wds.tarfile_to_samples(handler=_shard_handler(spec.on_bad, state)),
+        wds.SimpleShardList(list(spec.urls)),
+        wds.tarfile_to_samples(handler=_shard_handler(spec.on_bad, state)),
         functools.partial(_keep_only, keep=keep),
-        wds.shuffle(shuffle_buffer, initial=min(shuffle_buffer, 100), rng=random.Random(seed * 7919 + epoch * 31)))
+        wds.shuffle(
+            shuffle_buffer, initial=min(shuffle_buffer, 100), rng=random.Random(seed * 7919 + epoch * 31)
+        ),
+    )
     ids, rows = [], []
     for sample in samples:
         img, _ = _parse(sample, size, wrong_size, need_label=False)
@@ -173,8 +195,18 @@ def keyed_pass(spec: ShardSpec, transform: Callable, keep: frozenset[str], *, ba
         yield ids, *(torch.stack(c) for c in zip(*rows, strict=True))
 
 
-def stream_loader(spec: ShardSpec, transform: Callable, *, batch_size: int, seed: int, epoch: int, rank: int,
-                  need_label: bool = False, keep: frozenset[str] | None = None, with_ids: bool = False) -> wds.WebLoader:
+def stream_loader(
+    spec: ShardSpec,
+    transform: Callable,
+    *,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    rank: int,
+    need_label: bool = False,
+    keep: frozenset[str] | None = None,
+    with_ids: bool = False,
+) -> wds.WebLoader:
     """Endless batches ``(*transform outputs, labels, bad_count)`` for one process.
 
     ``transform(img) -> tuple of tensors`` (two SimCLR views, or one augmented image). ``keep``: only the
@@ -184,25 +216,48 @@ def stream_loader(spec: ShardSpec, transform: Callable, *, batch_size: int, seed
     state = {"bad_shards": 0}  # per worker process: counts unreadable tar members
     size, wrong_size, on_bad, num_workers = spec.image_size, spec.wrong_size, spec.on_bad, spec.num_workers
     pipeline = wds.DataPipeline(
-        wds.ResampledShards(list(spec.urls), seed=0, deterministic=True,
-                            worker_seed=functools.partial(_worker_seed, seed, epoch, rank)),
+        wds.ResampledShards(
+            list(spec.urls),
+            seed=0,
+            deterministic=True,
+            worker_seed=functools.partial(_worker_seed, seed, epoch, rank),
+        ),
         wds.tarfile_to_samples(handler=_shard_handler(on_bad, state)),
         *([functools.partial(_keep_only, keep=keep)] if keep is not None else []),
-        wds.shuffle(spec.shuffle_buffer, initial=min(spec.shuffle_buffer, 100),
-                    rng=random.Random(seed * 7919 + epoch * 31 + rank)),
-        functools.partial(_transform_stream, transform=transform, size=size, wrong_size=wrong_size,
-                          need_label=need_label, on_bad=on_bad, seed=seed, epoch=epoch, state=state,
-                          with_ids=with_ids),
+        wds.shuffle(
+            spec.shuffle_buffer,
+            initial=min(spec.shuffle_buffer, 100),
+            rng=random.Random(seed * 7919 + epoch * 31 + rank),
+        ),
+        functools.partial(
+            _transform_stream,
+            transform=transform,
+            size=size,
+            wrong_size=wrong_size,
+            need_label=need_label,
+            on_bad=on_bad,
+            seed=seed,
+            epoch=epoch,
+            state=state,
+            with_ids=with_ids,
+        ),
         wds.batched(batch_size, collation_fn=_collate_with_ids if with_ids else _collate, partial=False),
     )
     # an own generator: creating the DataLoader iterator would otherwise draw from the global RNG, and a
     # resumed run (which creates it at another point of the RNG stream) would diverge
-    return wds.WebLoader(pipeline, batch_size=None, num_workers=num_workers, generator=torch.Generator().manual_seed(seed),
-                         persistent_workers=False, prefetch_factor=4 if num_workers else None)
+    return wds.WebLoader(
+        pipeline,
+        batch_size=None,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed),
+        persistent_workers=False,
+        prefetch_factor=4 if num_workers else None,
+    )
 
 
-def load_labeled(spec: ShardSpec, *, num_classes: int, limit: int = 0,
-                 keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+def load_labeled(
+    spec: ShardSpec, *, num_classes: int, limit: int = 0, keep: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """A whole labeled split in shard order: (x uint8 (N,3,H,W), y long (N,), skipped count).
 
     ``keep``: positions (in shard order, counting usable samples) to return, in the order given; only
@@ -212,17 +267,27 @@ def load_labeled(spec: ShardSpec, *, num_classes: int, limit: int = 0,
     pipeline = wds.DataPipeline(
         wds.SimpleShardList(urls),
         wds.tarfile_to_samples(handler=_shard_handler(spec.on_bad, state)),
-        functools.partial(_transform_stream, transform=lambda img: (torch.from_numpy(np.asarray(img).copy()),),
-                          size=spec.image_size, wrong_size=spec.wrong_size, need_label=True, on_bad=spec.on_bad,
-                          seed=0, epoch=0, state=state),
+        functools.partial(
+            _transform_stream,
+            transform=lambda img: (torch.from_numpy(np.asarray(img).copy()),),
+            size=spec.image_size,
+            wrong_size=spec.wrong_size,
+            need_label=True,
+            on_bad=spec.on_bad,
+            seed=0,
+            epoch=0,
+            state=state,
+        ),
     )
     xs, ys, skipped = [], [], 0
     wanted = None if keep is None else {int(p): i for i, p in enumerate(keep.tolist())}
     kept: dict[int, tuple] = {}
     for position, (img, label, bad) in enumerate(pipeline):
         if label >= num_classes:
-            raise DataError(f"label {label} in {urls[0]}... is >= data.num_classes={num_classes}; "
-                            "set data.num_classes to the real number of classes or fix the labels")
+            raise DataError(
+                f"label {label} in {urls[0]}... is >= data.num_classes={num_classes}; "
+                "set data.num_classes to the real number of classes or fix the labels"
+            )
         skipped += bad
         if wanted is not None:
             if position in wanted:

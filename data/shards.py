@@ -45,14 +45,20 @@ class SplitStats:
     skipped: list = field(default_factory=list)  # [(source, why)] of images that could not be used
 
 
-def _normalise(sample: RawSample, size: int, wrong_size: str, where: str, stats: SplitStats) -> tuple[bytes, str]:
+def _normalise(
+    sample: RawSample, size: int, wrong_size: str, where: str, stats: SplitStats
+) -> tuple[bytes, str]:
     """Return (bytes, ext) of an RGB ``size``×``size`` image, re-encoding only when needed."""
     try:
         img, reasons = fit_image(sample.array if sample.array is not None else sample.data, size, wrong_size)
     except WrongSize as exc:
-        raise DataError(f"{where}: {exc}; set data.wrong_size=resize or data.image_size={exc.width}") from None
+        raise DataError(
+            f"{where}: {exc}; set data.wrong_size=resize or data.image_size={exc.width}"
+        ) from None
     except Exception as exc:
-        raise DataError(f"{where}: not a decodable image ({type(exc).__name__}); remove it from the source") from None
+        raise DataError(
+            f"{where}: not a decodable image ({type(exc).__name__}); remove it from the source"
+        ) from None
     if sample.data is not None and sample.ext not in READABLE_EXTS:
         reasons.append(f"format {sample.ext}->png")  # e.g. gif / tiff: the readers would not find an image
     if not reasons and sample.data is not None:
@@ -64,8 +70,15 @@ def _normalise(sample: RawSample, size: int, wrong_size: str, where: str, stats:
     return buf.getvalue(), "png"
 
 
-def write_split(samples: Iterable[RawSample], out_dir: Path, split: str, image_size: int,
-                shard_size: int, wrong_size: str = "resize", on_bad: str = "error") -> dict:
+def write_split(
+    samples: Iterable[RawSample],
+    out_dir: Path,
+    split: str,
+    image_size: int,
+    shard_size: int,
+    wrong_size: str = "resize",
+    on_bad: str = "error",
+) -> dict:
     """Write ``samples`` as ``<out_dir>/<split>-NNNNNN.tar`` shards; return the split's manifest entry.
 
     ``on_bad="skip"``: an image that does not decode is left out, counted and listed (by its source name)
@@ -99,8 +112,10 @@ def write_split(samples: Iterable[RawSample], out_dir: Path, split: str, image_s
         "shards": [{"file": s.name, "sha256": sha256_file(s)} for s in shards],
     }
     if stats.skipped:
-        entry["skipped"] = {"count": len(stats.skipped),
-                            "files": [{"file": f, "why": why} for f, why in stats.skipped[:MAX_LISTED_SKIPS]]}
+        entry["skipped"] = {
+            "count": len(stats.skipped),
+            "files": [{"file": f, "why": why} for f, why in stats.skipped[:MAX_LISTED_SKIPS]],
+        }
     return entry
 
 
@@ -119,5 +134,10 @@ def _write_sample(sink, key: str, data: bytes, ext: str, label: int | None, stat
 def dataset_info(name: str, classes: list[str], image_size: int, splits: dict) -> dict:
     """The ``dataset.json`` content: classes, counts, image size and, per split, its URLs (and, for
     converted shards, the shard list with checksums)."""
-    return {"name": name, "classes": classes, "num_classes": len(classes), "image_size": image_size,
-            "splits": splits}
+    return {
+        "name": name,
+        "classes": classes,
+        "num_classes": len(classes),
+        "image_size": image_size,
+        "splits": splits,
+    }

@@ -41,17 +41,28 @@ class ShardSpec:
         urls = tuple(expand_urls(info["urls"], f"data.{split}_urls"))
         remote = next((u for u in urls if u.startswith(REMOTE_PREFIXES)), None)
         if split == "train" and data.sampling == "exact" and remote:
-            raise DataError(f"data.sampling=exact reads shards by offset, but {remote[:60]} is remote; set "
-                            "data.sampling=resampled to stream it (an epoch is then a sample count, not a pass)")
-        return cls(split=split, urls=urls, count=int(info.get("count") or 0),
-                   labeled=info.get("labeled", True) is not False, image_size=image_size,
-                   wrong_size=data.wrong_size, on_bad=data.on_bad_sample, num_workers=data.num_workers,
-                   shuffle_buffer=data.shuffle_buffer, sampling=data.sampling,
-                   size_unknown=info.get("size_unknown", ""))
+            raise DataError(
+                f"data.sampling=exact reads shards by offset, but {remote[:60]} is remote; set "
+                "data.sampling=resampled to stream it (an epoch is then a sample count, not a pass)"
+            )
+        return cls(
+            split=split,
+            urls=urls,
+            count=int(info.get("count") or 0),
+            labeled=info.get("labeled", True) is not False,
+            image_size=image_size,
+            wrong_size=data.wrong_size,
+            on_bad=data.on_bad_sample,
+            num_workers=data.num_workers,
+            shuffle_buffer=data.shuffle_buffer,
+            sampling=data.sampling,
+            size_unknown=info.get("size_unknown", ""),
+        )
 
     @classmethod
-    def of_urls(cls, urls: str | list[str], *, image_size: int, split: str = "train", labeled: bool = True,
-                **reader) -> ShardSpec:
+    def of_urls(
+        cls, urls: str | list[str], *, image_size: int, split: str = "train", labeled: bool = True, **reader
+    ) -> ShardSpec:
         """A spec for shards outside a run (benchmarks, tests): size unknown, reader settings as given."""
         expanded = tuple(expand_urls(urls, f"data.{split}_urls"))
         return cls(split=split, urls=expanded, count=0, labeled=labeled, image_size=image_size, **reader)

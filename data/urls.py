@@ -20,7 +20,11 @@ def expand_urls(urls: str | list[str], key: str) -> list[str]:
     local = [u for u in expanded if not u.startswith(REMOTE_PREFIXES)]
     missing = [u for u in local if not Path(u).is_file()]
     if not expanded or len(missing) == len(expanded):
-        raise DataError(f"{key}={urls!r} matches no shard files; check the path/brace pattern (run `make data` for the quickstart)")
+        raise DataError(
+            f"{key}={urls!r} matches no shard files; check the path/brace pattern (run `make data` for the quickstart)"
+        )
     if missing:
-        raise DataError(f"{key}: {len(missing)} of {len(expanded)} shards are missing, e.g. {missing[0]}; fix the pattern or the files")
+        raise DataError(
+            f"{key}: {len(missing)} of {len(expanded)} shards are missing, e.g. {missing[0]}; fix the pattern or the files"
+        )
     return expanded

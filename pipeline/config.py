@@ -39,8 +39,18 @@ from .train import TrainLoopConfig
 from .train.lpaft import LPAFTConfig
 from .validation import InvalidValue, check, check_choice, validate
 
-__all__ = ["DataConfig", "ExperimentConfig", "FinetuneConfig", "ModelConfig", "PretrainConfig", "RunConfig",
-           "checkpoint_fingerprint", "load_config", "to_yaml", "with_overrides"]
+__all__ = [
+    "DataConfig",
+    "ExperimentConfig",
+    "FinetuneConfig",
+    "ModelConfig",
+    "PretrainConfig",
+    "RunConfig",
+    "checkpoint_fingerprint",
+    "load_config",
+    "to_yaml",
+    "with_overrides",
+]
 
 
 @dataclass
@@ -59,10 +69,18 @@ class PretrainConfig(ContrastiveConfig, TrainLoopConfig):
         TrainLoopConfig.check(self)
         ContrastiveConfig.check(self)
         if self.rcs.fraction > 0:
-            check(PRETRAIN_METHODS.get(self.method).adversarial, "rcs.fraction", self.rcs.fraction,
-                  f"coreset selection scores adversarial batches: use method acl or dynacl (not {self.method}), or 0")
-            check(self.samples_per_epoch == 0, "samples_per_epoch", self.samples_per_epoch,
-                  "leave it 0 with rcs: each epoch's length is the (core)set's size")
+            check(
+                PRETRAIN_METHODS.get(self.method).adversarial,
+                "rcs.fraction",
+                self.rcs.fraction,
+                f"coreset selection scores adversarial batches: use method acl or dynacl (not {self.method}), or 0",
+            )
+            check(
+                self.samples_per_epoch == 0,
+                "samples_per_epoch",
+                self.samples_per_epoch,
+                "leave it 0 with rcs: each epoch's length is the (core)set's size",
+            )
 
 
 @dataclass
@@ -70,7 +88,9 @@ class FinetuneConfig(TrainLoopConfig):
     # where the weights start: pretrain (this run's backbone) | model (as model.* builds it: model.pretrained,
     # or random) | scratch (random; refused when model.pretrained is set) | local-dir:<exported folder>
     init: str = "pretrain"
-    protocol: str = "aff"  # slf (frozen, clean head) | alf (frozen, adversarial head) | aff (full) (PROTOCOLS)
+    protocol: str = (
+        "aff"  # slf (frozen, clean head) | alf (frozen, adversarial head) | aff (full) (PROTOCOLS)
+    )
     # trades | pgd_at | fgsm_rs | nfgsm | ce (FINETUNE_OBJECTIVES); "" = the protocol's own. fgsm_rs / nfgsm
     # bring their own single-step attack (attack.name/steps replaced, step from ε: pipeline/attacks/single_step.py)
     objective: str = ""
@@ -106,17 +126,35 @@ class FinetuneConfig(TrainLoopConfig):
         if self.objective:
             check_choice("objective", self.objective, FINETUNE_OBJECTIVES)
         if self.protocol == "slf" and self.objective not in ("", "ce"):
-            raise InvalidValue("objective", self.objective, message=(
-                f"{{at}}protocol=slf trains the head on clean data but {{at}}objective={self.objective}; use "
-                "{at}protocol=alf (or aff) for adversarial objectives, or {at}objective=ce"))
+            raise InvalidValue(
+                "objective",
+                self.objective,
+                message=(
+                    f"{{at}}protocol=slf trains the head on clean data but {{at}}objective={self.objective}; use "
+                    "{at}protocol=alf (or aff) for adversarial objectives, or {at}objective=ce"
+                ),
+            )
         check_choice("bn_branch", self.bn_branch, ("clean", "adv"))
         check_choice("head_init", self.head_init, ("default", "zero"))
-        check(self.name == "" or self.name.replace("_", "").replace("-", "").isalnum(), "name", self.name,
-              "use letters, digits, - and _ only (it becomes a folder name)")
-        check(self.init in ("pretrain", "model", "scratch") or self.init.startswith("local-dir:"), "init", self.init,
-              "use pretrain, model, scratch or local-dir:<exported folder>")
+        check(
+            self.name == "" or self.name.replace("_", "").replace("-", "").isalnum(),
+            "name",
+            self.name,
+            "use letters, digits, - and _ only (it becomes a folder name)",
+        )
+        check(
+            self.init in ("pretrain", "model", "scratch") or self.init.startswith("local-dir:"),
+            "init",
+            self.init,
+            "use pretrain, model, scratch or local-dir:<exported folder>",
+        )
         check(self.val_attack_steps >= 0, "val_attack_steps", self.val_attack_steps, "use 0 or more")
-        check(0 <= self.collapse_ratio < 1, "collapse_ratio", self.collapse_ratio, "use a value in [0, 1) (0 = off)")
+        check(
+            0 <= self.collapse_ratio < 1,
+            "collapse_ratio",
+            self.collapse_ratio,
+            "use a value in [0, 1) (0 = off)",
+        )
 
 
 @dataclass
@@ -130,9 +168,14 @@ class EvaluateStageConfig(EvaluateConfig):
 
     def check(self) -> None:
         super().check()
-        check(self.model == "finetune" or self.model.startswith("local-dir:")
-              or (self.model.startswith("timm:") and "@" in self.model), "model", self.model,
-              "use finetune, local-dir:<folder> or timm:<name>@<weights file>")
+        check(
+            self.model == "finetune"
+            or self.model.startswith("local-dir:")
+            or (self.model.startswith("timm:") and "@" in self.model),
+            "model",
+            self.model,
+            "use finetune, local-dir:<folder> or timm:<name>@<weights file>",
+        )
         check_choice("checkpoint", self.checkpoint, ("best", "final"))
 
 
@@ -185,7 +228,9 @@ def _one_line(exc: OmegaConfBaseException) -> str:
 
 def _load_yaml(path: Path) -> DictConfig:
     if not path.is_file():
-        raise UsageError(f"config file {str(path)!r} does not exist; pass CONFIG=configs/quickstart.yaml or another YAML")
+        raise UsageError(
+            f"config file {str(path)!r} does not exist; pass CONFIG=configs/quickstart.yaml or another YAML"
+        )
     try:
         return OmegaConf.load(path)
     except Exception as exc:  # yaml syntax errors come from several classes
@@ -232,8 +277,12 @@ def checkpoint_fingerprint(cfg: ExperimentConfig, section: str) -> tuple[str, di
     full = OmegaConf.to_container(OmegaConf.structured(cfg))
     node = getattr(cfg, section)
     drop = {f.name for f in dataclasses.fields(node) if f.metadata.get("fingerprint") is False}
-    settings = {section: {k: v for k, v in full[section].items() if k not in drop},
-                "model": full["model"], "data": full["data"], "seed": cfg.run.seed}
+    settings = {
+        section: {k: v for k, v in full[section].items() if k not in drop},
+        "model": full["model"],
+        "data": full["data"],
+        "seed": cfg.run.seed,
+    }
     return settings_digest(settings), settings
 
 

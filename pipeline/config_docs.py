@@ -54,7 +54,13 @@ def _field_comments(cls: type) -> dict[str, str]:
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         if tok.type == tokenize.COMMENT:
             comments[tok.start[0]] = tok.string.lstrip("#").strip()
-        elif tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER):
+        elif tok.type not in (
+            tokenize.NL,
+            tokenize.NEWLINE,
+            tokenize.INDENT,
+            tokenize.DEDENT,
+            tokenize.ENDMARKER,
+        ):
             code_lines.update(range(tok.start[0], tok.end[0] + 1))
     body = ast.parse(textwrap.dedent(source)).body[0]
     out: dict[str, str] = {}
@@ -65,7 +71,9 @@ def _field_comments(cls: type) -> dict[str, str]:
         while line in comments and line not in code_lines:  # a comment-only line right above
             above.insert(0, comments[line])
             line -= 1
-        inline = [comments[n] for n in range(node.lineno, (node.end_lineno or node.lineno) + 1) if n in comments]
+        inline = [
+            comments[n] for n in range(node.lineno, (node.end_lineno or node.lineno) + 1) if n in comments
+        ]
         out[node.target.id] = " ".join(c for c in above + inline if c)
     return out
 
@@ -100,11 +108,18 @@ def key_table() -> list[dict]:
                 nested.append((hint, f"{prefix}.{f.name}", values[f.name], note))
                 continue
             value = values[f.name]
-            shown = "???" if value == "???" else json.dumps(value, ensure_ascii=False)  # ??? = required (OmegaConf's MISSING)
+            shown = (
+                "???" if value == "???" else json.dumps(value, ensure_ascii=False)
+            )  # ??? = required (OmegaConf's MISSING)
             section["keys"].append([f"{prefix}.{f.name}", _type_name(hint), shown, note])
         for args in nested:  # sub-sections after the section's own keys
             walk(*args)
 
     for f in dataclasses.fields(ExperimentConfig):
-        walk(typing.get_type_hints(ExperimentConfig)[f.name], f.name, defaults[f.name], _comment(ExperimentConfig, f.name))
+        walk(
+            typing.get_type_hints(ExperimentConfig)[f.name],
+            f.name,
+            defaults[f.name],
+            _comment(ExperimentConfig, f.name),
+        )
     return sections

@@ -694,8 +694,13 @@ def _lpaft(
         V("pretrain.lpaft.attack.step_size", STEP, L["trades_def"], "step_size=2/255"),
         V("pretrain.lpaft.attack.steps", 10, f"{s}:{L['call'] + 4}", "perturb_steps=10"),
         V("pretrain.lpaft.attack.start", attack_start, start_cite, start_match),
-        V("pretrain.lpaft.attack_target_branch", target_branch, target_cite, target_match,
-          "the BN branch of the clean prediction the attack maximises the KL against"),
+        V(
+            "pretrain.lpaft.attack_target_branch",
+            target_branch,
+            target_cite,
+            target_match,
+            "the BN branch of the clean prediction the attack maximises the KL against",
+        ),
         V("pretrain.lpaft.attack.name", "pgd", L["trades_def"], "def trades_loss_dual"),
     ]
 
@@ -730,7 +735,6 @@ AIR_LPAFT_LINES = dict(
     lr=51,
     trades_def="AIR finetuning_utils.py:533",
 )
-
 
 
 def _finetune(
@@ -797,7 +801,13 @@ def _finetune(
                 "shuffle=True",
                 "every training image once per epoch",
             ),
-            V(k + "drop_last", False, f"{u}:{L['loader']}", "shuffle=True", "the short last batch is trained on"),
+            V(
+                k + "drop_last",
+                False,
+                f"{u}:{L['loader']}",
+                "shuffle=True",
+                "the short last batch is trained on",
+            ),
             V(k + "grad_accum_steps", 1, f"{u}:{L['step']}", "optimizer.step()"),
             V(
                 k + "init",
@@ -1372,8 +1382,20 @@ TABLE: dict[str, list[V]] = {
         V("finetune.epochs", 76, "TRADES train_trades_cifar10.py:20", "default=76"),
         V("finetune.batch_size", 128, "TRADES train_trades_cifar10.py:16", "default=128"),
         V("finetune.samples_per_epoch", 0, "TRADES train_trades_cifar10.py:68", "shuffle=True"),
-        V("finetune.drop_last", False, "TRADES train_trades_cifar10.py:68", "shuffle=True", "the short last batch kept"),
-        V("data.sampling", "exact", "TRADES train_trades_cifar10.py:68", "shuffle=True", "each image once per epoch"),
+        V(
+            "finetune.drop_last",
+            False,
+            "TRADES train_trades_cifar10.py:68",
+            "shuffle=True",
+            "the short last batch kept",
+        ),
+        V(
+            "data.sampling",
+            "exact",
+            "TRADES train_trades_cifar10.py:68",
+            "shuffle=True",
+            "each image once per epoch",
+        ),
         V("finetune.attack.model_mode", "eval", "TRADES trades.py:28", "model.eval()"),
         V("finetune.grad_accum_steps", 1, "TRADES train_trades_cifar10.py:153", "optim.SGD("),
         V(

@@ -32,6 +32,7 @@ class Registry(Generic[T]):
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._items[name] = obj
             return obj
+
         return add
 
     def add(self, name: str, obj: T) -> T:

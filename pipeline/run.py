@@ -50,8 +50,12 @@ class RunConfig:
     def check(self) -> None:
         for i, name in enumerate(self.log_with):
             check_choice(f"log_with[{i}]", name, TRACKERS)
-            check(importlib.util.find_spec(TRACKERS[name]) is not None, f"log_with[{i}]", name,
-                  f"install it first: pip install -e '.[{name}]' (or pip install {TRACKERS[name]})")
+            check(
+                importlib.util.find_spec(TRACKERS[name]) is not None,
+                f"log_with[{i}]",
+                name,
+                f"install it first: pip install -e '.[{name}]' (or pip install {TRACKERS[name]})",
+            )
         check_choice("device", self.device, ("auto", "cpu", "cuda"))
         check_choice("mixed_precision", self.mixed_precision, ("no", "bf16"))
         # YAML true/false arrive as "True"/"False" in this str field; every reader lower-cases
@@ -68,9 +72,16 @@ def show_progress(run: RunConfig) -> bool:
 def git_commit() -> str:
     here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=here)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, timeout=5, cwd=here).stdout.strip()
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=here
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=here,
+        ).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -148,8 +159,14 @@ class StageRun:
     Only the main process (``is_main``) writes; other ranks get the same paths.
     """
 
-    def __init__(self, run_dir: RunDir, stage: str, config_yaml: str, upstream: dict | None = None,
-                 is_main: bool = True):
+    def __init__(
+        self,
+        run_dir: RunDir,
+        stage: str,
+        config_yaml: str,
+        upstream: dict | None = None,
+        is_main: bool = True,
+    ):
         self.run_dir, self.stage, self.is_main = run_dir, stage, is_main
         self.dir = run_dir.stage(stage)
         self.checkpoints = self.dir / "checkpoints"
@@ -172,8 +189,16 @@ class StageRun:
         if not self.is_main:
             return
         try:
-            status = "complete" if exc_type is None else ("interrupted" if exc_type is KeyboardInterrupt else "failed")
-            extra = {} if exc is None else {"error": f"{exc_type.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+            status = (
+                "complete"
+                if exc_type is None
+                else ("interrupted" if exc_type is KeyboardInterrupt else "failed")
+            )
+            extra = (
+                {}
+                if exc is None
+                else {"error": f"{exc_type.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+            )
             self._write_manifest(status, **extra)
         finally:
             self._unlock()
@@ -185,8 +210,10 @@ class StageRun:
         except BlockingIOError:
             self._lock_file.close()
             self._lock_file = None
-            raise RunLocked(f"{self.dir} is being written by another process; wait for it to finish "
-                            "or choose another run.name") from None
+            raise RunLocked(
+                f"{self.dir} is being written by another process; wait for it to finish "
+                "or choose another run.name"
+            ) from None
 
     def _unlock(self) -> None:
         if self._lock_file is not None:
@@ -196,10 +223,16 @@ class StageRun:
     def _write_manifest(self, status: str, **extra: Any) -> None:
         now = time.time()
         manifest = {
-            "stage": self.stage, "status": status, "run": self.run_dir.name,
-            "start_time": _stamp(self._start), "end_time": None if status == "running" else _stamp(now),
-            "wall_time_s": round(now - self._start, 3), "git_commit": git_commit(),
-            "upstream": self._upstream, "outputs": self.outputs, **extra,
+            "stage": self.stage,
+            "status": status,
+            "run": self.run_dir.name,
+            "start_time": _stamp(self._start),
+            "end_time": None if status == "running" else _stamp(now),
+            "wall_time_s": round(now - self._start, 3),
+            "git_commit": git_commit(),
+            "upstream": self._upstream,
+            "outputs": self.outputs,
+            **extra,
         }
         atomic_write_json(self.dir / "manifest.json", manifest)
 

@@ -62,8 +62,11 @@ def cli(argv: list[str] | None = None, prog: str = "robustpretrain") -> None:
     if not argv or argv[0] in ("-h", "--help"):
         parser = parser_for(prog, None)
         if not argv:
-            print(f"error: name a stage: {prog} <stage> [--config X] [key=value ...], "
-                  f"<stage> one of {', '.join(STAGES)} (--help for more)", file=sys.stderr)
+            print(
+                f"error: name a stage: {prog} <stage> [--config X] [key=value ...], "
+                f"<stage> one of {', '.join(STAGES)} (--help for more)",
+                file=sys.stderr,
+            )
             sys.exit(2)
         parser.parse_args(["--help"])
     stage = argv[0]

@@ -10,14 +10,20 @@ from ._keys import listing, write  # standard library only: no torch
 
 STAGES = ("data", "index", "pretrain", "finetune", "evaluate", "export", "protocols")
 DEFAULT_CONFIG = "configs/quickstart.yaml"
-_EXAMPLE_KEY = {"finetune": "finetune.epochs=2", "evaluate": "evaluate.eps=0.0157", "export": "export.checkpoint=final"}
+_EXAMPLE_KEY = {
+    "finetune": "finetune.epochs=2",
+    "evaluate": "evaluate.eps=0.0157",
+    "export": "export.checkpoint=final",
+}
 
 
 def _epilog(prog: str, stage: str | None) -> str:
     if stage is None:  # no key listing here: it needs the schema (torch); each stage's --help has its keys
-        return (f"{prog} <stage> --help lists the stage's config keys (type, default, comment);\n"
-                f"{prog} <stage> --help <section> one section's, e.g. {prog} pretrain --help attack.\n"
-                "The make targets (`make help`) run the same stages and stay the documented way.")
+        return (
+            f"{prog} <stage> --help lists the stage's config keys (type, default, comment);\n"
+            f"{prog} <stage> --help <section> one section's, e.g. {prog} pretrain --help attack.\n"
+            "The make targets (`make help`) run the same stages and stay the documented way."
+        )
     key = _EXAMPLE_KEY.get(stage, "pretrain.epochs=2")
     return (
         "config keys (key  type  = default  # comment; the schema's, under the dataclasses that declare them):\n"
@@ -35,9 +41,17 @@ class _LazyHelp(argparse.Action):
     """``--help [section]`` that builds the key listing only when asked (``_keys.py``: cached, torch-free
     when the cache is fresh). With a section, only that section's keys; an unknown one exits 2."""
 
-    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None, nargs="?"):
-        super().__init__(option_strings, dest=dest, default=default, nargs=nargs, help=help,
-                         metavar="SECTION" if nargs else None)
+    def __init__(
+        self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None, nargs="?"
+    ):
+        super().__init__(
+            option_strings,
+            dest=dest,
+            default=default,
+            nargs=nargs,
+            help=help,
+            metavar="SECTION" if nargs else None,
+        )
 
     def __call__(self, parser, namespace, values, option_string=None):
         stage = getattr(parser, "_stage", None)
@@ -54,22 +68,44 @@ class _LazyHelp(argparse.Action):
 
 
 def parser_for(prog: str, stage: str | None) -> argparse.ArgumentParser:
-    description = (f"Run the {stage} stage of an experiment." if stage else
-                   "Run one stage of an experiment: " + ", ".join(STAGES) + ".")
+    description = (
+        f"Run the {stage} stage of an experiment."
+        if stage
+        else "Run one stage of an experiment: " + ", ".join(STAGES) + "."
+    )
     usage = f"{prog}{'' if stage else ' <stage>'} [--config YAML] [--print-config] [key=value ...]"
-    parser = argparse.ArgumentParser(prog=prog, usage=usage, description=description, add_help=False,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        usage=usage,
+        description=description,
+        add_help=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser._stage = stage  # type: ignore[attr-defined]
     if stage is None:
         parser.add_argument("stage", choices=STAGES, metavar="<stage>", help="one of: " + ", ".join(STAGES))
     if stage is None:
         parser.add_argument("-h", "--help", action=_LazyHelp, nargs=0, help="show this help")
     else:
-        parser.add_argument("-h", "--help", action=_LazyHelp, help="show this help and every config key of the stage; "
-                            "with SECTION (attack, optim, ...) that section's keys only")
-    parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="YAML", help="experiment YAML (default: %(default)s)")
-    parser.add_argument("--print-config", action="store_true",
-                        help="print the resolved config as YAML and exit; runs and writes nothing")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="dot-list overrides, e.g. pretrain.epochs=2 run.name=try1")
+        parser.add_argument(
+            "-h",
+            "--help",
+            action=_LazyHelp,
+            help="show this help and every config key of the stage; "
+            "with SECTION (attack, optim, ...) that section's keys only",
+        )
+    parser.add_argument(
+        "--config", default=DEFAULT_CONFIG, metavar="YAML", help="experiment YAML (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config as YAML and exit; runs and writes nothing",
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="dot-list overrides, e.g. pretrain.epochs=2 run.name=try1",
+    )
     return parser

@@ -26,8 +26,9 @@ from pipeline.train.skeleton import TrainingContext
 from pipeline.train.trackers import init_trackers, prepare_tracker_environment
 
 
-def make_accelerator(run: RunConfig, grad_accum_steps: int = 1, log_dir: Path | None = None,
-                     trackers: list[str] | None = None) -> Accelerator:
+def make_accelerator(
+    run: RunConfig, grad_accum_steps: int = 1, log_dir: Path | None = None, trackers: list[str] | None = None
+) -> Accelerator:
     """``trackers`` (tensorboard / wandb / mlflow) write under ``log_dir`` (``<run>/<stage>/``)."""
     if run.num_threads:
         torch.set_num_threads(run.num_threads)
@@ -37,8 +38,13 @@ def make_accelerator(run: RunConfig, grad_accum_steps: int = 1, log_dir: Path | 
     # cpu=True is needed on a CPU-only machine even under torchrun: with cpu=False and no CUDA, accelerate
     # 1.15 ignores the torchrun environment and every process believes it is alone (checked here)
     cpu = run.device == "cpu" or (run.device == "auto" and not torch.cuda.is_available())
-    return Accelerator(cpu=cpu, mixed_precision=run.mixed_precision,
-                       gradient_accumulation_steps=grad_accum_steps, step_scheduler_with_optimizer=False, **kwargs)
+    return Accelerator(
+        cpu=cpu,
+        mixed_precision=run.mixed_precision,
+        gradient_accumulation_steps=grad_accum_steps,
+        step_scheduler_with_optimizer=False,
+        **kwargs,
+    )
 
 
 @dataclass
@@ -68,17 +74,31 @@ class Stage:
         """The split ``name`` as every reader takes it (URLs expanded and checked here, once)."""
         splits = self.dataset.splits
         if name not in splits:
-            raise UsageError(f"the dataset has no {name} split; set data.{name}_urls (or use a converter that makes one)")
+            raise UsageError(
+                f"the dataset has no {name} split; set data.{name}_urls (or use a converter that makes one)"
+            )
         return ShardSpec.from_manifest(name, splits[name], self.cfg.data, self.image_size)
 
     def training(self) -> TrainingContext:
         """What every training run of this stage shares (pipeline/train/skeleton.py)."""
-        return TrainingContext(self.acc, self.run_dir, self.yaml, self.cfg.run.seed,
-                               progress=show_progress(self.cfg.run), trackers=self.trackers)
+        return TrainingContext(
+            self.acc,
+            self.run_dir,
+            self.yaml,
+            self.cfg.run.seed,
+            progress=show_progress(self.cfg.run),
+            trackers=self.trackers,
+        )
 
 
-def open_stage(cfg: ExperimentConfig, stage: str, grad_accum_steps: int = 1, tensorboard: bool = False,
-               seed: int | None = None, folder: str | None = None) -> Stage:
+def open_stage(
+    cfg: ExperimentConfig,
+    stage: str,
+    grad_accum_steps: int = 1,
+    tensorboard: bool = False,
+    seed: int | None = None,
+    folder: str | None = None,
+) -> Stage:
     """``stage``: the config section; ``folder``: the stage's folder when it is not the section's name
     (a named fine-tune: ``finetune_slf``); ``tensorboard``: the section's old-style switch."""
     run_dir = RunDir.of(cfg.run)
@@ -89,8 +109,12 @@ def open_stage(cfg: ExperimentConfig, stage: str, grad_accum_steps: int = 1, ten
     prepare_tracker_environment(trackers, log_dir, Path(cfg.run.root))
     acc = make_accelerator(cfg.run, grad_accum_steps, log_dir, trackers)
     if trackers:
-        init_trackers(acc, trackers, f"{cfg.run.name}/{folder or stage}",
-                      OmegaConf.to_container(OmegaConf.structured(getattr(cfg, stage))))
+        init_trackers(
+            acc,
+            trackers,
+            f"{cfg.run.name}/{folder or stage}",
+            OmegaConf.to_container(OmegaConf.structured(getattr(cfg, stage))),
+        )
     set_seed(cfg.run.seed if seed is None else seed)
     yaml = to_yaml(cfg)
     with acc.main_process_first():

@@ -17,11 +17,18 @@ from ._cli import main
 def run(cfg: ExperimentConfig) -> dict:
     manifest = prepare_run_data(cfg.data, RunDir.of(cfg.run), to_yaml(cfg), show_progress(cfg.run))
     for split, info in manifest["outputs"]["splits"].items():
-        notes = [f"{len(info['damaged_shards'])} damaged shards kept to their last readable sample"] if info.get("damaged_shards") else []
+        notes = (
+            [f"{len(info['damaged_shards'])} damaged shards kept to their last readable sample"]
+            if info.get("damaged_shards")
+            else []
+        )
         notes += [f"{info['skipped']['count']} unusable files skipped"] if info.get("skipped") else []
         notes += [] if info.get("labeled", True) else ["unlabeled"]
         size = "size unknown" if info.get("size_unknown") else f"{info['count']:6d} samples"
-        print(f"data: {split:5s} {size}  {info['urls']}" + (f"  ({'; '.join(notes)}; see the manifest)" if notes else ""))
+        print(
+            f"data: {split:5s} {size}  {info['urls']}"
+            + (f"  ({'; '.join(notes)}; see the manifest)" if notes else "")
+        )
     return manifest
 
 

@@ -34,17 +34,23 @@ def load_model_to_evaluate(cfg: ExperimentConfig) -> tuple[nn.Module, dict]:
         return load_timm_folder(folder), {**upstream_summary(manifest), "checkpoint": cfg.evaluate.checkpoint}
     if source.startswith("local-dir:"):
         return load_timm_folder(Path(source.split(":", 1)[1])), {"model": source}
-    name, weights = source[len("timm:"):].split("@", 1)
-    m = cfg.model  # model.mean/std/kwargs describe the external model too (normalisation rule: models/pretrained.py)
-    model, normalisation = load_timm_weights(name, Path(weights), cfg.data.num_classes, m.mean, m.std, m.kwargs)
+    name, weights = source[len("timm:") :].split("@", 1)
+    m = (
+        cfg.model
+    )  # model.mean/std/kwargs describe the external model too (normalisation rule: models/pretrained.py)
+    model, normalisation = load_timm_weights(
+        name, Path(weights), cfg.data.num_classes, m.mean, m.std, m.kwargs
+    )
     return model, {"model": source, "normalisation": normalisation}
 
 
 def check_num_classes(model: nn.Module, num_classes: int, origin: str) -> None:
     classes = getattr(model, "num_classes", None)
     if classes is not None and classes != num_classes:
-        raise UsageError(f"{origin} has a head with {classes} classes but data.num_classes={num_classes}; "
-                         "evaluate it on its own dataset or set data.num_classes to match")
+        raise UsageError(
+            f"{origin} has a head with {classes} classes but data.num_classes={num_classes}; "
+            "evaluate it on its own dataset or set data.num_classes to match"
+        )
 
 
 def run_evaluate(cfg: ExperimentConfig) -> dict:
@@ -53,20 +59,42 @@ def run_evaluate(cfg: ExperimentConfig) -> dict:
     acc = stage.acc
     model, origin = load_model_to_evaluate(cfg)
     check_num_classes(model, cfg.data.num_classes, f"evaluate.model={e.model}")
-    speed_up(model, acc.device, channels_last=str(cfg.run.channels_last).lower() == "true")  # auto: training only
+    speed_up(
+        model, acc.device, channels_last=str(cfg.run.channels_last).lower() == "true"
+    )  # auto: training only
     x, y, order, skipped = load_test_split(stage.split("test"), e.n_examples, cfg.data.num_classes)
-    with StageRun(stage.run_dir, cfg.finetune.stage("evaluate"), stage.yaml, {"data": upstream_summary(stage.data), "model": origin},
-                  acc.is_main_process) as run:
-        report = evaluate_model(model, x.float().div(255.0), y, e, num_classes=cfg.data.num_classes,
-                                work_dir=run.dir, accelerator=acc, progress=show_progress(cfg.run))
+    with StageRun(
+        stage.run_dir,
+        cfg.finetune.stage("evaluate"),
+        stage.yaml,
+        {"data": upstream_summary(stage.data), "model": origin},
+        acc.is_main_process,
+    ) as run:
+        report = evaluate_model(
+            model,
+            x.float().div(255.0),
+            y,
+            e,
+            num_classes=cfg.data.num_classes,
+            work_dir=run.dir,
+            accelerator=acc,
+            progress=show_progress(cfg.run),
+        )
         report.per_sample["index"] = order.tolist()  # position in the test split, not in the sample
-        report.notes.append(f"examples are evaluated in a fixed random order of the test split (seed {EVAL_ORDER_SEED}), "
-                            "so every 'first k' subset is a uniform sample; per_sample.csv's index is the "
-                            "position in the test split")
+        report.notes.append(
+            f"examples are evaluated in a fixed random order of the test split (seed {EVAL_ORDER_SEED}), "
+            "so every 'first k' subset is a uniform sample; per_sample.csv's index is the "
+            "position in the test split"
+        )
         if acc.is_main_process:
             write_report(report, run.dir)
-            run.outputs.update(report="report.json", report_md="report.md", per_sample="per_sample.csv",
-                               n_examples=len(y), skipped_samples=skipped)
+            run.outputs.update(
+                report="report.json",
+                report_md="report.md",
+                per_sample="per_sample.csv",
+                n_examples=len(y),
+                skipped_samples=skipped,
+            )
             print(summary_table(report))
         acc.wait_for_everyone()
     acc.end_training()  # destroys the process group on every rank (an orphaned gloo group can abort at exit)

@@ -18,12 +18,18 @@ from ._cli import main
 
 def run_index(cfg: ExperimentConfig) -> list:
     d = cfg.data
-    urls = [u for key in ("train_urls", "val_urls", "test_urls") if getattr(d, key)
-            for u in expand_urls(getattr(d, key), f"data.{key}")]
+    urls = [
+        u
+        for key in ("train_urls", "val_urls", "test_urls")
+        if getattr(d, key)
+        for u in expand_urls(getattr(d, key), f"data.{key}")
+    ]
     local = [u for u in urls if not u.startswith(REMOTE)]
     if not local:
-        raise UsageError("no local shards to index: set data.train_urls (and val/test) to shard files on disk; "
-                         "remote shards need data.train_size")
+        raise UsageError(
+            "no local shards to index: set data.train_urls (and val/test) to shard files on disk; "
+            "remote shards need data.train_size"
+        )
     written = write_index(local, d.on_bad_sample, show_progress(cfg.run))
     for path in written:
         print(f"index: {path}")

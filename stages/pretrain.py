@@ -38,50 +38,116 @@ def run_pretrain(cfg: ExperimentConfig) -> dict:
     if dual := p.dual_bn and method.adversarial and has_batch_norm(backbone):
         convert_to_dual_bn(backbone)
     # the head's BN sees clean and adversarial inputs even without a backbone BN (ViT): dual if attacked
-    head = build_head(method.head, backbone.num_features, p.proj_hidden_dim, p.proj_dim,
-                      dual_bn=p.dual_bn and method.adversarial)
+    head = build_head(
+        method.head,
+        backbone.num_features,
+        p.proj_hidden_dim,
+        p.proj_dim,
+        dual_bn=p.dual_bn and method.adversarial,
+    )
     model = ContrastiveModel(backbone, head, momentum=method.momentum)
 
     def views(epoch: int) -> SimCLRViews:
-        return SimCLRViews(train.image_size, method.strength(epoch), p.min_crop_scale, method.crop_interpolation)
+        return SimCLRViews(
+            train.image_size, method.strength(epoch), p.min_crop_scale, method.crop_interpolation
+        )
 
-    coreset = open_coreset(p.rcs, train, model, views, attack=p.attack, temperature=p.temperature,
-                           seed=cfg.run.seed, world_batch=p.batch_size, acc=acc, drop_last=p.drop_last,
-                           folder=stage.run_dir.stage("pretrain") / "coreset")  # None unless rcs.fraction > 0
-    full_steps = coreset.full_steps if coreset else steps_per_epoch(p, train, p.batch_size, "pretrain", acc.num_processes)
+    coreset = open_coreset(
+        p.rcs,
+        train,
+        model,
+        views,
+        attack=p.attack,
+        temperature=p.temperature,
+        seed=cfg.run.seed,
+        world_batch=p.batch_size,
+        acc=acc,
+        drop_last=p.drop_last,
+        folder=stage.run_dir.stage("pretrain") / "coreset",
+    )  # None unless rcs.fraction > 0
+    full_steps = (
+        coreset.full_steps
+        if coreset
+        else steps_per_epoch(p, train, p.batch_size, "pretrain", acc.num_processes)
+    )
     fingerprint = checkpoint_fingerprint(cfg, "pretrain")  # what a checkpoint depends on
-    with TrainingRun(stage.training(), p, "pretrain", model, full_steps, folder="pretrain",
-                     upstream=upstream_summary(stage.data), fingerprint=fingerprint, speed=cfg.run) as job:
-        objective = ContrastiveObjective(method, job.model, job.raw, p, gather=acc.num_processes > 1,
-                                         sync=lambda: acc.sync_gradients)  # DynACL's momentum: once per step
+    with TrainingRun(
+        stage.training(),
+        p,
+        "pretrain",
+        model,
+        full_steps,
+        folder="pretrain",
+        upstream=upstream_summary(stage.data),
+        fingerprint=fingerprint,
+        speed=cfg.run,
+    ) as job:
+        objective = ContrastiveObjective(
+            method, job.model, job.raw, p, gather=acc.num_processes > 1, sync=lambda: acc.sync_gradients
+        )  # DynACL's momentum: once per step
         # AIR also needs the un-augmented image
         transform = (lambda epoch: ViewsWithOriginal(views(epoch))) if method.air else views
-        batches = ShardBatches(train, transform, batch=job.batch, seed=cfg.run.seed, acc=acc, labels=False,
-                               drop_last=p.drop_last, samples_per_epoch=p.samples_per_epoch,
-                               keep=coreset.keep if coreset else None)
-        state = job.fit(batches, objective.step, desc=f"pretrain[{p.method}]",
-                        on_epoch_end=lambda e, s: {"skipped_samples": batches.skipped},
-                        epoch_steps=coreset.steps if coreset else None)
+        batches = ShardBatches(
+            train,
+            transform,
+            batch=job.batch,
+            seed=cfg.run.seed,
+            acc=acc,
+            labels=False,
+            drop_last=p.drop_last,
+            samples_per_epoch=p.samples_per_epoch,
+            keep=coreset.keep if coreset else None,
+        )
+        state = job.fit(
+            batches,
+            objective.step,
+            desc=f"pretrain[{p.method}]",
+            on_epoch_end=lambda e, s: {"skipped_samples": batches.skipped},
+            epoch_steps=coreset.steps if coreset else None,
+        )
         trained_backbone, trained_head = job.raw.export_modules()  # DynACL: the momentum copy
         lpaft = None
         if p.lpaft.enabled:  # DynACL++ on k-means pseudo-labels (true labels: only scored against)
             images, true_labels = training_images(train, cfg.data.num_classes)  # unlabeled shards too
-            trained_backbone, lpaft = post_process(p.lpaft, stage.training(), trained_backbone, images,
-                                                   folder="pretrain", base_settings=fingerprint[1],
-                                                   true_labels=true_labels)
+            trained_backbone, lpaft = post_process(
+                p.lpaft,
+                stage.training(),
+                trained_backbone,
+                images,
+                folder="pretrain",
+                base_settings=fingerprint[1],
+                true_labels=true_labels,
+            )
         if acc.is_main_process:
             run = job.run
             save_module_weights(trained_head, run.dir / "projection_head", "head.safetensors")
-            png = plot_curves(run.dir / "metrics.jsonl", "step", "step", ["loss", "loss_clean", "loss_adv"],
-                              run.dir / "loss_curve.png", "pretrain loss", run_name=cfg.run.name)
+            png = plot_curves(
+                run.dir / "metrics.jsonl",
+                "step",
+                "step",
+                ["loss", "loss_clean", "loss_adv"],
+                run.dir / "loss_curve.png",
+                "pretrain loss",
+                run_name=cfg.run.name,
+            )
             outputs = PretrainOutputs(
-                backbones=save_backbones(trained_backbone, dual, run.dir), method=p.method, dual_bn=dual,
-                momentum_encoder=job.raw.key is not None, projection_head="projection_head/head.safetensors",
-                steps=state.global_step, sampling=train.sampling, skipped_samples=batches.skipped, loss_curve=run.rel(png) if png else "",
-                coreset="coreset/" if coreset else "", lpaft=lpaft)
+                backbones=save_backbones(trained_backbone, dual, run.dir),
+                method=p.method,
+                dual_bn=dual,
+                momentum_encoder=job.raw.key is not None,
+                projection_head="projection_head/head.safetensors",
+                steps=state.global_step,
+                sampling=train.sampling,
+                skipped_samples=batches.skipped,
+                loss_curve=run.rel(png) if png else "",
+                coreset="coreset/" if coreset else "",
+                lpaft=lpaft,
+            )
             run.outputs.update(outputs.to_json())
-            print(f"[pretrain] backbone (timm folder{'s, one per BN branch' if dual else ''}): "
-                  + ", ".join(f"{run.dir / name}/" for name in outputs.backbones.values()))
+            print(
+                f"[pretrain] backbone (timm folder{'s, one per BN branch' if dual else ''}): "
+                + ", ".join(f"{run.dir / name}/" for name in outputs.backbones.values())
+            )
     acc.end_training()
     return job.run.outputs
 

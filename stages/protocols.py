@@ -24,8 +24,9 @@ def protocol_config(cfg: ExperimentConfig, protocol: str) -> ExperimentConfig:
     """The experiment with ``protocol``'s settings: its own objective (SLF: CE, ALF: PGD-AT, AFF: TRADES)
     unless ``protocols.<protocol>`` says otherwise, and its own folders (``finetune_<protocol>``)."""
     extra = getattr(cfg.protocols, protocol)
-    return with_overrides(cfg, [f"finetune.protocol={protocol}", f"finetune.name={protocol}", "finetune.objective=''",
-                                *extra])
+    return with_overrides(
+        cfg, [f"finetune.protocol={protocol}", f"finetune.name={protocol}", "finetune.objective=''", *extra]
+    )
 
 
 def _complete(run_dir: RunDir, stage: str) -> bool:
@@ -45,10 +46,19 @@ def run_protocols(cfg: ExperimentConfig) -> dict:
     with StageRun(run_dir, "protocols", to_yaml(cfg)) as run:
         table = protocols_table(rows)
         atomic_write_text(run.dir / "report.md", table + "\n")
-        run.outputs.update(report="report.md", protocols={p: {
-            "clean_accuracy": r["clean_accuracy"], "autoattack": r["robust_accuracy"].get("autoattack"),
-            "pgd": r["robust_accuracy"].get("pgd"), "n_examples": r["n_examples"],
-            "autoattack_n": (r.get("autoattack") or {}).get("n_examples")} for p, r in rows.items()})
+        run.outputs.update(
+            report="report.md",
+            protocols={
+                p: {
+                    "clean_accuracy": r["clean_accuracy"],
+                    "autoattack": r["robust_accuracy"].get("autoattack"),
+                    "pgd": r["robust_accuracy"].get("pgd"),
+                    "n_examples": r["n_examples"],
+                    "autoattack_n": (r.get("autoattack") or {}).get("n_examples"),
+                }
+                for p, r in rows.items()
+            },
+        )
     print(table)
     return run.outputs
 
@@ -58,8 +68,10 @@ def protocols_table(rows: dict[str, dict]) -> str:
     lines = ["| protocol | clean | AutoAttack | PGD | n (clean / AutoAttack) |", "|---|---|---|---|---|"]
     for p, r in rows.items():
         ra, aa = r["robust_accuracy"], r.get("autoattack") or {}
-        lines.append(f"| {p.upper()} | {format_accuracy(r['clean_accuracy'])} | {format_accuracy(ra.get('autoattack'))} "
-                     f"| {format_accuracy(ra.get('pgd'))} | {r['n_examples']} / {aa.get('n_examples', '—')} |")
+        lines.append(
+            f"| {p.upper()} | {format_accuracy(r['clean_accuracy'])} | {format_accuracy(ra.get('autoattack'))} "
+            f"| {format_accuracy(ra.get('pgd'))} | {r['n_examples']} / {aa.get('n_examples', '—')} |"
+        )
     return "\n".join(lines)
 
 

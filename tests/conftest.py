@@ -26,7 +26,7 @@ def make_images(n: int, size: int = 32, seed: int = 0, num_classes: int = 4) -> 
         label = i % num_classes
         img = rng.integers(0, 60, size=(size, size, 3), dtype=np.uint8)
         c = label * (size // num_classes)
-        img[c:c + size // num_classes, :, label % 3] = 220
+        img[c : c + size // num_classes, :, label % 3] = 220
         out.append(RawSample(label=label, array=img))
     return out
 
@@ -47,15 +47,32 @@ def tiny_cfg(tmp_path: Path, tiny_shards: dict):
 
     def make(*overrides: str):
         base = [
-            f"run.root={tmp_path / 'runs'}", "run.name=t", "run.progress=false", "run.num_threads=2",
-            "data.dataset=shards", f"data.train_urls={tiny_shards['train']}", f"data.val_urls={tiny_shards['val']}",
-            f"data.test_urls={tiny_shards['test']}", "data.num_classes=4", "data.shuffle_buffer=64",
+            f"run.root={tmp_path / 'runs'}",
+            "run.name=t",
+            "run.progress=false",
+            "run.num_threads=2",
+            "data.dataset=shards",
+            f"data.train_urls={tiny_shards['train']}",
+            f"data.val_urls={tiny_shards['val']}",
+            f"data.test_urls={tiny_shards['test']}",
+            "data.num_classes=4",
+            "data.shuffle_buffer=64",
             "model.name=resnet10_cifar_tiny",
-            "pretrain.epochs=1", "pretrain.batch_size=32", "pretrain.attack.steps=2", "pretrain.proj_hidden_dim=64",
+            "pretrain.epochs=1",
+            "pretrain.batch_size=32",
+            "pretrain.attack.steps=2",
+            "pretrain.proj_hidden_dim=64",
             "pretrain.proj_dim=32",
-            "finetune.epochs=1", "finetune.batch_size=32", "finetune.attack.steps=2", "finetune.val_attack_steps=2",
-            "evaluate.n_examples=16", "evaluate.batch_size=16", "evaluate.chunk_size=16", "evaluate.pgd.steps=5",
-            "evaluate.sweep.enabled=false", "evaluate.autoattack.version=custom",
+            "finetune.epochs=1",
+            "finetune.batch_size=32",
+            "finetune.attack.steps=2",
+            "finetune.val_attack_steps=2",
+            "evaluate.n_examples=16",
+            "evaluate.batch_size=16",
+            "evaluate.chunk_size=16",
+            "evaluate.pgd.steps=5",
+            "evaluate.sweep.enabled=false",
+            "evaluate.autoattack.version=custom",
             "evaluate.autoattack.attacks=[apgd-ce,apgd-t]",
         ]
         return load_config(ROOT / "configs" / "quickstart.yaml", base + list(overrides))

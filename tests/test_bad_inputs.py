@@ -67,7 +67,9 @@ def test_pickle_posing_as_weights_is_refused(tmp_path):
     with pytest.raises(UsageError, match="cannot load"):
         load_timm_folder(folder)
     with pytest.raises(UsageError, match="only safetensors weights are read"):
-        load_safetensors_into(build_model("resnet10_cifar_tiny", 4, (0.5,) * 3, (0.5,) * 3), tmp_path / "evil.pt")
+        load_safetensors_into(
+            build_model("resnet10_cifar_tiny", 4, (0.5,) * 3, (0.5,) * 3), tmp_path / "evil.pt"
+        )
     assert not marker.exists(), "a pickle was executed"
 
 
@@ -84,6 +86,7 @@ def test_pickles_planted_in_a_checkpoint_never_run(tiny_cfg, monkeypatch):
             if self.state.global_step == step:
                 raise KeyboardInterrupt
             return original(self, batch, bar)
+
         m.setattr(loop.Trainer, "_one_step", one_step)
 
     marker = Path("/tmp/robustpretrain_pwned")
@@ -97,23 +100,35 @@ def test_pickles_planted_in_a_checkpoint_never_run(tiny_cfg, monkeypatch):
     # what accelerate unpickles with weights_only=False for objects registered for checkpointing (we
     # register none): refused before it is read
     (last / "custom_checkpoint_0.pkl").write_bytes(pickle.dumps(_Evil()))
-    with pytest.raises(UsageError, match=r"^cannot resume from .*step_00000003.*delete the checkpoint folder"):
+    with pytest.raises(
+        UsageError, match=r"^cannot resume from .*step_00000003.*delete the checkpoint folder"
+    ):
         finetune(cfg)
     (last / "custom_checkpoint_0.pkl").unlink()
     # a pickle posing as the optimiser state: refused by the weights_only load
     good = (last / "optimizer.bin").read_bytes()
     (last / "optimizer.bin").write_bytes(pickle.dumps({"state": _Evil()}))
-    with pytest.raises(UsageError, match=r"^cannot resume from .*UnpicklingError.*delete the checkpoint folder"):
+    with pytest.raises(
+        UsageError, match=r"^cannot resume from .*UnpicklingError.*delete the checkpoint folder"
+    ):
         finetune(cfg)
     assert not marker.exists(), "a pickle was executed"
     (last / "optimizer.bin").write_bytes(good)
     finetune(cfg)  # the untouched checkpoint resumes and finishes
-    assert json.loads((RunDir.of(cfg.run).stage("finetune") / "manifest.json").read_text())["status"] == "complete"
+    assert (
+        json.loads((RunDir.of(cfg.run).stage("finetune") / "manifest.json").read_text())["status"]
+        == "complete"
+    )
 
 
 def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(tiny_cfg):
-    cfg = tiny_cfg("finetune.init=scratch", "finetune.epochs=3", "finetune.checkpoint_every_steps=1",
-                   "finetune.optim.lr=1e30", "finetune.optim.schedule=constant")
+    cfg = tiny_cfg(
+        "finetune.init=scratch",
+        "finetune.epochs=3",
+        "finetune.checkpoint_every_steps=1",
+        "finetune.optim.lr=1e30",
+        "finetune.optim.schedule=constant",
+    )
     with pytest.raises(UsageError, match=r"loss is (nan|inf) at step \d+; lower the learning rate"):
         run_finetune(cfg)
     d = RunDir.of(cfg.run).stage("finetune")
@@ -141,25 +156,52 @@ def test_wrong_size_image_policy_at_read_time(tmp_path):
 
     from data.shards import RawSample
 
-    info = write_split(iter([RawSample(label=0, array=np.zeros((40, 40, 3), np.uint8))]), tmp_path, "x", 40, 10)
-    x, _, _ = load_labeled(ShardSpec.of_urls(expand_urls(info["urls"], "k"), image_size=32), num_classes=2)  # resized by default
+    info = write_split(
+        iter([RawSample(label=0, array=np.zeros((40, 40, 3), np.uint8))]), tmp_path, "x", 40, 10
+    )
+    x, _, _ = load_labeled(
+        ShardSpec.of_urls(expand_urls(info["urls"], "k"), image_size=32), num_classes=2
+    )  # resized by default
     assert x.shape[-1] == 32
     with pytest.raises(DataError, match="expected 32x32"):
-        load_labeled(ShardSpec.of_urls(expand_urls(info["urls"], "k"), image_size=32, wrong_size="error"), num_classes=2)
+        load_labeled(
+            ShardSpec.of_urls(expand_urls(info["urls"], "k"), image_size=32, wrong_size="error"),
+            num_classes=2,
+        )
 
 
 def _cli(stage: str, cfg, *extra: str) -> subprocess.CompletedProcess:
-    args = [f"run.root={cfg.run.root}", "run.name=cli", "run.progress=false", "data.dataset=shards",
-            f"data.train_urls={cfg.data.train_urls}", f"data.test_urls={cfg.data.test_urls}", "data.num_classes=4",
-            *extra]
-    return subprocess.run([sys.executable, "-m", f"stages.{stage}", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    args = [
+        f"run.root={cfg.run.root}",
+        "run.name=cli",
+        "run.progress=false",
+        "data.dataset=shards",
+        f"data.train_urls={cfg.data.train_urls}",
+        f"data.test_urls={cfg.data.test_urls}",
+        "data.num_classes=4",
+        *extra,
+    ]
+    return subprocess.run(
+        [sys.executable, "-m", f"stages.{stage}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_nan_via_cli_exits_2_one_line(tiny_cfg):
     cfg = tiny_cfg()
-    proc = _cli("finetune", cfg, "finetune.init=scratch", "finetune.epochs=1", "finetune.batch_size=32",
-                "finetune.attack.steps=1", "finetune.optim.lr=1e30", "finetune.optim.schedule=constant")
+    proc = _cli(
+        "finetune",
+        cfg,
+        "finetune.init=scratch",
+        "finetune.epochs=1",
+        "finetune.batch_size=32",
+        "finetune.attack.steps=1",
+        "finetune.optim.lr=1e30",
+        "finetune.optim.schedule=constant",
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(lines) == 1 and "Traceback" not in proc.stderr

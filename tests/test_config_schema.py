@@ -12,19 +12,25 @@ from pipeline.errors import UsageError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("override, expected", [
-    ("pretrain.attack.eps=2", "pretrain.attack.eps=2.0 is invalid; use a value in (0, 1]"),
-    ("finetune.attack.eps=0", "finetune.attack.eps=0.0 is invalid"),
-    ("pretrain.batch_size=0", "pretrain.batch_size=0 is invalid; use a batch size of at least 1"),
-    ("finetune.attack.steps=-1", "finetune.attack.steps=-1 is invalid; use 0 or more steps"),
-    ("model.name=resnet99", "model.name='resnet99' is not a registered model; use one of: resnet10_cifar_tiny"),
-    ("data.dataset=mnistx", "data.dataset='mnistx' is invalid; use one of: digits"),
-    ("evaluate.autoattack.version=custom", "evaluate.autoattack.attacks is empty"),
-    ("pretrain.method=byol", "pretrain.method='byol' is invalid; use one of: simclr, acl, dynacl"),
-    ("pretrain.nope=1", "unknown config key"),
-    ("pretrain.epochs=many", "config key 'pretrain.epochs'"),
-    ("finetune.protocol=slf", None),  # valid: objective defaults to the protocol's (ce)
-])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("pretrain.attack.eps=2", "pretrain.attack.eps=2.0 is invalid; use a value in (0, 1]"),
+        ("finetune.attack.eps=0", "finetune.attack.eps=0.0 is invalid"),
+        ("pretrain.batch_size=0", "pretrain.batch_size=0 is invalid; use a batch size of at least 1"),
+        ("finetune.attack.steps=-1", "finetune.attack.steps=-1 is invalid; use 0 or more steps"),
+        (
+            "model.name=resnet99",
+            "model.name='resnet99' is not a registered model; use one of: resnet10_cifar_tiny",
+        ),
+        ("data.dataset=mnistx", "data.dataset='mnistx' is invalid; use one of: digits"),
+        ("evaluate.autoattack.version=custom", "evaluate.autoattack.attacks is empty"),
+        ("pretrain.method=byol", "pretrain.method='byol' is invalid; use one of: simclr, acl, dynacl"),
+        ("pretrain.nope=1", "unknown config key"),
+        ("pretrain.epochs=many", "config key 'pretrain.epochs'"),
+        ("finetune.protocol=slf", None),  # valid: objective defaults to the protocol's (ce)
+    ],
+)
 def test_config_errors_are_one_line(override, expected):
     if expected is None:
         assert load_config(None, [override]).finetune.protocol == "slf"
@@ -52,15 +58,37 @@ def test_slf_with_adversarial_objective_is_refused():
         load_config(None, ["finetune.protocol=slf", "finetune.objective=trades"])
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["pretrain.attack.eps=2"], "pretrain.attack.eps"),
-    (["pretrain.bogus=1"], "unknown config key"),
-    (["data.dataset=imagefolder", "data.train_source=/nonexistent/train.tar", "data.test_source=/nonexistent/t.tar"],
-     "does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["pretrain.attack.eps=2"], "pretrain.attack.eps"),
+        (["pretrain.bogus=1"], "unknown config key"),
+        (
+            [
+                "data.dataset=imagefolder",
+                "data.train_source=/nonexistent/train.tar",
+                "data.test_source=/nonexistent/t.tar",
+            ],
+            "does not exist",
+        ),
+    ],
+)
 def test_cli_usage_errors_exit_2_and_write_nothing(tmp_path, args, expected):
-    proc = subprocess.run([sys.executable, "-m", "stages.pretrain", "--config", "configs/quickstart.yaml",
-                           f"run.root={tmp_path / 'runs'}", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages.pretrain",
+            "--config",
+            "configs/quickstart.yaml",
+            f"run.root={tmp_path / 'runs'}",
+            *args,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], proc.stderr
@@ -75,7 +103,9 @@ def test_lpaft_is_not_in_the_contrastive_phase_fingerprint():
     from pipeline.config import checkpoint_fingerprint
 
     base = load_config(None, ["pretrain.method=dynacl"])
-    pp = load_config(None, ["pretrain.method=dynacl", "pretrain.lpaft.enabled=true", "pretrain.lpaft.probe.epochs=3"])
+    pp = load_config(
+        None, ["pretrain.method=dynacl", "pretrain.lpaft.enabled=true", "pretrain.lpaft.probe.epochs=3"]
+    )
     other = load_config(None, ["pretrain.method=dynacl", "pretrain.epochs=7"])
     assert checkpoint_fingerprint(base, "pretrain")[0] == checkpoint_fingerprint(pp, "pretrain")[0]
     assert checkpoint_fingerprint(base, "pretrain")[0] != checkpoint_fingerprint(other, "pretrain")[0]

@@ -86,8 +86,11 @@ def test_no_import_cycles():
 
 def test_objectives_never_import_train():
     graph = import_graph()
-    offending = {m: sorted(t for t in ts if t.startswith("pipeline.train"))
-                 for m, ts in graph.items() if m.startswith("pipeline.objectives")}
+    offending = {
+        m: sorted(t for t in ts if t.startswith("pipeline.train"))
+        for m, ts in graph.items()
+        if m.startswith("pipeline.objectives")
+    }
     assert {m: t for m, t in offending.items() if t} == {}
 
 

@@ -5,5 +5,14 @@ from .base import ATTACKS, STARTS, AttackConfig, cross_entropy_attack, run_attac
 from .single_step import SINGLE_STEP_ATTACKS
 from .threat import NORMS, ThreatModel, check_eps
 
-__all__ = ["ATTACKS", "SINGLE_STEP_ATTACKS", "STARTS", "AttackConfig", "NORMS", "ThreatModel", "check_eps",
-           "cross_entropy_attack", "run_attack"]
+__all__ = [
+    "ATTACKS",
+    "SINGLE_STEP_ATTACKS",
+    "STARTS",
+    "AttackConfig",
+    "NORMS",
+    "ThreatModel",
+    "check_eps",
+    "cross_entropy_attack",
+    "run_attack",
+]

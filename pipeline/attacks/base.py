@@ -51,13 +51,16 @@ class AttackConfig(ThreatModel):
             check_choice("start", self.start, STARTS)
 
 
-def run_attack(loss_fn: LossFn, x: torch.Tensor, cfg: AttackConfig,
-               on_step: Callable[[int, float], None] | None = None) -> torch.Tensor:
+def run_attack(
+    loss_fn: LossFn, x: torch.Tensor, cfg: AttackConfig, on_step: Callable[[int, float], None] | None = None
+) -> torch.Tensor:
     """Maximise ``loss_fn`` around ``x`` with the attack ``cfg.name``."""
     return ATTACKS.get(cfg.name, "attack.name")(loss_fn, x, cfg, on_step)
 
 
-def cross_entropy_attack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: AttackConfig) -> torch.Tensor:
+def cross_entropy_attack(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: AttackConfig
+) -> torch.Tensor:
     """Untargeted attack on the summed cross-entropy (PGD-AT's inner loop, validation and the quick
     evaluation attack). The caller decides the model's mode; all of these attack in ``eval()``."""
     ce = torch.nn.CrossEntropyLoss(reduction="sum")

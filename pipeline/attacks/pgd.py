@@ -59,8 +59,9 @@ def random_start(x: torch.Tensor, cfg: AttackConfig) -> torch.Tensor:
 
 
 @ATTACKS.register("pgd")
-def pgd_attack(loss_fn: LossFn, x: torch.Tensor, cfg: AttackConfig,
-               on_step: Callable[[int, float], None] | None = None) -> torch.Tensor:
+def pgd_attack(
+    loss_fn: LossFn, x: torch.Tensor, cfg: AttackConfig, on_step: Callable[[int, float], None] | None = None
+) -> torch.Tensor:
     """Maximise ``loss_fn`` over the ``cfg.norm`` ball around ``x`` intersected with [0,1].
 
     Args:

@@ -27,14 +27,17 @@ import torch
 from .base import ATTACKS, AttackConfig, LossFn
 
 # the papers' constants, in units of ε
-FGSM_RS_STEP = 1.25  # Wong et al.: α = 1.25ε, the largest step that did not overfit catastrophically at ε = 8/255
+FGSM_RS_STEP = (
+    1.25  # Wong et al.: α = 1.25ε, the largest step that did not overfit catastrophically at ε = 8/255
+)
 NFGSM_NOISE = 2.0  # de Jorge et al.: k = 2, noise drawn from U[-2ε, 2ε]
 NFGSM_STEP = 1.0  # de Jorge et al.: α = ε
 SINGLE_STEP_ATTACKS = ("fgsm_rs", "nfgsm")
 
 
-def _input_gradient(loss_fn: LossFn, x_start: torch.Tensor,
-                    on_step: Callable[[int, float], None] | None) -> torch.Tensor:
+def _input_gradient(
+    loss_fn: LossFn, x_start: torch.Tensor, on_step: Callable[[int, float], None] | None
+) -> torch.Tensor:
     x_start = x_start.detach().requires_grad_(True)
     loss = loss_fn(x_start)
     (grad,) = torch.autograd.grad(loss, x_start)  # input-only: no weight-gradient kernels
@@ -44,8 +47,9 @@ def _input_gradient(loss_fn: LossFn, x_start: torch.Tensor,
 
 
 @ATTACKS.register("fgsm_rs")
-def fgsm_rs_attack(loss_fn: LossFn, x: torch.Tensor, cfg: AttackConfig,
-                   on_step: Callable[[int, float], None] | None = None) -> torch.Tensor:
+def fgsm_rs_attack(
+    loss_fn: LossFn, x: torch.Tensor, cfg: AttackConfig, on_step: Callable[[int, float], None] | None = None
+) -> torch.Tensor:
     """FGSM from a uniform random start in the ε-ball, step 1.25ε, projected back onto the ball [0].
 
     Returns the adversarial batch, detached, inside the ε-ball and [0,1]."""
@@ -59,8 +63,9 @@ def fgsm_rs_attack(loss_fn: LossFn, x: torch.Tensor, cfg: AttackConfig,
 
 
 @ATTACKS.register("nfgsm")
-def nfgsm_attack(loss_fn: LossFn, x: torch.Tensor, cfg: AttackConfig,
-                 on_step: Callable[[int, float], None] | None = None) -> torch.Tensor:
+def nfgsm_attack(
+    loss_fn: LossFn, x: torch.Tensor, cfg: AttackConfig, on_step: Callable[[int, float], None] | None = None
+) -> torch.Tensor:
     """N-FGSM [1]: the gradient sign step of size ε taken from x + η, η ~ U[-2ε, 2ε], kept unprojected.
 
     Returns the batch, detached, in [0,1] and within 3ε of ``x`` in Linf (not within ε: by design)."""

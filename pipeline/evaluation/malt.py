@@ -47,7 +47,9 @@ def malt_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, norm: 
     return scores
 
 
-def malt_targets(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, n_targets: int) -> torch.Tensor:
+def malt_targets(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, n_targets: int
+) -> torch.Tensor:
     """(B, n_targets) classes to attack per point, the smallest MALT score first."""
     return malt_scores(model, x, y, norm).argsort(dim=1)[:, :n_targets]
 
@@ -59,8 +61,18 @@ class MALTTargetedAPGD(APGDAttack_targeted):
     def like(cls, ref: APGDAttack_targeted, model, seed: int) -> MALTTargetedAPGD:
         """The same attack settings as ``ref`` (AutoAttack's own ``apgd_targeted`` after its version's
         settings were applied: iterations, restarts, ρ, EOT, ε, norm)."""
-        return cls(model, n_iter=ref.n_iter, norm=ref.norm, n_restarts=ref.n_restarts, eps=ref.eps, seed=seed,
-                   eot_iter=ref.eot_iter, rho=ref.thr_decr, device=ref.device, logger=ref.logger)
+        return cls(
+            model,
+            n_iter=ref.n_iter,
+            norm=ref.norm,
+            n_restarts=ref.n_restarts,
+            eps=ref.eps,
+            seed=seed,
+            eot_iter=ref.eot_iter,
+            rho=ref.thr_decr,
+            device=ref.device,
+            logger=ref.logger,
+        )
 
     def perturb_targets(self, x: torch.Tensor, y: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Attack each point with its targets in order (``targets``: (B, c)), stopping at the first success;

@@ -14,6 +14,17 @@ from .folders import (
     save_timm_folder,
 )
 
-__all__ = ["CardFacts", "folder_architecture", "load_backbone_weights", "load_file", "load_safetensors_into",
-           "load_timm_folder", "load_timm_weights", "max_logit_diff", "model_card", "save_backbones",
-           "save_module_weights", "save_timm_folder"]
+__all__ = [
+    "CardFacts",
+    "folder_architecture",
+    "load_backbone_weights",
+    "load_file",
+    "load_safetensors_into",
+    "load_timm_folder",
+    "load_timm_weights",
+    "max_logit_diff",
+    "model_card",
+    "save_backbones",
+    "save_module_weights",
+    "save_timm_folder",
+]

@@ -38,8 +38,9 @@ def _data_lines(facts: CardFacts) -> list[str]:
     d = facts.data_manifest
     return [
         f"- dataset `{facts.dataset}`; classes: {d['classes'] if d else 'n/a'}",
-        f"- splits: { {k: v.get('count') for k, v in d['splits'].items()} if d else 'n/a'}",
-        f"- dataset manifest: `{d.get('dataset_json', 'user shards') if d else 'n/a'}`", "",
+        f"- splits: { {k: v.get('count') for k, v in d['splits'].items()} if d else 'n/a' }",
+        f"- dataset manifest: `{d.get('dataset_json', 'user shards') if d else 'n/a'}`",
+        "",
     ]
 
 
@@ -57,16 +58,23 @@ def _evaluation_lines(report: dict | None) -> list[str]:
     tm, ra = report.get("threat_model", {}), report.get("robust_accuracy", {})
     ci, n = report.get("robust_accuracy_ci") or {}, report.get("n_examples")
     n_aa = (report.get("autoattack") or {}).get("n_examples", n)
-    cells = [_with_interval(report.get("clean_accuracy"), report.get("clean_accuracy_ci"), n),
-             _with_interval(ra.get("pgd"), ci.get("pgd"), n),
-             _with_interval(ra.get("autoattack"), ci.get("autoattack"), n_aa)]
+    cells = [
+        _with_interval(report.get("clean_accuracy"), report.get("clean_accuracy_ci"), n),
+        _with_interval(ra.get("pgd"), ci.get("pgd"), n),
+        _with_interval(ra.get("autoattack"), ci.get("autoattack"), n_aa),
+    ]
     if ra.get("autoattack") is None and isinstance(ra.get("autoattack_fast"), (int, float)):
         # evaluate.autoattack.version=fast: its number, labelled, never passed off as AutoAttack's
         fast = _with_interval(ra["autoattack_fast"], ci.get("autoattack_fast"), n_aa)
         cells[2] = f"not run; **fast (not standard AutoAttack)**: {fast}"
-    lines = ["| norm | ε | clean | PGD | AutoAttack |", "|---|---|---|---|---|",
-             f"| {tm.get('norm')} | {tm.get('eps', 0):.4f} | {' | '.join(cells)} |", "",
-             "Accuracy [95% Clopper–Pearson interval] (n = points evaluated).", ""]
+    lines = [
+        "| norm | ε | clean | PGD | AutoAttack |",
+        "|---|---|---|---|---|",
+        f"| {tm.get('norm')} | {tm.get('eps', 0):.4f} | {' | '.join(cells)} |",
+        "",
+        "Accuracy [95% Clopper–Pearson interval] (n = points evaluated).",
+        "",
+    ]
     for note in (n for n in report.get("notes", []) if "bf16" in n):  # evaluate.precision=bf16
         lines += [f"Note: {note}", ""]
     if report.get("warnings"):
@@ -77,19 +85,34 @@ def _evaluation_lines(report: dict | None) -> list[str]:
 def model_card(facts: CardFacts) -> str:
     mean, std, source = facts.model.normalization()
     lines = [
-        f"# {facts.arch} — robust backbone and classifier ({facts.run_name})", "",
-        "## Load it", "",
+        f"# {facts.arch} — robust backbone and classifier ({facts.run_name})",
+        "",
+        "## Load it",
+        "",
         "```python",
         "import pipeline, timm  # importing pipeline registers the architecture with timm",
         'backbone = timm.create_model("local-dir:backbone", pretrained=True)  # (B,3,H,W) in [0,1] -> features',
-        "```", "",
-        "## Model", "",
+        "```",
+        "",
+        "## Model",
+        "",
         f"- architecture: `{facts.arch}` (timm), input {facts.image_size}×{facts.image_size} RGB in **[0,1]**; "
         f"normalisation (mean {list(mean)}, std {list(std)}, from {source}) is inside the model",
-        f"- `backbone/`: pooled features (`num_classes=0`); `classifier/`: {facts.num_classes}-class logits", "",
-        "## Training chain", "", *facts.training, "",
-        "## Data", "", *_data_lines(facts),
-        "## Evaluation", "", *_evaluation_lines(facts.report),
-        "## Provenance", "", f"- code commit: `{git_commit()}`", "",
+        f"- `backbone/`: pooled features (`num_classes=0`); `classifier/`: {facts.num_classes}-class logits",
+        "",
+        "## Training chain",
+        "",
+        *facts.training,
+        "",
+        "## Data",
+        "",
+        *_data_lines(facts),
+        "## Evaluation",
+        "",
+        *_evaluation_lines(facts.report),
+        "## Provenance",
+        "",
+        f"- code commit: `{git_commit()}`",
+        "",
     ]
     return "\n".join(lines)

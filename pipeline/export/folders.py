@@ -43,8 +43,10 @@ def load_file(path: str) -> dict:
 def folder_architecture(folder: Path) -> str:
     cfg_file = Path(folder) / "config.json"
     if not cfg_file.is_file() or not (Path(folder) / "model.safetensors").is_file():
-        raise UsageError(f"{folder} is not an exported model folder (needs config.json and model.safetensors); "
-                         "run `make export` or point at another folder")
+        raise UsageError(
+            f"{folder} is not an exported model folder (needs config.json and model.safetensors); "
+            "run `make export` or point at another folder"
+        )
     return json.loads(cfg_file.read_text()).get("architecture", "?")
 
 
@@ -60,14 +62,20 @@ def load_timm_folder(folder: Path, **kwargs) -> nn.Module:
 def _checked_state(folder: Path, expected_arch: str, key: str) -> dict:
     arch = folder_architecture(folder)
     if arch == "timm_any":  # any-timm wrapper: the folder records the wrapped architecture
-        arch = "timm:" + json.loads((Path(folder) / "config.json").read_text()).get("model_args", {}).get("base", "?")
+        arch = "timm:" + json.loads((Path(folder) / "config.json").read_text()).get("model_args", {}).get(
+            "base", "?"
+        )
     if arch != expected_arch:
-        raise UsageError(f"{key}: {folder} holds a {arch!r} but model.name={expected_arch!r}; "
-                         f"set model.name={arch} or use a folder exported from {expected_arch}")
+        raise UsageError(
+            f"{key}: {folder} holds a {arch!r} but model.name={expected_arch!r}; "
+            f"set model.name={arch} or use a folder exported from {expected_arch}"
+        )
     return load_file(str(Path(folder) / "model.safetensors"))
 
 
-def load_backbone_weights(model: nn.Module, folder: Path | dict[str, Path], expected_arch: str, key: str) -> None:
+def load_backbone_weights(
+    model: nn.Module, folder: Path | dict[str, Path], expected_arch: str, key: str
+) -> None:
     """Copy a backbone folder's weights into ``model`` (a classifier of the same architecture); the
     classifier head stays freshly initialised. Refuses folders of another architecture.
 
@@ -87,8 +95,10 @@ def load_backbone_weights(model: nn.Module, folder: Path | dict[str, Path], expe
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [m for m in missing if m not in head]
     if missing or unexpected:
-        raise UsageError(f"{key}: weights in {next(iter(folders.values()))} do not fit {expected_arch} "
-                         f"(missing {missing[:3]}, unexpected {unexpected[:3]}); was it exported with other model args?")
+        raise UsageError(
+            f"{key}: weights in {next(iter(folders.values()))} do not fit {expected_arch} "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]}); was it exported with other model args?"
+        )
 
 
 def _branch_key(key: str, branch: str, dual: set[str]) -> str:
@@ -105,8 +115,15 @@ def _classifier_prefix(model: nn.Module) -> str:
     return ""
 
 
-def load_timm_weights(name: str, weights: Path, num_classes: int, mean=(), std=(), kwargs: dict | None = None,
-                      key: str = "evaluate.model") -> tuple[nn.Module, str]:
+def load_timm_weights(
+    name: str,
+    weights: Path,
+    num_classes: int,
+    mean=(),
+    std=(),
+    kwargs: dict | None = None,
+    key: str = "evaluate.model",
+) -> tuple[nn.Module, str]:
     """``timm:<name>@<weights>``: the classifier ``name`` (ours, or any timm architecture behind our
     normalisation) with every weight from the file, head included; and where its normalisation came from
     (``mean``/``std`` when given, else the weights' pretrained_cfg, else our registry default, else an error).
@@ -122,12 +139,16 @@ def load_timm_weights(name: str, weights: Path, num_classes: int, mean=(), std=(
 def load_safetensors_into(model: nn.Module, file: Path) -> nn.Module:
     """Load a bare ``.safetensors`` state dict (for ``timm name + weights file`` evaluation)."""
     if not str(file).endswith(".safetensors"):
-        raise UsageError(f"{file} is not a .safetensors file; only safetensors weights are read (pickles can run code)")
+        raise UsageError(
+            f"{file} is not a .safetensors file; only safetensors weights are read (pickles can run code)"
+        )
     if not Path(file).is_file():
         raise UsageError(f"weights file {file} does not exist")
     missing, unexpected = model.load_state_dict(load_file(str(file)), strict=False)
     if missing or unexpected:
-        raise UsageError(f"{file} does not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise UsageError(
+            f"{file} does not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     return model.eval()
 
 

@@ -11,6 +11,16 @@ from .modes import eval_mode
 from .registry import MODELS, ModelConfig, ModelInfo, build_model, check_model_name, register_architecture
 
 __all__ = [
-    "MODELS", "ModelConfig", "ModelInfo", "build_model", "check_model_name", "register_architecture",
-    "bn_branch", "convert_to_dual_bn", "eval_mode", "has_batch_norm", "is_dual_bn", "resolve_dual_bn",
+    "MODELS",
+    "ModelConfig",
+    "ModelInfo",
+    "build_model",
+    "check_model_name",
+    "register_architecture",
+    "bn_branch",
+    "convert_to_dual_bn",
+    "eval_mode",
+    "has_batch_norm",
+    "is_dual_bn",
+    "resolve_dual_bn",
 ]

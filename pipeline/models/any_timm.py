@@ -24,14 +24,27 @@ from .normalize import DEFAULT_MEAN, DEFAULT_STD, InputNormalize
 
 
 class PixelSpaceTimm(nn.Module):
-    def __init__(self, base: str, num_classes: int = 10, mean=DEFAULT_MEAN, std=DEFAULT_STD,
-                 base_kwargs: dict | None = None, in_chans: int = 3, global_pool: str | None = None):
+    def __init__(
+        self,
+        base: str,
+        num_classes: int = 10,
+        mean=DEFAULT_MEAN,
+        std=DEFAULT_STD,
+        base_kwargs: dict | None = None,
+        in_chans: int = 3,
+        global_pool: str | None = None,
+    ):
         super().__init__()
         extra = dict(base_kwargs or {}, **({"global_pool": global_pool} if global_pool else {}))
         self.normalize = InputNormalize(mean, std)
-        self.model = timm.create_model(base, pretrained=False, num_classes=num_classes, in_chans=in_chans, **extra)
+        self.model = timm.create_model(
+            base, pretrained=False, num_classes=num_classes, in_chans=in_chans, **extra
+        )
         self.num_classes, self.num_features = num_classes, self.model.num_features
-        self.base_name, self.base_args = base, dict(extra, in_chans=in_chans)  # to rebuild as a feature extractor
+        self.base_name, self.base_args = (
+            base,
+            dict(extra, in_chans=in_chans),
+        )  # to rebuild as a feature extractor
 
     def forward_features(self, x):
         return self.model.forward_features(self.normalize(x))  # x in [0,1]
@@ -84,9 +97,14 @@ class PixelSpaceFeatures(nn.Module):
         (loaded before timm wraps/prunes it, exactly like downloaded weights)."""
         state = {k: v.detach().clone() for k, v in wrapper.model.state_dict().items()}
         features = timm.create_model(
-            wrapper.base_name, pretrained=True, features_only=True, num_classes=wrapper.num_classes,
+            wrapper.base_name,
+            pretrained=True,
+            features_only=True,
+            num_classes=wrapper.num_classes,
             pretrained_cfg_overlay=dict(state_dict=state, source="", num_classes=wrapper.num_classes),
-            **wrapper.base_args, **feature_args)
+            **wrapper.base_args,
+            **feature_args,
+        )
         _check_same_weights(features, state, wrapper.base_name)
         return cls(wrapper.normalize, features).train(wrapper.training)
 
@@ -98,19 +116,32 @@ def _check_same_weights(features: nn.Module, state: dict, base: str) -> None:
     """timm loads the classifier-less weights non-strictly: make sure what the extractor kept is ours.
     Keys are matched up to timm's renaming (``FeatureGetterNet``'s ``model.`` prefix,
     ``flatten_sequential``'s ``stages_0`` for ``stages.0``)."""
+
     def canon(key: str) -> str:
         return key.replace("_", ".")
+
     ours = {canon(k): v for k, v in state.items()}
     for key, value in features.state_dict().items():
         k = canon(key)
-        k = k if k in ours or not k.startswith("model.") else k[len("model."):]
+        k = k if k in ours or not k.startswith("model.") else k[len("model.") :]
         if k in ours and not (ours[k].shape == value.shape and torch.equal(ours[k], value)):
-            raise RuntimeError(f"timm_any features_only for {base!r}: {key!r} did not receive the model's weights")
+            raise RuntimeError(
+                f"timm_any features_only for {base!r}: {key!r} did not receive the model's weights"
+            )
 
 
-default_cfgs = generate_default_cfgs({"timm_any.untrained": {
-    "num_classes": 10, "input_size": (3, 32, 32), "crop_pct": 1.0, "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0),
-    "classifier": "model.head"}})
+default_cfgs = generate_default_cfgs(
+    {
+        "timm_any.untrained": {
+            "num_classes": 10,
+            "input_size": (3, 32, 32),
+            "crop_pct": 1.0,
+            "mean": (0.0, 0.0, 0.0),
+            "std": (1.0, 1.0, 1.0),
+            "classifier": "model.head",
+        }
+    }
+)
 
 _FEATURE_ARGS = ("out_indices", "feature_cls")  # consumed by build_model_with_cfg when features_only
 

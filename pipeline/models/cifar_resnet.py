@@ -28,8 +28,9 @@ class CifarResNet(ResNet):
     def __init__(self, mean=DEFAULT_MEAN, std=DEFAULT_STD, **kwargs):
         super().__init__(**kwargs)
         # one 3×3 conv producing what timm's stem would (bn1's width; 'deep' stems give 2×stem_width)
-        self.conv1 = NormalizedConv2d(self.in_chans, self.bn1.num_features, 3, stride=1, padding=1, bias=False,
-                                      mean=mean, std=std)
+        self.conv1 = NormalizedConv2d(
+            self.in_chans, self.bn1.num_features, 3, stride=1, padding=1, bias=False, mean=mean, std=std
+        )
         self.maxpool = nn.Identity()
         # the stem no longer reduces resolution: feature maps are 32→32→16→8→4
         for info in self.feature_info:
@@ -43,16 +44,25 @@ class CifarResNet(ResNet):
 
 def _cfg(**kwargs):
     return {
-        "num_classes": 10, "input_size": (3, 32, 32), "pool_size": (4, 4), "crop_pct": 1.0,
-        "interpolation": "bilinear", "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0),  # normalised inside
-        "first_conv": "conv1", "classifier": "fc", **kwargs,
+        "num_classes": 10,
+        "input_size": (3, 32, 32),
+        "pool_size": (4, 4),
+        "crop_pct": 1.0,
+        "interpolation": "bilinear",
+        "mean": (0.0, 0.0, 0.0),
+        "std": (1.0, 1.0, 1.0),  # normalised inside
+        "first_conv": "conv1",
+        "classifier": "fc",
+        **kwargs,
     }
 
 
-default_cfgs = generate_default_cfgs({
-    "resnet18_cifar.untrained": _cfg(),
-    "resnet10_cifar_tiny.untrained": _cfg(),
-})
+default_cfgs = generate_default_cfgs(
+    {
+        "resnet18_cifar.untrained": _cfg(),
+        "resnet10_cifar_tiny.untrained": _cfg(),
+    }
+)
 
 
 def _create(variant: str, pretrained: bool, **kwargs) -> CifarResNet:
@@ -62,8 +72,9 @@ def _create(variant: str, pretrained: bool, **kwargs) -> CifarResNet:
 @register_architecture("cnn", "0.3 M params; quickstart and tests")
 def resnet10_cifar_tiny(pretrained: bool = False, **kwargs) -> CifarResNet:
     """A 0.3 M-parameter ResNet-10 (widths 16-32-64-128) for the CPU quickstart and tests."""
-    args = dict(block=BasicBlock, layers=(1, 1, 1, 1), channels=(16, 32, 64, 128),
-                stem_type="deep", stem_width=8)
+    args = dict(
+        block=BasicBlock, layers=(1, 1, 1, 1), channels=(16, 32, 64, 128), stem_type="deep", stem_width=8
+    )
     return _create("resnet10_cifar_tiny", pretrained, **dict(args, **kwargs))
 
 

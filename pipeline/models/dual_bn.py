@@ -93,4 +93,3 @@ def resolve_dual_bn(model: nn.Module, branch: str) -> nn.Module:
         else:
             resolve_dual_bn(child, branch)
     return model
-

@@ -54,7 +54,9 @@ class NormalizedConv2d(nn.Conv2d):
     non-persistent buffers, so folders exported before the normalisation moved here load unchanged.
     """
 
-    def __init__(self, *args, mean: Sequence[float] = DEFAULT_MEAN, std: Sequence[float] = DEFAULT_STD, **kwargs):
+    def __init__(
+        self, *args, mean: Sequence[float] = DEFAULT_MEAN, std: Sequence[float] = DEFAULT_STD, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.normalize = InputNormalize(mean, std)
 

@@ -38,13 +38,19 @@ def weights_path(spec: str, key: str) -> Path:
     path = Path(spec.removeprefix("local-dir:")).expanduser()
     if path.is_dir():
         if not (path / "model.safetensors").is_file():
-            raise UsageError(f"{key}={spec}: the folder has no model.safetensors (only safetensors are read from "
-                             "folders); convert the weights or point at the weights file")
+            raise UsageError(
+                f"{key}={spec}: the folder has no model.safetensors (only safetensors are read from "
+                "folders); convert the weights or point at the weights file"
+            )
         return path / "model.safetensors"
     if not path.is_file():
-        raise UsageError(f"{key}={spec}: no such file or folder; give a .safetensors file or a timm/HF model folder")
+        raise UsageError(
+            f"{key}={spec}: no such file or folder; give a .safetensors file or a timm/HF model folder"
+        )
     if not path.name.endswith(WEIGHT_FILES):
-        raise UsageError(f"{key}={spec}: not a weights file; use one of {', '.join(WEIGHT_FILES)} or a model folder")
+        raise UsageError(
+            f"{key}={spec}: not a weights file; use one of {', '.join(WEIGHT_FILES)} or a model folder"
+        )
     return path
 
 
@@ -71,8 +77,9 @@ def normalization_from_weights(name: str, file: Path | None) -> tuple[tuple, tup
     return None
 
 
-def resolve_normalization(name: str, mean: Sequence[float], std: Sequence[float], weights: Path | None,
-                          key: str = "model") -> tuple[tuple, tuple, str]:
+def resolve_normalization(
+    name: str, mean: Sequence[float], std: Sequence[float], weights: Path | None, key: str = "model"
+) -> tuple[tuple, tuple, str]:
     """(mean, std, where they came from) by the rule in this module's docstring."""
     if mean and std:
         return tuple(mean), tuple(std), f"{key}.mean/std"
@@ -80,11 +87,17 @@ def resolve_normalization(name: str, mean: Sequence[float], std: Sequence[float]
     if found is not None:
         return found
     if not name.startswith("timm:"):
-        return DEFAULT_MEAN, DEFAULT_STD, f"the registry default of {name} (ImageNet statistics, as the references)"
+        return (
+            DEFAULT_MEAN,
+            DEFAULT_STD,
+            f"the registry default of {name} (ImageNet statistics, as the references)",
+        )
     where = f" and {weights} carries no pretrained_cfg" if weights is not None else ""
-    raise UsageError(f"{key}.name={name} has no known input normalisation{where}: set {key}.mean and {key}.std "
-                     "(ImageNet: [0.485, 0.456, 0.406] / [0.229, 0.224, 0.225]) or name the weights' tag "
-                     "(timm:<arch>.<tag>)")
+    raise UsageError(
+        f"{key}.name={name} has no known input normalisation{where}: set {key}.mean and {key}.std "
+        "(ImageNet: [0.485, 0.456, 0.406] / [0.229, 0.224, 0.225]) or name the weights' tag "
+        "(timm:<arch>.<tag>)"
+    )
 
 
 def read_state_dict(file: Path, key: str) -> dict[str, torch.Tensor]:
@@ -95,8 +108,10 @@ def read_state_dict(file: Path, key: str) -> dict[str, torch.Tensor]:
         return timm.models.load_state_dict(str(file), use_ema=False, weights_only=True)
     except (pickle.UnpicklingError, SafetensorError, RuntimeError, OSError, EOFError) as exc:
         first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"{key}: cannot read {file} as weights without running code ({first}); "
-                         "give a safetensors file or a plain state dict") from None
+        raise UsageError(
+            f"{key}: cannot read {file} as weights without running code ({first}); "
+            "give a safetensors file or a plain state dict"
+        ) from None
 
 
 def _file_classes(state: dict, classifier: str | None) -> int | None:
@@ -104,8 +119,15 @@ def _file_classes(state: dict, classifier: str | None) -> int | None:
     return int(weight.shape[0]) if weight is not None and weight.dim() >= 1 else None
 
 
-def load_pretrained_into(network: nn.Module, arch: str, file: Path, num_classes: int, arch_kwargs: dict,
-                         key: str, whole: bool = False) -> None:
+def load_pretrained_into(
+    network: nn.Module,
+    arch: str,
+    file: Path,
+    num_classes: int,
+    arch_kwargs: dict,
+    key: str,
+    whole: bool = False,
+) -> None:
     """Copy ``file``'s weights into ``network`` (built as ``timm.create_model(arch, **arch_kwargs)``), through
     timm's pretrained loading: architecture-specific filters (ViT position-embedding resampling), every key
     strict except the classifier, which ``network`` keeps fresh when the file's class count differs (or the
@@ -118,24 +140,32 @@ def load_pretrained_into(network: nn.Module, arch: str, file: Path, num_classes:
     file_classes = _file_classes(state, classifier)
     if whole and file_classes != num_classes:
         has = f"a {file_classes}-class classifier" if file_classes else f"no classifier ({classifier}.weight)"
-        raise UsageError(f"{key}: {file} has {has} but data.num_classes={num_classes}; evaluate a classifier "
-                         "with the dataset's classes (or set data.num_classes to match)")
+        raise UsageError(
+            f"{key}: {file} has {has} but data.num_classes={num_classes}; evaluate a classifier "
+            "with the dataset's classes (or set data.num_classes to match)"
+        )
     # timm loads non-strictly whenever it drops a classifier, so the weights are loaded at their own class
     # count (strict: every key must fit; no classifier in the file = a backbone, 0 classes) and the classifier
     # is left out of the copy instead
     own = file_classes or 0
-    overlay = dict(state_dict=state, source="", file=None, url=None, hf_hub_id=None, custom_load=False,
-                   num_classes=own)
+    overlay = dict(
+        state_dict=state, source="", file=None, url=None, hf_hub_id=None, custom_load=False, num_classes=own
+    )
     try:
-        loaded = timm.create_model(arch, pretrained=True, pretrained_cfg_overlay=overlay, num_classes=own,
-                                   **arch_kwargs)
+        loaded = timm.create_model(
+            arch, pretrained=True, pretrained_cfg_overlay=overlay, num_classes=own, **arch_kwargs
+        )
     except (RuntimeError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0][:200]
-        raise UsageError(f"{key}: {file} does not fit {arch} with {key.split('.')[0]}.kwargs={arch_kwargs} "
-                         f"({first}); check the architecture name and its arguments") from None
+        raise UsageError(
+            f"{key}: {file} does not fit {arch} with {key.split('.')[0]}.kwargs={arch_kwargs} "
+            f"({first}); check the architecture name and its arguments"
+        ) from None
     head = tuple(f"{classifier}." for classifier in ([classifier] if classifier else []))
     copy = {k: v for k, v in loaded.state_dict().items() if own == num_classes or not k.startswith(head)}
     missing, unexpected = network.load_state_dict(copy, strict=False)
     if unexpected or [k for k in missing if not k.startswith(head)]:
-        raise UsageError(f"{key}: {file} does not fit {arch} as configured (missing {missing[:3]}, unexpected "
-                         f"{unexpected[:3]}); check {key.split('.')[0]}.kwargs")
+        raise UsageError(
+            f"{key}: {file} does not fit {arch} as configured (missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]}); check {key.split('.')[0]}.kwargs"
+        )

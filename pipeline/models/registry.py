@@ -35,6 +35,7 @@ def register_architecture(family: str, note: str) -> Callable:
         register_model(builder)
         MODELS.add(builder.__name__, ModelInfo(family, note))
         return builder
+
     return wrap
 
 
@@ -48,14 +49,24 @@ class ModelConfig:
     # starting weights: a .safetensors / plain state-dict file, or a timm / Hugging Face model folder
     # (local-dir:<folder> also accepted); "" = random initialisation. Never downloads.
     pretrained: str = ""
-    kwargs: dict[str, Any] = field(default_factory=dict)  # constructor arguments, e.g. {img_size: 64, drop_path_rate: 0.1}
+    kwargs: dict[str, Any] = field(
+        default_factory=dict
+    )  # constructor arguments, e.g. {img_size: 64, drop_path_rate: 0.1}
 
     def check(self) -> None:
         check_model_name(self.name, "name")
-        check(len(self.mean) == len(self.std) and len(self.mean) in (0, 3) and min(self.std, default=1) > 0, "std",
-              self.std, "give 3 means and 3 positive stds, or neither (model.mean=[] model.std=[])")
-        check(not {"num_classes", "mean", "std", "pretrained"} & set(self.kwargs), "kwargs", self.kwargs,
-              "set num_classes through data.num_classes and mean/std/pretrained through their own keys")
+        check(
+            len(self.mean) == len(self.std) and len(self.mean) in (0, 3) and min(self.std, default=1) > 0,
+            "std",
+            self.std,
+            "give 3 means and 3 positive stds, or neither (model.mean=[] model.std=[])",
+        )
+        check(
+            not {"num_classes", "mean", "std", "pretrained"} & set(self.kwargs),
+            "kwargs",
+            self.kwargs,
+            "set num_classes through data.num_classes and mean/std/pretrained through their own keys",
+        )
         # model.pretrained is checked where it is read (a recipe may name weights the user fetches later); a
         # timm model with neither weights nor mean/std fails here already
         if not self.pretrained:
@@ -74,10 +85,13 @@ class ModelConfig:
         if self.pretrained:
             file = weights_path(self.pretrained, key)
             if self.name.startswith("timm:"):  # the wrapper's base is a plain timm network
-                load_pretrained_into(model.model, self.name[5:], file, num_classes, dict(self.kwargs), key, whole)
+                load_pretrained_into(
+                    model.model, self.name[5:], file, num_classes, dict(self.kwargs), key, whole
+                )
             else:
-                load_pretrained_into(model, self.name, file, num_classes, dict(self.kwargs, mean=mean, std=std),
-                                     key, whole)
+                load_pretrained_into(
+                    model, self.name, file, num_classes, dict(self.kwargs, mean=mean, std=std), key, whole
+                )
         return model
 
 
@@ -85,22 +99,33 @@ def check_model_name(name: str, key: str = "model.name") -> ModelInfo:
     """Return the registry entry or raise a one-line error listing what exists."""
     if name.startswith("timm:"):
         if not timm.is_model(name[5:]):
-            raise InvalidValue(key, name, message=f"{{key}}={name!r}: {name[5:]!r} is not a timm model; "
-                                                  "see timm.list_models()")
+            raise InvalidValue(
+                key,
+                name,
+                message=f"{{key}}={name!r}: {name[5:]!r} is not a timm model; see timm.list_models()",
+            )
         return ModelInfo("timm", "any timm architecture, normalisation added in front")
     if name not in MODELS:
-        raise InvalidValue(key, name, message=f"{{key}}={name!r} is not a registered model; use one of: "
-                                              f"{', '.join(MODELS)}")
+        raise InvalidValue(
+            key, name, message=f"{{key}}={name!r} is not a registered model; use one of: {', '.join(MODELS)}"
+        )
     return MODELS.get(name)
 
 
-def build_model(name: str, num_classes: int, mean: Sequence[float], std: Sequence[float],
-                kwargs: dict | None = None) -> nn.Module:
+def build_model(
+    name: str, num_classes: int, mean: Sequence[float], std: Sequence[float], kwargs: dict | None = None
+) -> nn.Module:
     """Build a registered model: ``num_classes=0`` gives the backbone (pooled features, ``num_features``).
     ``kwargs`` go to the architecture's constructor (for ``timm:<name>``, to the wrapped timm model)."""
     check_model_name(name)
     kwargs = dict(kwargs or {})
     if name.startswith("timm:"):
-        return timm.create_model("timm_any", base=name[5:], num_classes=num_classes, mean=tuple(mean), std=tuple(std),
-                                 base_kwargs=kwargs)
+        return timm.create_model(
+            "timm_any",
+            base=name[5:],
+            num_classes=num_classes,
+            mean=tuple(mean),
+            std=tuple(std),
+            base_kwargs=kwargs,
+        )
     return timm.create_model(name, num_classes=num_classes, mean=tuple(mean), std=tuple(std), **kwargs)

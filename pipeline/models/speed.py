@@ -24,8 +24,10 @@ from ..errors import UsageError
 def _to_channels_last(_module: nn.Module, args: tuple) -> tuple:
     # a forward pre-hook: images arrive NCHW from the loaders; convolutions with channels-last weights
     # would convert them anyway, doing it once at the entry saves the per-layer layout checks
-    return tuple(a.contiguous(memory_format=torch.channels_last) if torch.is_tensor(a) and a.dim() == 4 else a
-                 for a in args)
+    return tuple(
+        a.contiguous(memory_format=torch.channels_last) if torch.is_tensor(a) and a.dim() == 4 else a
+        for a in args
+    )
 
 
 def compile_problem(device: torch.device) -> str | None:
@@ -44,7 +46,9 @@ def channels_last_for(setting: str, device: torch.device) -> bool:
     return setting == "true" or (setting == "auto" and device.type == "cpu")
 
 
-def speed_up(model: nn.Module, device: torch.device, *, channels_last: bool = False, compile: bool = False) -> nn.Module:
+def speed_up(
+    model: nn.Module, device: torch.device, *, channels_last: bool = False, compile: bool = False
+) -> nn.Module:
     """Apply the switched-on options to ``model`` in place (before ``accelerate.prepare``); returns it."""
     if channels_last:
         model.to(memory_format=torch.channels_last)  # 4-D parameters (conv weights) only

@@ -41,7 +41,9 @@ class PixelViT(VisionTransformer):
 
     def __init__(self, mean=DEFAULT_MEAN, std=DEFAULT_STD, **kwargs):
         if "embed_layer" in kwargs:
-            raise ValueError("PixelViT builds its own (normalising) patch embedding; embed_layer is not supported")
+            raise ValueError(
+                "PixelViT builds its own (normalising) patch embedding; embed_layer is not supported"
+            )
         super().__init__(embed_layer=partial(NormalizedPatchEmbed, mean=mean, std=std), **kwargs)
 
     @property
@@ -52,40 +54,61 @@ class PixelViT(VisionTransformer):
 
 def _cfg(**kwargs):
     return {
-        "num_classes": 10, "input_size": (3, 32, 32), "pool_size": None, "crop_pct": 1.0,
-        "interpolation": "bicubic", "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0),
-        "first_conv": "patch_embed.proj", "classifier": "head", **kwargs,
+        "num_classes": 10,
+        "input_size": (3, 32, 32),
+        "pool_size": None,
+        "crop_pct": 1.0,
+        "interpolation": "bicubic",
+        "mean": (0.0, 0.0, 0.0),
+        "std": (1.0, 1.0, 1.0),
+        "first_conv": "patch_embed.proj",
+        "classifier": "head",
+        **kwargs,
     }
 
 
-default_cfgs = generate_default_cfgs({
-    "vit_tiny_patch4_32.untrained": _cfg(),
-    "vit_small_patch4_32.untrained": _cfg(),
-    "vit_micro_patch4_32.untrained": _cfg(),
-})
+default_cfgs = generate_default_cfgs(
+    {
+        "vit_tiny_patch4_32.untrained": _cfg(),
+        "vit_small_patch4_32.untrained": _cfg(),
+        "vit_micro_patch4_32.untrained": _cfg(),
+    }
+)
 
 
 def _create(variant: str, pretrained: bool, **kwargs) -> PixelViT:
     kwargs = dict(dict(img_size=32, patch_size=4), **kwargs)
     # as timm's own ViTs: features_only goes through forward_intermediates (last 3 blocks by default)
     out_indices = kwargs.pop("out_indices", 3)
-    return build_model_with_cfg(PixelViT, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
-                                feature_cfg=dict(out_indices=out_indices, feature_cls="getter"), **kwargs)
+    return build_model_with_cfg(
+        PixelViT,
+        variant,
+        pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(out_indices=out_indices, feature_cls="getter"),
+        **kwargs,
+    )
 
 
 @register_architecture("vit", "ViT-Tiny, patch 4")
 def vit_tiny_patch4_32(pretrained: bool = False, **kwargs) -> PixelViT:
     """ViT-Tiny (5.4 M parameters): width 192, depth 12, 3 heads."""
-    return _create("vit_tiny_patch4_32", pretrained, **dict(dict(embed_dim=192, depth=12, num_heads=3), **kwargs))
+    return _create(
+        "vit_tiny_patch4_32", pretrained, **dict(dict(embed_dim=192, depth=12, num_heads=3), **kwargs)
+    )
 
 
 @register_architecture("vit", "ViT-Small, patch 4")
 def vit_small_patch4_32(pretrained: bool = False, **kwargs) -> PixelViT:
     """ViT-Small (21 M parameters): width 384, depth 12, 6 heads."""
-    return _create("vit_small_patch4_32", pretrained, **dict(dict(embed_dim=384, depth=12, num_heads=6), **kwargs))
+    return _create(
+        "vit_small_patch4_32", pretrained, **dict(dict(embed_dim=384, depth=12, num_heads=6), **kwargs)
+    )
 
 
 @register_architecture("vit", "0.2 M params ViT; tests")
 def vit_micro_patch4_32(pretrained: bool = False, **kwargs) -> PixelViT:
     """A 0.2 M-parameter ViT (width 64, depth 4, 2 heads) for CPU tests."""
-    return _create("vit_micro_patch4_32", pretrained, **dict(dict(embed_dim=64, depth=4, num_heads=2), **kwargs))
+    return _create(
+        "vit_micro_patch4_32", pretrained, **dict(dict(embed_dim=64, depth=4, num_heads=2), **kwargs)
+    )

@@ -28,7 +28,9 @@ class PreActBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_chs)
         self.conv2 = nn.Conv2d(out_chs, out_chs, 3, 1, 1, bias=False)
         self.act = nn.ReLU(inplace=False)  # not in-place: the pre-activation feeds the shortcut too
-        self.shortcut = None if (in_chs == out_chs and stride == 1) else nn.Conv2d(in_chs, out_chs, 1, stride, bias=False)
+        self.shortcut = (
+            None if (in_chs == out_chs and stride == 1) else nn.Conv2d(in_chs, out_chs, 1, stride, bias=False)
+        )
 
     def forward(self, x):
         out = self.act(self.bn1(x))
@@ -38,8 +40,17 @@ class PreActBlock(nn.Module):
 
 
 class WideResNet(nn.Module):
-    def __init__(self, depth: int = 28, widen_factor: int = 10, num_classes: int = 10, in_chans: int = 3,
-                 global_pool: str = "avg", mean=DEFAULT_MEAN, std=DEFAULT_STD, drop_rate: float = 0.0):
+    def __init__(
+        self,
+        depth: int = 28,
+        widen_factor: int = 10,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        global_pool: str = "avg",
+        mean=DEFAULT_MEAN,
+        std=DEFAULT_STD,
+        drop_rate: float = 0.0,
+    ):
         super().__init__()
         if (depth - 4) % 6:
             raise ValueError(f"WideResNet depth must be 6n+4, got {depth}")
@@ -51,14 +62,20 @@ class WideResNet(nn.Module):
         self.conv1 = NormalizedConv2d(in_chans, widths[0], 3, 1, 1, bias=False, mean=mean, std=std)
         stages, in_chs = [], widths[0]
         for i, (w, s) in enumerate(zip(widths[1:], (1, 2, 2), strict=True)):
-            stages.append(nn.Sequential(*[PreActBlock(in_chs if j == 0 else w, w, s if j == 0 else 1) for j in range(n)]))
+            stages.append(
+                nn.Sequential(
+                    *[PreActBlock(in_chs if j == 0 else w, w, s if j == 0 else 1) for j in range(n)]
+                )
+            )
             in_chs = w
             setattr(self, f"block{i + 1}", stages[-1])
         self.bn = nn.BatchNorm2d(in_chs)
         self.act = nn.ReLU()
         self.num_features = self.head_hidden_size = in_chs
-        self.feature_info = [dict(num_chs=w, reduction=r, module=f"block{i + 1}")
-                             for i, (w, r) in enumerate(zip(widths[1:], (1, 2, 4), strict=True))]
+        self.feature_info = [
+            dict(num_chs=w, reduction=r, module=f"block{i + 1}")
+            for i, (w, r) in enumerate(zip(widths[1:], (1, 2, 4), strict=True))
+        ]
         self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
         self.fc = nn.Linear(in_chs, num_classes) if num_classes > 0 else nn.Identity()
 
@@ -77,13 +94,13 @@ class WideResNet(nn.Module):
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward_intermediates(
-            self,
-            x: torch.Tensor,
-            indices: int | list[int] | None = None,
-            norm: bool = False,
-            stop_early: bool = False,
-            output_fmt: str = "NCHW",
-            intermediates_only: bool = False,
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
         """timm's intermediate-features API; indices 0, 1, 2 are the outputs of ``block1..3``
         (``feature_info``). As in timm's pre-activation ResNetV2, the last block's output is taken
@@ -96,7 +113,7 @@ class WideResNet(nn.Module):
         last = len(names) - 1
         intermediates = []
         x = self.conv1(x)  # normalises
-        for i, name in enumerate(names[:max_index + 1] if stop_early else names):
+        for i, name in enumerate(names[: max_index + 1] if stop_early else names):
             x = getattr(self, name)(x)
             if i in take_indices:
                 intermediates.append(self.act(self.bn(x)) if (norm and i == last) else x)
@@ -106,12 +123,13 @@ class WideResNet(nn.Module):
             x = self.act(self.bn(x))
         return x, intermediates
 
-    def prune_intermediate_layers(self, indices: int | list[int] = 1, prune_norm: bool = False,
-                                  prune_head: bool = True) -> list[int]:
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
         """Drop the blocks (and final norm / head) not needed for ``indices``; returns the kept indices."""
         names = [info["module"] for info in self.feature_info]
         take_indices, max_index = feature_take_indices(len(names), indices)
-        for name in names[max_index + 1:]:
+        for name in names[max_index + 1 :]:
             setattr(self, name, nn.Sequential())
         prune_end = max_index < len(names) - 1
         if prune_norm or prune_end:
@@ -137,18 +155,29 @@ class WideResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-default_cfgs = generate_default_cfgs({
-    f"{name}.untrained": {
-        "num_classes": 10, "input_size": (3, 32, 32), "pool_size": (8, 8), "crop_pct": 1.0,
-        "interpolation": "bilinear", "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0),
-        "first_conv": "conv1", "classifier": "fc",
-    } for name in ("wrn28_10_cifar", "wrn34_10_cifar")
-})
+default_cfgs = generate_default_cfgs(
+    {
+        f"{name}.untrained": {
+            "num_classes": 10,
+            "input_size": (3, 32, 32),
+            "pool_size": (8, 8),
+            "crop_pct": 1.0,
+            "interpolation": "bilinear",
+            "mean": (0.0, 0.0, 0.0),
+            "std": (1.0, 1.0, 1.0),
+            "first_conv": "conv1",
+            "classifier": "fc",
+        }
+        for name in ("wrn28_10_cifar", "wrn34_10_cifar")
+    }
+)
 
 
 def _create(variant: str, pretrained: bool, **kwargs) -> WideResNet:
     # features_only: timm's FeatureListNet over conv1 (normalising), block1..3 — all three by default
-    return build_model_with_cfg(WideResNet, variant, pretrained, feature_cfg=dict(out_indices=(0, 1, 2)), **kwargs)
+    return build_model_with_cfg(
+        WideResNet, variant, pretrained, feature_cfg=dict(out_indices=(0, 1, 2)), **kwargs
+    )
 
 
 @register_architecture("cnn", "WideResNet-28-10, pre-activation")

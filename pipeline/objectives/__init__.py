@@ -22,6 +22,23 @@ from .supervised import (
     trades_outer_loss,
 )
 
-__all__ = ["AIRConfig", "ViewsWithOriginal", "air_regularisers", "FINETUNE_OBJECTIVES", "PRETRAIN_METHODS", "PROTOCOLS", "ContrastiveConfig", "ContrastiveModel",
-           "ContrastiveObjective", "DynACLConfig", "PROJECTION_HEADS", "build_head", "DynACLSchedule", "Protocol", "SupervisedObjective",
-           "pretrain_method", "trades_attack", "trades_outer_loss"]
+__all__ = [
+    "AIRConfig",
+    "ViewsWithOriginal",
+    "air_regularisers",
+    "FINETUNE_OBJECTIVES",
+    "PRETRAIN_METHODS",
+    "PROTOCOLS",
+    "ContrastiveConfig",
+    "ContrastiveModel",
+    "ContrastiveObjective",
+    "DynACLConfig",
+    "PROJECTION_HEADS",
+    "build_head",
+    "DynACLSchedule",
+    "Protocol",
+    "SupervisedObjective",
+    "pretrain_method",
+    "trades_attack",
+    "trades_outer_loss",
+]

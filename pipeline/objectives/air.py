@@ -62,17 +62,25 @@ def _diagonal_logits(a: torch.Tensor, b: torch.Tensor, temperature: float) -> to
     return (a * b).sum(dim=1) / temperature
 
 
-def air_regularisers(z1: torch.Tensor, z2: torch.Tensor, z_orig: torch.Tensor, z1_adv: torch.Tensor,
-                     z2_adv: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+def air_regularisers(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    z_orig: torch.Tensor,
+    z1_adv: torch.Tensor,
+    z2_adv: torch.Tensor,
+    temperature: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(SIR, AIR) for projections of shape (B, D) each; gradients flow through every input."""
     n1, n2, no = (F.normalize(z, p=2, dim=-1) for z in (z1, z2, z_orig))
     n1_adv, n2_adv = F.normalize(z1_adv, p=2, dim=-1), F.normalize(z2_adv, p=2, dim=-1)
     p1 = F.softmax(_diagonal_logits(n1, no, temperature), dim=-1)  # over the batch
     log_p2 = F.log_softmax(_diagonal_logits(n2, no, temperature), dim=-1)
     sir = F.kl_div(p1, log_p2, log_target=True, reduction="sum")  # reference's argument order (see above)
-    a1 = (F.softmax(_diagonal_logits(n1_adv, no, temperature), dim=-1)
-          * F.softmax(_diagonal_logits(n1_adv, n1, temperature), dim=-1))
-    a2 = (F.softmax(_diagonal_logits(n2_adv, no, temperature), dim=-1)
-          * F.softmax(_diagonal_logits(n2_adv, n2, temperature), dim=-1))
+    a1 = F.softmax(_diagonal_logits(n1_adv, no, temperature), dim=-1) * F.softmax(
+        _diagonal_logits(n1_adv, n1, temperature), dim=-1
+    )
+    a2 = F.softmax(_diagonal_logits(n2_adv, no, temperature), dim=-1) * F.softmax(
+        _diagonal_logits(n2_adv, n2, temperature), dim=-1
+    )
     air = F.kl_div(a1, torch.log(a2), log_target=True, reduction="sum")
     return sir, air

@@ -49,7 +49,9 @@ class ContrastiveConfig:
 
     method: str = "acl"  # simclr | acl | dynacl | acl_air | dynacl_air (PRETRAIN_METHODS)
     temperature: float = 0.5  # NT-Xent τ
-    head: str = ""  # acl | simclr (PROJECTION_HEADS); "" = the method's: acl for acl/dynacl, simclr for simclr
+    head: str = (
+        ""  # acl | simclr (PROJECTION_HEADS); "" = the method's: acl for acl/dynacl, simclr for simclr
+    )
     # the head's widths, 0 = the head's default (heads.py): acl → hidden = out = the backbone's feature
     # width (the reference head); simclr → 512 / 128
     proj_hidden_dim: int = 0
@@ -69,9 +71,15 @@ class ContrastiveConfig:
         check_choice("method", self.method, PRETRAIN_METHODS)
         chosen = PRETRAIN_METHODS.get(self.method)
         if chosen.air and chosen.uses_momentum:  # dynacl_air: DynACL's schedule without its momentum copy
-            check(self.dynacl.momentum == 0.0, "dynacl.momentum", self.dynacl.momentum,
-                  f"set pretrain.dynacl.momentum=0 for {self.method}: AIR's reference has no momentum encoder")
-        check(self.temperature > 0, "temperature", self.temperature, "use a positive temperature (0.5 in ACL)")
+            check(
+                self.dynacl.momentum == 0.0,
+                "dynacl.momentum",
+                self.dynacl.momentum,
+                f"set pretrain.dynacl.momentum=0 for {self.method}: AIR's reference has no momentum encoder",
+            )
+        check(
+            self.temperature > 0, "temperature", self.temperature, "use a positive temperature (0.5 in ACL)"
+        )
         if self.head:
             check_choice("head", self.head, PROJECTION_HEADS)
         if self.crop_interpolation:
@@ -117,7 +125,9 @@ class ACL(SimCLR):
 @PRETRAIN_METHODS.register("dynacl")
 class DynACL(ACL):
     uses_momentum = True
-    default_crop_interpolation = "bilinear"  # train_DynACL.py reload(): RandomResizedCrop without interpolation
+    default_crop_interpolation = (
+        "bilinear"  # train_DynACL.py reload(): RandomResizedCrop without interpolation
+    )
 
     def __init__(self, cfg: ContrastiveConfig, epochs: int):
         super().__init__(cfg, epochs)
@@ -186,7 +196,9 @@ class ContrastiveModel(nn.Module):
 
     def export_modules(self) -> tuple[nn.Module, nn.Module]:
         """(backbone, head) to save: the momentum copy when there is one (DynACL exports it)."""
-        return (self.key["backbone"], self.key["head"]) if self.key is not None else (self.backbone, self.head)
+        return (
+            (self.key["backbone"], self.key["head"]) if self.key is not None else (self.backbone, self.head)
+        )
 
 
 class ContrastiveObjective:
@@ -198,8 +210,15 @@ class ContrastiveObjective:
     reference (which has no accumulation) does, and every micro-batch of a step sees the same copy.
     """
 
-    def __init__(self, method: str | SimCLR, model: nn.Module, raw_model: nn.Module, cfg: ContrastiveConfig,
-                 gather: bool, sync: Callable[[], bool] = lambda: True):
+    def __init__(
+        self,
+        method: str | SimCLR,
+        model: nn.Module,
+        raw_model: nn.Module,
+        cfg: ContrastiveConfig,
+        gather: bool,
+        sync: Callable[[], bool] = lambda: True,
+    ):
         self.method = pretrain_method(replace(cfg, method=method), 1) if isinstance(method, str) else method
         self.model, self.raw, self.cfg, self.sync = model, raw_model, cfg, sync
         self.loss = NTXentLoss(temperature=cfg.temperature, gather_distributed=gather)
@@ -216,8 +235,12 @@ class ContrastiveObjective:
         losses = []
         with eval_mode(self.raw), bn_branch(self.raw, "adv"):
             # one forward of all 2B views: in eval() the batch composition cannot change the output
-            x_adv = run_attack(lambda xa: self._pair_loss(self.attack_loss, self.raw(xa, b), b), x,
-                               self.attack_cfg, on_step=lambda _, v: losses.append(v))
+            x_adv = run_attack(
+                lambda xa: self._pair_loss(self.attack_loss, self.raw(xa, b), b),
+                x,
+                self.attack_cfg,
+                on_step=lambda _, v: losses.append(v),
+            )
         gain = (losses[-1] - losses[0]) if losses else 0.0
         return x_adv, {"attack_loss_first": losses[0] if losses else None, "attack_gain": gain}
 
@@ -228,7 +251,12 @@ class ContrastiveObjective:
         x = torch.cat([v1, v2])  # (2B, 3, H, W): both views, attacked jointly
         epoch = state.epoch if state is not None else 0
         w_clean, w_adv = self.method.loss_weights(epoch)
-        metrics: dict = {"images": b, "strength": self.method.strength(epoch), "w_clean": w_clean, "w_adv": w_adv}
+        metrics: dict = {
+            "images": b,
+            "strength": self.method.strength(epoch),
+            "w_clean": w_clean,
+            "w_adv": w_adv,
+        }
         adversarial = self.method.adversarial
         if adversarial:
             x_adv, info = self._attack(x, b)
@@ -251,8 +279,9 @@ class ContrastiveObjective:
         metrics.update(self._passes(b, adversarial, self.method.air))
         return loss, metrics
 
-    def _air_terms(self, original: torch.Tensor, z: torch.Tensor, z_adv: torch.Tensor, b: int,
-                   metrics: dict) -> torch.Tensor:
+    def _air_terms(
+        self, original: torch.Tensor, z: torch.Tensor, z_adv: torch.Tensor, b: int, metrics: dict
+    ) -> torch.Tensor:
         """λ1·SIR + λ2·AIR (air.py). The original images go through the clean branch in train(), after the
         two views, as in AIR's ``train()``: the clean BN's running statistics see views, then originals."""
         with bn_branch(self.raw, "clean"):
@@ -269,5 +298,7 @@ class ContrastiveObjective:
         n_train = 2 if adversarial else 1
         train_bwd = b if self.raw.key is not None else 2 * b
         extra = b if air else 0
-        return {"forward_passes": 2 * b * (steps + n_train) + extra,
-                "backward_passes": 2 * b * steps + train_bwd * n_train + extra}
+        return {
+            "forward_passes": 2 * b * (steps + n_train) + extra,
+            "backward_passes": 2 * b * steps + train_bwd * n_train + extra,
+        }

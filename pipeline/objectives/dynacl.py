@@ -13,7 +13,9 @@ from ..validation import check
 
 @dataclass
 class DynACLConfig:
-    strength_period_epochs: int = 1  # the augmentation strength changes (and the loader is rebuilt) every K epochs
+    strength_period_epochs: int = (
+        1  # the augmentation strength changes (and the loader is rebuilt) every K epochs
+    )
     min_strength: float = 0.0  # strength is annealed linearly from 1 to this, step-wise
     # the loss weights move from (clean, adv) = (1, 1)·(clean_weight, adv_weight) towards
     # (2 − w, w)·(…) with w = 1 + progress·weight_swap (DynACL's swap_param, 2/3 in the paper)
@@ -24,12 +26,25 @@ class DynACLConfig:
     momentum: float = 0.99
 
     def check(self) -> None:
-        check(self.strength_period_epochs >= 1, "strength_period_epochs", self.strength_period_epochs,
-              "use 1 or more epochs")
+        check(
+            self.strength_period_epochs >= 1,
+            "strength_period_epochs",
+            self.strength_period_epochs,
+            "use 1 or more epochs",
+        )
         check(0.0 <= self.min_strength < 1.0, "min_strength", self.min_strength, "use a value in [0, 1)")
-        check(0.0 <= self.momentum < 1.0, "momentum", self.momentum,
-              "use a value in [0, 1): 0.99 as in DynACL, 0 to turn the momentum encoder off")
-        check(0.0 <= self.weight_swap <= 1.0, "weight_swap", self.weight_swap, "use a value in [0, 1] (DynACL uses 2/3)")
+        check(
+            0.0 <= self.momentum < 1.0,
+            "momentum",
+            self.momentum,
+            "use a value in [0, 1): 0.99 as in DynACL, 0 to turn the momentum encoder off",
+        )
+        check(
+            0.0 <= self.weight_swap <= 1.0,
+            "weight_swap",
+            self.weight_swap,
+            "use a value in [0, 1] (DynACL uses 2/3)",
+        )
 
 
 class DynACLSchedule:

@@ -41,11 +41,13 @@ PROJECTION_HEADS: Registry[HeadBuilder] = Registry("projection head")
 def acl_head(in_dim: int, hidden_dim: int = 0, out_dim: int = 0) -> ProjectionHead:
     hidden, out = hidden_dim or in_dim, out_dim or in_dim
     # lightly's block: (in, out, BN, non-linearity, Linear bias); the reference's biases: fc1 only
-    return ProjectionHead([
-        (in_dim, hidden, nn.BatchNorm1d(hidden), nn.ReLU(), True),
-        (hidden, hidden, nn.BatchNorm1d(hidden), nn.ReLU(), False),
-        (hidden, out, nn.BatchNorm1d(out), None, False),
-    ])
+    return ProjectionHead(
+        [
+            (in_dim, hidden, nn.BatchNorm1d(hidden), nn.ReLU(), True),
+            (hidden, hidden, nn.BatchNorm1d(hidden), nn.ReLU(), False),
+            (hidden, out, nn.BatchNorm1d(out), None, False),
+        ]
+    )
 
 
 @PROJECTION_HEADS.register("simclr")
@@ -53,7 +55,9 @@ def simclr_head(in_dim: int, hidden_dim: int = 0, out_dim: int = 0) -> SimCLRPro
     return SimCLRProjectionHead(in_dim, hidden_dim or 512, out_dim or 128)
 
 
-def build_head(name: str, in_dim: int, hidden_dim: int = 0, out_dim: int = 0, dual_bn: bool = False) -> nn.Module:
+def build_head(
+    name: str, in_dim: int, hidden_dim: int = 0, out_dim: int = 0, dual_bn: bool = False
+) -> nn.Module:
     """The head ``name`` on ``in_dim`` features; ``dual_bn``: every BN layer gets a clean and an adv branch
     (routed with ``bn_branch`` together with the backbone's)."""
     head = PROJECTION_HEADS.get(name, "pretrain.head")(in_dim, hidden_dim, out_dim)

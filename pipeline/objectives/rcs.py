@@ -61,13 +61,33 @@ class RCSConfig:
     val_batch_size: int = 512
 
     def check(self) -> None:
-        check(0.0 <= self.fraction < 1.0, "fraction", self.fraction, "use a value in [0, 1) (0.2 = the paper's; 0 = off)")
-        check(self.warmup_epochs >= 1 and self.period >= 1, "period", self.period,
-              "use warmup_epochs >= 1 and period >= 1")
-        check(0.0 < self.val_fraction < 0.5, "val_fraction", self.val_fraction, "use a value in (0, 0.5), e.g. 0.01")
-        check(self.val_attack_steps >= 1 and self.lr > 0, "lr", self.lr, "use lr > 0 and val_attack_steps >= 1")
-        check(self.val_batch_size >= 1, "val_batch_size", self.val_batch_size,
-              "use 1 or more (the reference's: its pretraining batch, 512)")
+        check(
+            0.0 <= self.fraction < 1.0,
+            "fraction",
+            self.fraction,
+            "use a value in [0, 1) (0.2 = the paper's; 0 = off)",
+        )
+        check(
+            self.warmup_epochs >= 1 and self.period >= 1,
+            "period",
+            self.period,
+            "use warmup_epochs >= 1 and period >= 1",
+        )
+        check(
+            0.0 < self.val_fraction < 0.5,
+            "val_fraction",
+            self.val_fraction,
+            "use a value in (0, 0.5), e.g. 0.01",
+        )
+        check(
+            self.val_attack_steps >= 1 and self.lr > 0, "lr", self.lr, "use lr > 0 and val_attack_steps >= 1"
+        )
+        check(
+            self.val_batch_size >= 1,
+            "val_batch_size",
+            self.val_batch_size,
+            "use 1 or more (the reference's: its pretraining batch, 512)",
+        )
 
     def selects(self, epoch: int) -> bool:
         """Whether 0-based ``epoch`` starts with a selection (ACL_RCS.py: ``epoch >= warmup and (epoch-1) %
@@ -83,9 +103,11 @@ class RCSConfig:
 def divergence(out_adv: torch.Tensor, out_clean: torch.Tensor) -> torch.Tensor:
     """RCS's KL loss: ``mean(Q · (log Q − log P))`` over every element, with P, Q the clean and adversarial
     outputs min-max normalised per row (+1e-8) — not probability vectors (``RCS.py`` ``kl_loss``)."""
+
     def minmax(t: torch.Tensor) -> torch.Tensor:
         t = t - t.min(1, keepdim=True)[0]
         return t / t.max(1, keepdim=True)[0]
+
     log_p = torch.log(minmax(out_clean) + 1e-8)
     q = minmax(out_adv) + 1e-8
     return (q * (q.log() - log_p)).mean()  # KLDivLoss(reduction="mean")(log_p, q), q > 0
@@ -95,7 +117,7 @@ def validation_rows(val_x: torch.Tensor, batch_size: int) -> torch.Tensor:
     """The rows RCS.py attacks and scores, from the held-out images in loader order: per batch of d images
     (two identical views each, ``(d, 2, C, H, W)`` viewed as 2d rows), the first d rows — images 0 … ⌈d/2⌉−1 of
     the batch, each twice and adjacent (``RCS.py``: ``valid_inputs.view(d[0]*2, …)[:d[0]]``)."""
-    return torch.cat([chunk.repeat_interleave(2, dim=0)[:len(chunk)] for chunk in val_x.split(batch_size)])
+    return torch.cat([chunk.repeat_interleave(2, dim=0)[: len(chunk)] for chunk in val_x.split(batch_size)])
 
 
 def head_linears(head: nn.Module) -> list[nn.Parameter]:
@@ -106,12 +128,19 @@ def head_linears(head: nn.Module) -> list[nn.Parameter]:
 class CoresetSelector:
     """Scores candidate batches and picks them greedily for one selection (all in eval mode)."""
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, attack: AttackConfig, cfg: RCSConfig, temperature: float):
+    def __init__(
+        self, backbone: nn.Module, head: nn.Module, attack: AttackConfig, cfg: RCSConfig, temperature: float
+    ):
         self.backbone, self.head, self.cfg = backbone, head, cfg
         self.model = nn.Sequential(backbone, head)
         self.attack = attack
-        self.val_attack = replace(attack, name="pgd", start="uniform", steps=cfg.val_attack_steps,
-                                  step_size=REFERENCE_VAL_STEP / cfg.val_attack_steps)
+        self.val_attack = replace(
+            attack,
+            name="pgd",
+            start="uniform",
+            steps=cfg.val_attack_steps,
+            step_size=REFERENCE_VAL_STEP / cfg.val_attack_steps,
+        )
         self.nt_xent = NTXentLoss(temperature=temperature)
         self.params = head_linears(head)
 
@@ -154,13 +183,16 @@ class CoresetSelector:
     def _pair(self, z: torch.Tensor, b: int) -> torch.Tensor:
         return self.nt_xent(z[:b], z[b:])
 
-    def greedy(self, grads: list[list[torch.Tensor]], val_x: torch.Tensor, n_pick: int,
-               g_val: torch.Tensor) -> list[int]:
+    def greedy(
+        self, grads: list[list[torch.Tensor]], val_x: torch.Tensor, n_pick: int, g_val: torch.Tensor
+    ) -> list[int]:
         """Candidate indices in the order picked; the head is restored afterwards."""
         saved = [p.detach().clone() for p in self.params]
         summaries = torch.stack([self._summary(g) for g in grads])
         remaining, picked = list(range(len(grads))), []
-        self.gains: list[torch.Tensor] = []  # the score of every remaining candidate at each pick (tests, logs)
+        self.gains: list[
+            torch.Tensor
+        ] = []  # the score of every remaining candidate at each pick (tests, logs)
         try:
             for j in range(min(n_pick, len(grads))):
                 self.gains.append(summaries[remaining] @ g_val)

@@ -78,8 +78,9 @@ PROTOCOLS.add("alf", Protocol(frozen_backbone=True, objective="pgd_at"))  # adve
 PROTOCOLS.add("aff", Protocol(frozen_backbone=False, objective="trades"))  # adversarial full fine-tuning
 
 
-def trades_attack(model: nn.Module, x: torch.Tensor, cfg: AttackConfig, dual_bn: bool = False,
-                  target_branch: str = "") -> torch.Tensor:
+def trades_attack(
+    model: nn.Module, x: torch.Tensor, cfg: AttackConfig, dual_bn: bool = False, target_branch: str = ""
+) -> torch.Tensor:
     """Maximise KL(f(x) ‖ f(x')) over x'; the caller puts the model in eval().
 
     ``dual_bn``: RobustSSL's ``trades_loss_dual`` — the clean prediction through the clean BN branch, the
@@ -89,12 +90,19 @@ def trades_attack(model: nn.Module, x: torch.Tensor, cfg: AttackConfig, dual_bn:
     with torch.no_grad(), bn_branch(model, branch) if branch else nullcontext():
         p_clean = F.softmax(model(x), dim=1)  # (B, K), fixed during the attack: computed once
     with bn_branch(model, "adv") if dual_bn else nullcontext():
-        return run_attack(lambda xa: F.kl_div(F.log_softmax(model(xa), dim=1), p_clean, reduction="sum"), x, cfg)
+        return run_attack(
+            lambda xa: F.kl_div(F.log_softmax(model(xa), dim=1), p_clean, reduction="sum"), x, cfg
+        )
 
 
-def trades_outer_loss(logits: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor, beta: float) -> torch.Tensor:
+def trades_outer_loss(
+    logits: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor, beta: float
+) -> torch.Tensor:
     natural = F.cross_entropy(logits, y)
-    robust = F.kl_div(F.log_softmax(logits_adv, dim=1), F.softmax(logits, dim=1), reduction="sum") / logits.shape[0]
+    robust = (
+        F.kl_div(F.log_softmax(logits_adv, dim=1), F.softmax(logits, dim=1), reduction="sum")
+        / logits.shape[0]
+    )
     return natural + beta * robust
 
 
@@ -112,8 +120,13 @@ def _trades(obj: SupervisedObjective, x: torch.Tensor, y: torch.Tensor) -> tuple
     with bn_branch(obj.raw, "adv") if obj.dual_bn else nullcontext():
         logits_adv = obj.model(x_adv)
     loss = trades_outer_loss(logits, logits_adv, y, obj.beta)
-    return loss, {"images": b, "train_acc": _accuracy(logits, y), "train_robust_acc": _accuracy(logits_adv, y),
-                  "forward_passes": b * (1 + k + 2), "backward_passes": b * (k + 2)}
+    return loss, {
+        "images": b,
+        "train_acc": _accuracy(logits, y),
+        "train_robust_acc": _accuracy(logits_adv, y),
+        "forward_passes": b * (1 + k + 2),
+        "backward_passes": b * (k + 2),
+    }
 
 
 @FINETUNE_OBJECTIVES.register("pgd_at")
@@ -122,9 +135,13 @@ def _pgd_at(obj: SupervisedObjective, x: torch.Tensor, y: torch.Tensor) -> tuple
     with attack_mode(obj):
         x_adv = cross_entropy_attack(obj.raw, x, y, obj.attack)
     logits_adv = obj.model(x_adv)
-    return F.cross_entropy(logits_adv, y), {"images": b, "train_acc": None,
-                                            "train_robust_acc": _accuracy(logits_adv, y),
-                                            "forward_passes": b * (k + 1), "backward_passes": b * (k + 1)}
+    return F.cross_entropy(logits_adv, y), {
+        "images": b,
+        "train_acc": None,
+        "train_robust_acc": _accuracy(logits_adv, y),
+        "forward_passes": b * (k + 1),
+        "backward_passes": b * (k + 1),
+    }
 
 
 def _single_step(obj: SupervisedObjective, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -134,9 +151,13 @@ def _single_step(obj: SupervisedObjective, x: torch.Tensor, y: torch.Tensor) -> 
         with attack_mode(obj):  # train: the references' (their attack forward updates BN statistics)
             x_adv = cross_entropy_attack(obj.raw, x, y, obj.attack)
         logits_adv = obj.model(x_adv)
-    return F.cross_entropy(logits_adv, y), {"images": b, "train_acc": None,
-                                            "train_robust_acc": _accuracy(logits_adv, y),
-                                            "forward_passes": 2 * b, "backward_passes": 2 * b}
+    return F.cross_entropy(logits_adv, y), {
+        "images": b,
+        "train_acc": None,
+        "train_robust_acc": _accuracy(logits_adv, y),
+        "forward_passes": 2 * b,
+        "backward_passes": 2 * b,
+    }
 
 
 for _name in SINGLE_STEP_ATTACKS:  # fgsm_rs, nfgsm: one objective per single-step attack, same loss
@@ -147,8 +168,12 @@ for _name in SINGLE_STEP_ATTACKS:  # fgsm_rs, nfgsm: one objective per single-st
 def _ce(obj: SupervisedObjective, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
     logits = obj.model(x)
     b = x.shape[0]
-    return F.cross_entropy(logits, y), {"images": b, "train_acc": _accuracy(logits, y),
-                                        "forward_passes": b, "backward_passes": b}
+    return F.cross_entropy(logits, y), {
+        "images": b,
+        "train_acc": _accuracy(logits, y),
+        "forward_passes": b,
+        "backward_passes": b,
+    }
 
 
 # where each objective's attack starts when ``attack.start`` is "" (its reference's choice): TRADES from
@@ -165,8 +190,17 @@ class SupervisedObjective:
     branch, in the attack and in the loss. ``target_branch``: TRADES' attack computes its target f(x) through
     this BN branch (the caller routes everything else; AIR's LP-AFT variant)."""
 
-    def __init__(self, name: str, model: nn.Module, raw: nn.Module, attack: AttackConfig, beta: float, num_classes: int,
-                 dual_bn: bool = False, target_branch: str = ""):
+    def __init__(
+        self,
+        name: str,
+        model: nn.Module,
+        raw: nn.Module,
+        attack: AttackConfig,
+        beta: float,
+        num_classes: int,
+        dual_bn: bool = False,
+        target_branch: str = "",
+    ):
         self.name, self.model, self.raw, self.beta = name, model, raw, beta
         self.attack = replace(attack, start=attack.start or DEFAULT_STARTS.get(name, "uniform"))
         if name in SINGLE_STEP_ATTACKS:  # the objective is its attack: one step by the paper's rule
@@ -178,6 +212,8 @@ class SupervisedObjective:
     def step(self, batch, state) -> tuple[torch.Tensor, dict]:
         x, y = batch[0], batch[1]
         if int(y.max()) >= self.num_classes or int(y.min()) < 0:
-            raise DataError(f"a training label is {int(y.max())}, outside [0, {self.num_classes}); "
-                            "set data.num_classes to the real number of classes or fix the shards")
+            raise DataError(
+                f"a training label is {int(y.max())}, outside [0, {self.num_classes}); "
+                "set data.num_classes to the real number of classes or fix the shards"
+            )
         return self._step(self, x, y)

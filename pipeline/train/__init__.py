@@ -15,6 +15,23 @@ from .optim import (
 )
 from .skeleton import EpochCoverage, ShardBatches, TrainingContext, TrainingRun
 
-__all__ = ["EpochCoverage", "ShardBatches", "TrainingContext", "TrainingRun", "OPTIMIZERS", "SCHEDULES", "OptimConfig", "TrainLoopConfig", "TrainState", "Trainer",
-           "build_optimizer", "build_scheduler", "checkpoint_dirs", "lr_factor", "per_process_batch", "prepare_training",
-           "steps_per_epoch", "truncate_metrics"]
+__all__ = [
+    "EpochCoverage",
+    "ShardBatches",
+    "TrainingContext",
+    "TrainingRun",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "OptimConfig",
+    "TrainLoopConfig",
+    "TrainState",
+    "Trainer",
+    "build_optimizer",
+    "build_scheduler",
+    "checkpoint_dirs",
+    "lr_factor",
+    "per_process_batch",
+    "prepare_training",
+    "steps_per_epoch",
+    "truncate_metrics",
+]

@@ -35,20 +35,34 @@ class Coreset:
     """The RCS schedule of one pretraining run. ``steps(epoch)`` (the trainer's steps per epoch) runs the
     epoch's selection when one is due and not saved yet; ``keep(epoch)`` is what the epoch streams."""
 
-    def __init__(self, cfg: RCSConfig, spec: ShardSpec, ids: list[str], *, seed: int, world_batch: int,
-                 folder: Path, acc: Accelerator, drop_last: bool = False):
+    def __init__(
+        self,
+        cfg: RCSConfig,
+        spec: ShardSpec,
+        ids: list[str],
+        *,
+        seed: int,
+        world_batch: int,
+        folder: Path,
+        acc: Accelerator,
+        drop_last: bool = False,
+    ):
         self.cfg, self.spec, self.seed, self.world_batch, self.acc = cfg, spec, seed, world_batch, acc
         self.drop_last = drop_last
         self.folder = Path(folder)
         order = np.random.default_rng(seed).permutation(len(ids))
-        n_val = max(1, round(len(ids) * cfg.val_fraction))  # ACL_RCS.py: 1% of the training set, never trained on
+        n_val = max(
+            1, round(len(ids) * cfg.val_fraction)
+        )  # ACL_RCS.py: 1% of the training set, never trained on
         self.val_ids = frozenset(ids[i] for i in order[:n_val])
         self.train_ids = frozenset(ids) - self.val_ids
         self.budget = int(len(self.train_ids) * cfg.fraction)
         self.n_pick = self.budget // world_batch  # RCS.py: batch_num = int(budget / batch_size)
         if self.n_pick < 1 or len(self.train_ids) // world_batch < 1:
-            raise UsageError(f"pretrain.rcs.fraction={cfg.fraction} of {len(self.train_ids)} samples is less than one "
-                             f"batch of pretrain.batch_size={world_batch}; raise the fraction or lower the batch size")
+            raise UsageError(
+                f"pretrain.rcs.fraction={cfg.fraction} of {len(self.train_ids)} samples is less than one "
+                f"batch of pretrain.batch_size={world_batch}; raise the fraction or lower the batch size"
+            )
         # the reference's Coreset starts from a random subset (used between warm-up and the first selection)
         pick = np.random.default_rng(seed + 1).choice(sorted(self.train_ids), size=self.budget, replace=False)
         self.subset, self.subset_epoch = frozenset(pick.tolist()), -1
@@ -113,11 +127,23 @@ class Coreset:
             picked = selector.select_from([[g.to(device) for g in t[2]] for t in every], val, self.n_pick)
         ids = [s for c in picked for s in every[c][1]]
         if self.acc.is_main_process:
-            atomic_write_text(self._file(epoch), json.dumps({
-                "epoch": epoch + 1, "candidates": len(every), "picked": picked, "seconds": time.perf_counter() - t0,
-                "gains": [g.tolist() for g in selector.gains], "ids": ids}))
-        self.acc.print(f"[pretrain] RCS epoch {epoch + 1}: {len(ids)} of {len(self.train_ids)} samples from "
-                       f"{len(picked)}/{len(every)} batches in {time.perf_counter() - t0:.1f} s")
+            atomic_write_text(
+                self._file(epoch),
+                json.dumps(
+                    {
+                        "epoch": epoch + 1,
+                        "candidates": len(every),
+                        "picked": picked,
+                        "seconds": time.perf_counter() - t0,
+                        "gains": [g.tolist() for g in selector.gains],
+                        "ids": ids,
+                    }
+                ),
+            )
+        self.acc.print(
+            f"[pretrain] RCS epoch {epoch + 1}: {len(ids)} of {len(self.train_ids)} samples from "
+            f"{len(picked)}/{len(every)} batches in {time.perf_counter() - t0:.1f} s"
+        )
         self.acc.wait_for_everyone()
         return frozenset(ids)
 
@@ -126,23 +152,49 @@ class Coreset:
         gradient summary is a mean over fewer pairs, larger, and the greedy search then favours it — on a
         small set one pick of 23 images instead of fraction·N (seen on the quickstart's digits). A short
         remainder is still trained on in every full epoch."""
-        batches = keyed_pass(self.spec, self.views(epoch), self.train_ids, batch_size=self.world_batch,
-                             seed=self.seed, epoch=epoch)
+        batches = keyed_pass(
+            self.spec,
+            self.views(epoch),
+            self.train_ids,
+            batch_size=self.world_batch,
+            seed=self.seed,
+            epoch=epoch,
+        )
         return (b for b in batches if len(b[0]) == self.world_batch)
 
     def _validation(self) -> torch.Tensor:
-        batches = keyed_pass(self.spec, lambda img: (to_tensor(img),), self.val_ids, batch_size=len(self.val_ids),
-                             seed=self.seed, epoch=0)
+        batches = keyed_pass(
+            self.spec,
+            lambda img: (to_tensor(img),),
+            self.val_ids,
+            batch_size=len(self.val_ids),
+            seed=self.seed,
+            epoch=0,
+        )
         return next(iter(batches))[1]  # un-augmented, as the reference's tfs_test
 
 
-def open_coreset(cfg: RCSConfig, spec: ShardSpec, model, views, *, attack, temperature: float, seed: int,
-                 world_batch: int, acc: Accelerator, folder: Path, drop_last: bool = False) -> Coreset | None:
+def open_coreset(
+    cfg: RCSConfig,
+    spec: ShardSpec,
+    model,
+    views,
+    *,
+    attack,
+    temperature: float,
+    seed: int,
+    world_batch: int,
+    acc: Accelerator,
+    folder: Path,
+    drop_last: bool = False,
+) -> Coreset | None:
     """The run's coreset schedule, or None when ``cfg.fraction`` is 0. ``model``: the
     :class:`ContrastiveModel` (its backbone and head are scored in place, also once ``accelerate`` wraps it);
     ``views(epoch)``: the epoch's two-view transform; ``attack``/``temperature``: the pretraining's."""
     if not cfg.fraction:
         return None
-    coreset = Coreset.open(cfg, spec, seed=seed, world_batch=world_batch, acc=acc, folder=folder, drop_last=drop_last)
+    coreset = Coreset.open(
+        cfg, spec, seed=seed, world_batch=world_batch, acc=acc, folder=folder, drop_last=drop_last
+    )
     coreset.bind(model.backbone, model.head, attack, temperature, views)
     return coreset

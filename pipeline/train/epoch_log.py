@@ -13,8 +13,12 @@ import time
 from collections import defaultdict
 
 # step metrics averaged into the epoch line, and how they are shown
-_SHOWN = (("loss_clean", "clean {:.3f}"), ("loss_adv", "adv {:.3f}"), ("train_acc", "acc {:.1%}"),
-          ("train_robust_acc", "robust {:.1%}"))
+_SHOWN = (
+    ("loss_clean", "clean {:.3f}"),
+    ("loss_adv", "adv {:.3f}"),
+    ("train_acc", "acc {:.1%}"),
+    ("train_robust_acc", "robust {:.1%}"),
+)
 
 
 class EpochMeter:
@@ -49,11 +53,22 @@ class EpochMeter:
     def eta(self, epochs_left: int) -> str:
         if not self.epoch_seconds:
             return "?"
-        return str(datetime.timedelta(seconds=round(epochs_left * sum(self.epoch_seconds) / len(self.epoch_seconds))))
+        return str(
+            datetime.timedelta(seconds=round(epochs_left * sum(self.epoch_seconds) / len(self.epoch_seconds)))
+        )
 
 
-def epoch_line(stage: str, epoch: int, epochs: int, means: dict, lr: float, images_per_s: float, eta: str,
-               val: dict, best: dict) -> str:
+def epoch_line(
+    stage: str,
+    epoch: int,
+    epochs: int,
+    means: dict,
+    lr: float,
+    images_per_s: float,
+    eta: str,
+    val: dict,
+    best: dict,
+) -> str:
     """``[stage] epoch e/E  loss … (…)  val …  lr …  img/s  ETA``; ``val``: this epoch's validation metrics,
     ``best``: the best validation robust accuracy so far and its epoch (finetune)."""
     width = len(str(epochs))

@@ -54,15 +54,34 @@ from .optim import OptimConfig
 from .skeleton import EpochCoverage, TrainingContext, TrainingRun
 
 
-def _probe_loop() -> TrainLoopConfig:  # LPAFT_AFF.py: optimizer_head, MultiStepLR(milestones=[]), epochs_head 10
-    return TrainLoopConfig(epochs=10, batch_size=512, drop_last=True, optim=OptimConfig(
-        lr=0.01, momentum=0.9, weight_decay=1e-4, schedule="constant", schedule_unit="epoch"))
+def _probe_loop() -> (
+    TrainLoopConfig
+):  # LPAFT_AFF.py: optimizer_head, MultiStepLR(milestones=[]), epochs_head 10
+    return TrainLoopConfig(
+        epochs=10,
+        batch_size=512,
+        drop_last=True,
+        optim=OptimConfig(
+            lr=0.01, momentum=0.9, weight_decay=1e-4, schedule="constant", schedule_unit="epoch"
+        ),
+    )
 
 
 def _trades_loop() -> TrainLoopConfig:  # LPAFT_AFF.py: optimizer, MultiStepLR([10, 20], 0.1), epochs 25
-    return TrainLoopConfig(epochs=25, batch_size=512, drop_last=True, optim=OptimConfig(
-        lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="piecewise", milestones=[10, 20], gamma=0.1,
-        schedule_unit="epoch"))
+    return TrainLoopConfig(
+        epochs=25,
+        batch_size=512,
+        drop_last=True,
+        optim=OptimConfig(
+            lr=0.1,
+            momentum=0.9,
+            weight_decay=1e-4,
+            schedule="piecewise",
+            milestones=[10, 20],
+            gamma=0.1,
+            schedule_unit="epoch",
+        ),
+    )
 
 
 @dataclass
@@ -97,12 +116,13 @@ def clean_features(backbone: nn.Module, images: torch.Tensor, batch_size: int, d
     out, dtype = [], next(backbone.parameters()).dtype
     with eval_mode(backbone), bn_branch(backbone, "clean"):
         for i in range(0, images.shape[0], batch_size):
-            out.append(backbone(images[i:i + batch_size].to(device, dtype) / 255).cpu())  # = ToTensor
+            out.append(backbone(images[i : i + batch_size].to(device, dtype) / 255).cpu())  # = ToTensor
     return torch.cat(out)
 
 
-def kmeans_pseudo_labels(features: torch.Tensor, clusters: int, seed: int,
-                         init: str | np.ndarray = "k-means++") -> torch.Tensor:
+def kmeans_pseudo_labels(
+    features: torch.Tensor, clusters: int, seed: int, init: str | np.ndarray = "k-means++"
+) -> torch.Tensor:
     """(N,) cluster ids in [0, clusters) of Euclidean k-means on ``features``; same features and seed give
     the same ids. ``init``: k-means++ (seeded) or given (clusters, C) starting centres."""
     km = KMeans(n_clusters=clusters, init=init, n_init=1, random_state=seed)
@@ -142,8 +162,18 @@ class PseudoLabelBatches:
     False), this process's share of each, crop + flip seeded per batch. ``coverage`` records each epoch's
     samples for its metrics row."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch: int, world: int, rank: int,
-                 seed: int, device, samples_per_epoch: int = 0, drop_last: bool = True):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch: int,
+        world: int,
+        rank: int,
+        seed: int,
+        device,
+        samples_per_epoch: int = 0,
+        drop_last: bool = True,
+    ):
         self.images, self.labels, self.batch, self.world, self.rank = images, labels, batch, world, rank
         self.seed, self.device, self.drop_last = seed, device, drop_last
         self.augment = T.Compose([T.RandomCrop(images.shape[-1], padding=4), T.RandomHorizontalFlip()])
@@ -154,13 +184,22 @@ class PseudoLabelBatches:
 
     def __call__(self, epoch: int):
         self.coverage.start(epoch)
-        order = torch.randperm(self.images.shape[0], generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))
-        plan = split_batches(order[: self.limit].numpy(), global_batch=self.batch * self.world, world=self.world,
-                             rank=self.rank, drop_last=self.drop_last)
+        order = torch.randperm(
+            self.images.shape[0], generator=torch.Generator().manual_seed(self.seed * 7919 + epoch)
+        )
+        plan = split_batches(
+            order[: self.limit].numpy(),
+            global_batch=self.batch * self.world,
+            world=self.world,
+            rank=self.rank,
+            drop_last=self.drop_last,
+        )
         for step, positions in enumerate(plan):
             idx = torch.from_numpy(positions)
             self.coverage.add(idx)
-            with torch.random.fork_rng(devices=[]):  # crops drawn from their own seed, the caller's RNG untouched
+            with torch.random.fork_rng(
+                devices=[]
+            ):  # crops drawn from their own seed, the caller's RNG untouched
                 torch.manual_seed(zlib.crc32(f"{self.seed}/{epoch}/{step}/{self.rank}".encode()))
                 x = torch.stack([self.augment(img) for img in self.images[idx]])
             yield x.float().div_(255).to(self.device), self.labels[idx].to(self.device)
@@ -194,23 +233,44 @@ def phase_objective(phase: str, model: nn.Module, raw: nn.Module, cfg: LPAFTConf
     return SupervisedObjective(name, model, raw, cfg.attack, cfg.beta, cfg.clusters, target_branch=target)
 
 
-def _fit(phase: str, cfg: LPAFTConfig, net: nn.Module, ctx: TrainingContext, batches: PseudoLabelBatches,
-         folder: str, base_settings: dict) -> dict:
+def _fit(
+    phase: str,
+    cfg: LPAFTConfig,
+    net: nn.Module,
+    ctx: TrainingContext,
+    batches: PseudoLabelBatches,
+    folder: str,
+    base_settings: dict,
+) -> dict:
     """One phase as its own resumable run folder (``<stage>_lpaft_<phase>/``)."""
     # the pretrain fingerprint leaves pretrain.lpaft out (it is not fingerprinted there); a phase depends on it
     settings = {**base_settings, "pretrain.lpaft": asdict(cfg)}
-    with TrainingRun(ctx, getattr(cfg, phase), f"pretrain.lpaft.{phase}", phase_model(phase, net), batches.steps,
-                     folder=f"{folder}_lpaft_{phase}", upstream=None,
-                     fingerprint=(settings_digest(settings), settings)) as job:
+    with TrainingRun(
+        ctx,
+        getattr(cfg, phase),
+        f"pretrain.lpaft.{phase}",
+        phase_model(phase, net),
+        batches.steps,
+        folder=f"{folder}_lpaft_{phase}",
+        upstream=None,
+        fingerprint=(settings_digest(settings), settings),
+    ) as job:
         objective = phase_objective(phase, job.model, job.raw, cfg)
         state = job.fit(batches, objective.step, desc=f"lpaft[{phase}]")
         job.run.outputs.update(steps=state.global_step, objective=objective.name)
     return dict(job.run.outputs)
 
 
-def post_process(cfg: LPAFTConfig, ctx: TrainingContext, backbone: nn.Module, images: torch.Tensor, *,
-                 folder: str, base_settings: dict,
-                 true_labels: torch.Tensor | None = None) -> tuple[nn.Module, dict]:
+def post_process(
+    cfg: LPAFTConfig,
+    ctx: TrainingContext,
+    backbone: nn.Module,
+    images: torch.Tensor,
+    *,
+    folder: str,
+    base_settings: dict,
+    true_labels: torch.Tensor | None = None,
+) -> tuple[nn.Module, dict]:
     """DynACL++ on a pretrained ``backbone`` (pooled features, dual BN or not) and the training images
     (uint8, (N, 3, H, W), shard order). Returns the post-processed backbone (a new module) and a summary.
 
@@ -220,8 +280,11 @@ def post_process(cfg: LPAFTConfig, ctx: TrainingContext, backbone: nn.Module, im
     acc, seed = ctx.acc, ctx.seed
     features = clean_features(backbone, images, cfg.feature_batch_size, acc.device)
     pseudo = kmeans_pseudo_labels(features, cfg.clusters, seed)
-    summary = {"images": int(images.shape[0]), "clusters": cfg.clusters,
-               "cluster_sizes": torch.bincount(pseudo, minlength=cfg.clusters).tolist()}
+    summary = {
+        "images": int(images.shape[0]),
+        "clusters": cfg.clusters,
+        "cluster_sizes": torch.bincount(pseudo, minlength=cfg.clusters).tolist(),
+    }
     if true_labels is not None:  # how well the clusters match the classes (never used for training)
         summary["pseudo_label_matched_accuracy"] = matched_accuracy(pseudo, true_labels, cfg.clusters)
     net = classifier_from(backbone, cfg.clusters)
@@ -231,11 +294,22 @@ def post_process(cfg: LPAFTConfig, ctx: TrainingContext, backbone: nn.Module, im
         for phase in PHASES:
             loop = getattr(cfg, phase)
             batch = per_process_batch(loop.batch_size, acc, f"pretrain.lpaft.{phase}.batch_size")
-            batches = PseudoLabelBatches(images, pseudo, batch, acc.num_processes, acc.process_index, seed,
-                                         acc.device, loop.samples_per_epoch, loop.drop_last)
+            batches = PseudoLabelBatches(
+                images,
+                pseudo,
+                batch,
+                acc.num_processes,
+                acc.process_index,
+                seed,
+                acc.device,
+                loop.samples_per_epoch,
+                loop.drop_last,
+            )
             if batches.steps == 0:
-                raise UsageError(f"pretrain.lpaft.{phase}.batch_size={loop.batch_size} is larger than the "
-                                 f"{images.shape[0]} training images (or samples_per_epoch); use a smaller batch")
+                raise UsageError(
+                    f"pretrain.lpaft.{phase}.batch_size={loop.batch_size} is larger than the "
+                    f"{images.shape[0]} training images (or samples_per_epoch); use a smaller batch"
+                )
             summary[phase] = _fit(phase, cfg, net, ctx, batches, folder, base_settings)
     net.reset_classifier(0)  # back to pooled features: a backbone like any other
     return net, summary

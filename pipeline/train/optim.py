@@ -38,7 +38,9 @@ SCHEDULE_UNITS = ("step", "epoch")
 
 @dataclass
 class OptimConfig:
-    name: str = "sgd"  # sgd | lars (ACL's) | adamw | lars_lightly (deprecated: lightly's, not ACL's) (OPTIMIZERS)
+    name: str = (
+        "sgd"  # sgd | lars (ACL's) | adamw | lars_lightly (deprecated: lightly's, not ACL's) (OPTIMIZERS)
+    )
     lr: float = 0.1  # for the global batch
     momentum: float = 0.9
     nesterov: bool = False  # SGD only; the references use plain momentum
@@ -65,11 +67,16 @@ class OptimConfig:
         check_choice("schedule_unit", self.schedule_unit, SCHEDULE_UNITS)
         check(self.lr > 0, "lr", self.lr, "use a positive learning rate")
         check(self.warmup_epochs >= 0, "warmup_epochs", self.warmup_epochs, "use 0 or more")
-        check(self.schedule_unit == "step" or float(self.warmup_epochs).is_integer(), "warmup_epochs",
-              self.warmup_epochs, "use a whole number of epochs with schedule_unit=epoch")
+        check(
+            self.schedule_unit == "step" or float(self.warmup_epochs).is_integer(),
+            "warmup_epochs",
+            self.warmup_epochs,
+            "use a whole number of epochs with schedule_unit=epoch",
+        )
         check(0 <= self.min_lr <= self.lr, "min_lr", self.min_lr, "use a value in [0, lr]")
-        check(not self.nesterov or self.momentum > 0, "nesterov", self.nesterov,
-              "Nesterov needs momentum > 0")
+        check(
+            not self.nesterov or self.momentum > 0, "nesterov", self.nesterov, "Nesterov needs momentum > 0"
+        )
 
 
 class LARS(torch.optim.Optimizer):
@@ -87,11 +94,14 @@ class LARS(torch.optim.Optimizer):
     ``local_lr`` is 1 until they move). Parity is tested in tests/train/test_optim_parity.py.
     """
 
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 eta: float = 1e-3):
+    def __init__(
+        self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 1e-3
+    ):
         if min(lr, momentum, weight_decay, eta) < 0:
-            raise ValueError(f"LARS needs non-negative lr, momentum, weight_decay, eta; "
-                             f"got {lr}, {momentum}, {weight_decay}, {eta}")
+            raise ValueError(
+                f"LARS needs non-negative lr, momentum, weight_decay, eta; "
+                f"got {lr}, {momentum}, {weight_decay}, {eta}"
+            )
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta))
 
     @torch.no_grad()
@@ -131,8 +141,10 @@ def _lars(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
 @OPTIMIZERS.register("lars_lightly")
 def _lars_lightly(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
     # deprecated: the pre-parity behaviour, kept for old configs (and the LARS comparison in tests)
-    print("note: optim.name=lars_lightly (lightly's LARS) is deprecated and is not ACL's LARS; "
-          "use optim.name=lars for the references' optimiser")
+    print(
+        "note: optim.name=lars_lightly (lightly's LARS) is deprecated and is not ACL's LARS; "
+        "use optim.name=lars for the references' optimiser"
+    )
     return LightlyLARS(groups, lr=cfg.lr, momentum=cfg.momentum)
 
 
@@ -149,8 +161,10 @@ def param_groups(params, weight_decay: float, decay_norm_and_bias: bool = True) 
     if decay_norm_and_bias:
         groups = [{"params": params, "weight_decay": weight_decay}]
     else:
-        groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
-                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+        groups = [
+            {"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+        ]
     return [g for g in groups if g["params"]]
 
 
@@ -204,11 +218,17 @@ def lr_factor(step: int, total_steps: int, steps_per_epoch: int, cfg: OptimConfi
 
 def build_scheduler(optimizer, total_steps: int, steps_per_epoch: int, cfg: OptimConfig):
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, steps_per_epoch, cfg))
+        optimizer, lambda step: lr_factor(step, total_steps, steps_per_epoch, cfg)
+    )
 
 
-def prepare_training(acc: Accelerator, model: torch.nn.Module, loop: TrainLoopConfig, steps_per_epoch: int,
-                     run: RunConfig | None = None):
+def prepare_training(
+    acc: Accelerator,
+    model: torch.nn.Module,
+    loop: TrainLoopConfig,
+    steps_per_epoch: int,
+    run: RunConfig | None = None,
+):
     """Optimiser and LR schedule for ``model``, both through ``acc.prepare``; returns
     ``(model, optimizer, scheduler, raw)`` where ``raw`` is the unwrapped model (attacks use it: no
     collective operations inside attack loops). ``run``: its ``channels_last`` / ``compile`` apply first."""
@@ -218,6 +238,10 @@ def prepare_training(acc: Accelerator, model: torch.nn.Module, loop: TrainLoopCo
     optimizer = build_optimizer(model.parameters(), loop.optim)
     model, optimizer = acc.prepare(model, optimizer)
     # the scheduler counts optimiser steps: one per grad_accum_steps micro-batches
-    scheduler = build_scheduler(optimizer, steps_per_epoch * loop.epochs // loop.grad_accum_steps,
-                                max(1, steps_per_epoch // loop.grad_accum_steps), loop.optim)
+    scheduler = build_scheduler(
+        optimizer,
+        steps_per_epoch * loop.epochs // loop.grad_accum_steps,
+        max(1, steps_per_epoch // loop.grad_accum_steps),
+        loop.optim,
+    )
     return model, optimizer, scheduler, acc.unwrap_model(model)

@@ -34,8 +34,15 @@ def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor
     return (model(x).argmax(1) == y).sum()
 
 
-def validation_accuracy(raw: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor, attack: AttackConfig,
-                        acc: Accelerator, batch: int, seed: int = 0) -> dict:
+def validation_accuracy(
+    raw: nn.Module,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    attack: AttackConfig,
+    acc: Accelerator,
+    batch: int,
+    seed: int = 0,
+) -> dict:
     """Clean and attacked accuracy on this process's stride of the validation split (uint8 images),
     summed over processes.
 
@@ -57,8 +64,11 @@ def validation_accuracy(raw: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor
                 counts[1] += _correct(raw, x_adv, y)
             counts[2] += len(y)
     counts = acc.reduce(counts, "sum")
-    return {"val_clean_acc": float(counts[0] / counts[2]), "val_robust_acc": float(counts[1] / counts[2]),
-            "val_n": int(counts[2])}
+    return {
+        "val_clean_acc": float(counts[0] / counts[2]),
+        "val_robust_acc": float(counts[1] / counts[2]),
+        "val_n": int(counts[2]),
+    }
 
 
 def is_collapse(best: float, now: float, n: int, ratio: float) -> bool:
@@ -69,8 +79,19 @@ def is_collapse(best: float, now: float, n: int, ratio: float) -> bool:
     return accuracy_interval(round(now * n), n)[1] < accuracy_interval(round(best * n), n)[0]
 
 
-def select_epoch(raw: nn.Module, val: tuple, attack: AttackConfig, acc: Accelerator, batch: int, seed: int,
-                 epoch: int, state: TrainState, best_dir, collapse_ratio: float, stage: str = "finetune") -> dict:
+def select_epoch(
+    raw: nn.Module,
+    val: tuple,
+    attack: AttackConfig,
+    acc: Accelerator,
+    batch: int,
+    seed: int,
+    epoch: int,
+    state: TrainState,
+    best_dir,
+    collapse_ratio: float,
+    stage: str = "finetune",
+) -> dict:
     """Validation accuracy after ``epoch`` (0-based); a new best robust accuracy replaces ``best_dir``, a
     collapse is warned about (module docstring). Returns the epoch's metrics."""
     metrics = validation_accuracy(raw, *val, attack, acc, batch, seed)
@@ -78,15 +99,19 @@ def select_epoch(raw: nn.Module, val: tuple, attack: AttackConfig, acc: Accelera
     if now > best:
         if acc.is_main_process:
             save_timm_folder(plain_classifier(raw), best_dir)
-        state.extra.update(best_val_robust_acc=now, best_epoch=epoch + 1, best_val_clean_acc=metrics["val_clean_acc"])
+        state.extra.update(
+            best_val_robust_acc=now, best_epoch=epoch + 1, best_val_clean_acc=metrics["val_clean_acc"]
+        )
     elif is_collapse(best, now, metrics["val_n"], collapse_ratio):
         best_epoch = state.extra["best_epoch"]
         # the same test for every objective; only after single-step training is the name "catastrophic
         # overfitting" (Wong et al.) — after multi-step training it is a plain, significant robustness drop
-        line = (f"[{stage}] WARNING robustness collapse at epoch {epoch + 1} (catastrophic overfitting, if "
-                f"single-step training): validation PGD-{attack.steps} "
-                f"accuracy {now:.1%} < {collapse_ratio:g} × best {best:.1%} (epoch {best_epoch}); best/ keeps "
-                f"epoch {best_epoch}")
+        line = (
+            f"[{stage}] WARNING robustness collapse at epoch {epoch + 1} (catastrophic overfitting, if "
+            f"single-step training): validation PGD-{attack.steps} "
+            f"accuracy {now:.1%} < {collapse_ratio:g} × best {best:.1%} (epoch {best_epoch}); best/ keeps "
+            f"epoch {best_epoch}"
+        )
         metrics["collapse"] = True
         state.extra.setdefault("collapse_epoch", epoch + 1)  # the first collapse is the one to report
         state.extra.setdefault("collapse_warning", line)
@@ -94,21 +119,41 @@ def select_epoch(raw: nn.Module, val: tuple, attack: AttackConfig, acc: Accelera
     return metrics
 
 
-SELECTION_KEYS = ("best_epoch", "best_val_robust_acc", "best_val_clean_acc", "collapse_epoch", "collapse_warning")
+SELECTION_KEYS = (
+    "best_epoch",
+    "best_val_robust_acc",
+    "best_val_clean_acc",
+    "collapse_epoch",
+    "collapse_warning",
+)
 
 
-def write_selected(run: StageRun, classifier: nn.Module, state: TrainState, has_val: bool, run_name: str) -> dict:
+def write_selected(
+    run: StageRun, classifier: nn.Module, state: TrainState, has_val: bool, run_name: str
+) -> dict:
     """``final/`` and ``best/`` (the final model when there is no validation split) and the accuracy curve;
     returns what was selected (the selection fields of :class:`~pipeline.records.FinetuneOutputs`)."""
     save_timm_folder(classifier, run.dir / "final")
     if not has_val:  # no validation split: "best" is the final model, said so in the manifest
         save_timm_folder(classifier, run.dir / "best")
-    png = plot_curves(run.dir / "metrics.jsonl", "epoch", "epoch", ["val_clean_acc", "val_robust_acc"],
-                      run.dir / "accuracy_curve.png", "validation accuracy", run_name=run_name,
-                      best_key="val_robust_acc")
-    return {"best": "best", "final": "final", "selection": "val_robust_acc" if has_val else "none (no validation split)",
-            "steps": state.global_step, **{k: state.extra[k] for k in SELECTION_KEYS if k in state.extra},
-            "accuracy_curve": run.rel(png) if png else ""}
+    png = plot_curves(
+        run.dir / "metrics.jsonl",
+        "epoch",
+        "epoch",
+        ["val_clean_acc", "val_robust_acc"],
+        run.dir / "accuracy_curve.png",
+        "validation accuracy",
+        run_name=run_name,
+        best_key="val_robust_acc",
+    )
+    return {
+        "best": "best",
+        "final": "final",
+        "selection": "val_robust_acc" if has_val else "none (no validation split)",
+        "steps": state.global_step,
+        **{k: state.extra[k] for k in SELECTION_KEYS if k in state.extra},
+        "accuracy_curve": run.rel(png) if png else "",
+    }
 
 
 def selection_summary(run: StageRun, state: TrainState) -> str:
@@ -116,5 +161,7 @@ def selection_summary(run: StageRun, state: TrainState) -> str:
     e = state.extra
     if "best_epoch" not in e:
         return f"[finetune] no validation split: best = final → {run.dir / 'final'}/"
-    return (f"[finetune] best epoch {e['best_epoch']}: val robust {e['best_val_robust_acc']:.1%}, clean "
-            f"{e['best_val_clean_acc']:.1%} → {run.dir / 'best'}/ (final: {run.dir / 'final'}/)")
+    return (
+        f"[finetune] best epoch {e['best_epoch']}: val robust {e['best_val_robust_acc']:.1%}, clean "
+        f"{e['best_val_clean_acc']:.1%} → {run.dir / 'best'}/ (final: {run.dir / 'final'}/)"
+    )

@@ -60,13 +60,24 @@ class TrainingRun:
         speed: the ``run:`` section whose ``channels_last`` / ``compile`` apply to ``model`` (None: neither).
     """
 
-    def __init__(self, ctx: TrainingContext, loop: TrainLoopConfig, key: str, model: nn.Module,
-                 steps_per_epoch: int, *, folder: str, upstream: dict | None, fingerprint: tuple[str, dict],
-                 speed: RunConfig | None = None):
+    def __init__(
+        self,
+        ctx: TrainingContext,
+        loop: TrainLoopConfig,
+        key: str,
+        model: nn.Module,
+        steps_per_epoch: int,
+        *,
+        folder: str,
+        upstream: dict | None,
+        fingerprint: tuple[str, dict],
+        speed: RunConfig | None = None,
+    ):
         self.ctx, self.loop, self.steps_per_epoch = ctx, loop, steps_per_epoch
         self.batch = per_process_batch(loop.batch_size, ctx.acc, f"{key}.batch_size")
         self.model, self.optimizer, self.scheduler, self.raw = prepare_training(
-            ctx.acc, model, loop, steps_per_epoch, speed)
+            ctx.acc, model, loop, steps_per_epoch, speed
+        )
         self.fingerprint = fingerprint
         self.run = StageRun(ctx.run_dir, folder, ctx.config_yaml, upstream, ctx.acc.is_main_process)
         self.state: TrainState | None = None
@@ -82,9 +93,15 @@ class TrainingRun:
         finally:
             self.run.__exit__(*exc)
 
-    def fit(self, make_batches: Callable[[int], Iterable], step_fn: Callable, *, desc: str,
-            on_epoch_end: Callable[[int, TrainState], dict] | None = None,
-            epoch_steps: Callable[[int], int] | None = None) -> TrainState:
+    def fit(
+        self,
+        make_batches: Callable[[int], Iterable],
+        step_fn: Callable,
+        *,
+        desc: str,
+        on_epoch_end: Callable[[int, TrainState], dict] | None = None,
+        epoch_steps: Callable[[int], int] | None = None,
+    ) -> TrainState:
         """Train ``loop.epochs`` epochs (resuming from the newest checkpoint). ``epoch_steps(epoch)``: epochs
         of different lengths (an RCS coreset); the LR schedule then follows the fraction of epochs done."""
         digest, settings = self.fingerprint
@@ -95,12 +112,24 @@ class TrainingRun:
             def on_epoch_end(epoch: int, state: TrainState) -> dict:
                 return {**coverage.metrics(self.ctx.acc), **(stage_end(epoch, state) if stage_end else {})}
 
-        trainer = Trainer(self.ctx.acc, self.run, self.loop, models=[self.model], optimizer=self.optimizer,
-                          scheduler=self.scheduler, steps_per_epoch=epoch_steps or self.steps_per_epoch,
-                          schedule_epoch_steps=self.steps_per_epoch if epoch_steps else 0,
-                          make_batches=make_batches, step_fn=step_fn, on_epoch_end=on_epoch_end,
-                          progress=self.ctx.progress, desc=desc, trackers=self.ctx.trackers,
-                          fingerprint=digest, fingerprint_config=settings)
+        trainer = Trainer(
+            self.ctx.acc,
+            self.run,
+            self.loop,
+            models=[self.model],
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            steps_per_epoch=epoch_steps or self.steps_per_epoch,
+            schedule_epoch_steps=self.steps_per_epoch if epoch_steps else 0,
+            make_batches=make_batches,
+            step_fn=step_fn,
+            on_epoch_end=on_epoch_end,
+            progress=self.ctx.progress,
+            desc=desc,
+            trackers=self.ctx.trackers,
+            fingerprint=digest,
+            fingerprint_config=settings,
+        )
         self.state = trainer.fit()
         return self.state
 
@@ -127,8 +156,13 @@ class EpochCoverage:
 
 def _id_hash(sample_ids: list[str]) -> torch.Tensor:
     """64-bit hashes of sample ids (a resampled stream has no positions): distinct ids, distinct numbers."""
-    return torch.tensor([int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(), "little", signed=True)
-                         for i in sample_ids], dtype=torch.int64)
+    return torch.tensor(
+        [
+            int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(), "little", signed=True)
+            for i in sample_ids
+        ],
+        dtype=torch.int64,
+    )
 
 
 class ShardBatches:
@@ -141,9 +175,19 @@ class ShardBatches:
     ``resampled``: the endless stream of :func:`data.readers.stream_loader`. Skipped bad samples are counted
     in ``self.skipped``; ``self.coverage`` records what each epoch trained on."""
 
-    def __init__(self, spec: ShardSpec, transform: Callable[[int], Callable], *, batch: int, seed: int,
-                 acc: Accelerator, labels: bool, drop_last: bool = False, samples_per_epoch: int = 0,
-                 keep: Callable[[int], frozenset[str] | None] | None = None):
+    def __init__(
+        self,
+        spec: ShardSpec,
+        transform: Callable[[int], Callable],
+        *,
+        batch: int,
+        seed: int,
+        acc: Accelerator,
+        labels: bool,
+        drop_last: bool = False,
+        samples_per_epoch: int = 0,
+        keep: Callable[[int], frozenset[str] | None] | None = None,
+    ):
         self.spec, self.transform, self.batch, self.seed, self.acc = spec, transform, batch, seed, acc
         self.labels, self.drop_last, self.limit, self.keep = labels, drop_last, samples_per_epoch, keep
         self.skipped, self.coverage = 0, EpochCoverage()
@@ -168,21 +212,42 @@ class ShardBatches:
             yield from self._resampled(epoch, keep)
             return
         acc = self.acc
-        loader = exact_loader(self.index, self.spec, self.transform(epoch), global_batch=self.batch * acc.num_processes,
-                              world=acc.num_processes, rank=acc.process_index, seed=self.seed, epoch=epoch,
-                              drop_last=self.drop_last, need_label=self.labels, positions=self._positions(keep),
-                              limit=self.limit)
+        loader = exact_loader(
+            self.index,
+            self.spec,
+            self.transform(epoch),
+            global_batch=self.batch * acc.num_processes,
+            world=acc.num_processes,
+            rank=acc.process_index,
+            seed=self.seed,
+            epoch=epoch,
+            drop_last=self.drop_last,
+            need_label=self.labels,
+            positions=self._positions(keep),
+            limit=self.limit,
+        )
         for tensors, n_bad, positions in loader:
             self.skipped += n_bad
             self.coverage.add(positions)
             if tensors is None:  # a step must run on every process: an empty batch cannot be skipped
-                raise DataError(f"every sample of a training batch in epoch {epoch + 1} failed to decode "
-                                f"({n_bad} skipped); the shards are unusable: re-create them")
+                raise DataError(
+                    f"every sample of a training batch in epoch {epoch + 1} failed to decode "
+                    f"({n_bad} skipped); the shards are unusable: re-create them"
+                )
             yield self._to_device(tensors)
 
     def _resampled(self, epoch: int, keep):
-        loader = stream_loader(self.spec, self.transform(epoch), batch_size=self.batch, seed=self.seed, epoch=epoch,
-                               rank=self.acc.process_index, need_label=self.labels, keep=keep, with_ids=True)
+        loader = stream_loader(
+            self.spec,
+            self.transform(epoch),
+            batch_size=self.batch,
+            seed=self.seed,
+            epoch=epoch,
+            rank=self.acc.process_index,
+            need_label=self.labels,
+            keep=keep,
+            with_ids=True,
+        )
         for *tensors, y, n_bad, ids in loader:
             self.skipped += n_bad
             self.coverage.add(_id_hash(ids))

@@ -14,8 +14,16 @@ from ..records import PretrainOutputs
 from ..run import RunDir, upstream_summary
 
 
-def initial_classifier(model_cfg: ModelConfig, num_classes: int, *, init: str, head_init: str,
-                       keep_dual_bn: bool, bn_branch: str, run_dir: RunDir) -> tuple[nn.Module, dict | None, bool]:
+def initial_classifier(
+    model_cfg: ModelConfig,
+    num_classes: int,
+    *,
+    init: str,
+    head_init: str,
+    keep_dual_bn: bool,
+    bn_branch: str,
+    run_dir: RunDir,
+) -> tuple[nn.Module, dict | None, bool]:
     """The network to fine-tune, the upstream it came from (None for scratch), and whether it has dual BN.
 
     ``init``: ``model`` (as ``model.*`` builds it, ``model.pretrained`` included) | ``scratch`` (random) |
@@ -23,21 +31,29 @@ def initial_classifier(model_cfg: ModelConfig, num_classes: int, *, init: str, h
     ``keep_dual_bn``: with a dual-BN pretrained backbone, load both branches (clean and adversarial) into a
     dual-BN classifier instead of one branch (``bn_branch``) into a plain one."""
     if init == "scratch" and model_cfg.pretrained:
-        raise UsageError(f"finetune.init=scratch but model.pretrained={model_cfg.pretrained}: use finetune.init=model "
-                         "to start from those weights, or clear model.pretrained")
+        raise UsageError(
+            f"finetune.init=scratch but model.pretrained={model_cfg.pretrained}: use finetune.init=model "
+            "to start from those weights, or clear model.pretrained"
+        )
     model = model_cfg.build(num_classes)
     if head_init == "zero":  # RobustSSL starts every protocol's classifier at 0
         for p in model.get_classifier().parameters():
             nn.init.zeros_(p)
     if init in ("scratch", "model"):
-        return model, ({"init": f"model.pretrained={model_cfg.pretrained}"} if model_cfg.pretrained else None), False
+        return (
+            model,
+            ({"init": f"model.pretrained={model_cfg.pretrained}"} if model_cfg.pretrained else None),
+            False,
+        )
     if init.startswith("local-dir:"):
         load_backbone_weights(model, Path(init.split(":", 1)[1]), model_cfg.name, "finetune.init")
         return model, {"init": init}, False
     pretrained, manifest = PretrainOutputs.read(run_dir, "pretrain")
     folders = {b: run_dir.stage("pretrain") / name for b, name in pretrained.backbones.items()}
     if keep_dual_bn and set(folders) == {"clean", "adv"}:
-        convert_to_dual_bn(model, branch="adv")  # un-routed forwards (validation, export) use the adversarial branch
+        convert_to_dual_bn(
+            model, branch="adv"
+        )  # un-routed forwards (validation, export) use the adversarial branch
         load_backbone_weights(model, folders, model_cfg.name, "finetune.init")
         return model, {**upstream_summary(manifest), "bn_branch": "dual (clean + adv)"}, True
     branch = bn_branch if bn_branch in folders else next(iter(folders))

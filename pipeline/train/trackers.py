@@ -25,8 +25,11 @@ def init_trackers(acc: Accelerator, trackers: list[str], run_name: str, settings
     """Start the trackers with the stage's settings as hyperparameters (scalars only; lists become strings)."""
     # tensorboard writes under <stage>/<project>: "tensorboard" keeps runs/<run>/<stage>/tensorboard/
     project = "tensorboard" if "tensorboard" in trackers else "robustpretrain"
-    acc.init_trackers(project, config=flat_scalars(settings),
-                      init_kwargs={"wandb": {"name": run_name}, "mlflow": {"run_name": run_name}})
+    acc.init_trackers(
+        project,
+        config=flat_scalars(settings),
+        init_kwargs={"wandb": {"name": run_name}, "mlflow": {"run_name": run_name}},
+    )
 
 
 def flat_scalars(d: dict, prefix: str = "") -> dict:

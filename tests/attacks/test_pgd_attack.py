@@ -19,7 +19,11 @@ def test_iterates_stay_in_ball_and_box(norm, eps, start):
     y = torch.randint(0, 10, (6,))
     seen = []
     cfg = AttackConfig(norm=norm, eps=eps, step_size=eps / 4, steps=5, start=start)
-    x_adv = pgd_attack(lambda xa: (seen.append(xa.detach().clone()), F.cross_entropy(model(xa), y, reduction="sum"))[1], x, cfg)
+    x_adv = pgd_attack(
+        lambda xa: (seen.append(xa.detach().clone()), F.cross_entropy(model(xa), y, reduction="sum"))[1],
+        x,
+        cfg,
+    )
     for xa in [*seen, x_adv]:
         delta = (xa - x).flatten(1)
         size = delta.abs().max(1).values if norm == "Linf" else delta.norm(dim=1)

@@ -66,11 +66,16 @@ def test_equal_to_the_papers_step(name):
     torch.manual_seed(7)
     ours = cross_entropy_attack(model, x, y, AttackConfig(name=name, eps=EPS, steps=1))
     torch.manual_seed(7)
-    theirs = (wong_fgsm_rs(model, x, y, EPS, 1.25 * EPS) if name == "fgsm_rs"
-              else dejorge_nfgsm(model, x, y, EPS, 2 * EPS, EPS))
+    theirs = (
+        wong_fgsm_rs(model, x, y, EPS, 1.25 * EPS)
+        if name == "fgsm_rs"
+        else dejorge_nfgsm(model, x, y, EPS, 2 * EPS, EPS)
+    )
     # the same noise and gradient signs: equal up to float rounding of x + δ (one ulp of a pixel)
     assert torch.allclose(ours, theirs, atol=1e-6, rtol=0)
-    assert (ours != x).float().mean() > 0.9  # the step moved (almost) every pixel: the comparison is not vacuous
+    assert (
+        ours != x
+    ).float().mean() > 0.9  # the step moved (almost) every pixel: the comparison is not vacuous
 
 
 def test_fgsm_rs_stays_in_the_eps_ball_and_the_box():
@@ -108,13 +113,22 @@ def test_finetune_objective_uses_one_step_of_its_attack(name):
 
 
 def test_config_names_the_fix():
-    cfg = load_config(None, ["finetune.objective=nfgsm", "pretrain.attack.name=fgsm_rs", "pretrain.attack.steps=1"])
+    cfg = load_config(
+        None, ["finetune.objective=nfgsm", "pretrain.attack.name=fgsm_rs", "pretrain.attack.steps=1"]
+    )
     assert cfg.finetune.objective_name() == "nfgsm" and cfg.pretrain.attack.name == "fgsm_rs"
     with pytest.raises(UsageError, match=r"pretrain.attack.steps=5 .*set steps=1"):
         load_config(None, ["pretrain.attack.name=nfgsm"])
     with pytest.raises(UsageError, match=r"pretrain.attack.norm='L2' .*Linf"):
-        load_config(None, ["pretrain.attack.name=nfgsm", "pretrain.attack.steps=1", "pretrain.attack.norm=L2",
-                           "pretrain.attack.eps=0.5"])
+        load_config(
+            None,
+            [
+                "pretrain.attack.name=nfgsm",
+                "pretrain.attack.steps=1",
+                "pretrain.attack.norm=L2",
+                "pretrain.attack.eps=0.5",
+            ],
+        )
     with pytest.raises(UsageError, match=r"protocol=slf .*objective=fgsm_rs"):
         load_config(None, ["finetune.protocol=slf", "finetune.objective=fgsm_rs"])
 
@@ -146,8 +160,17 @@ def test_acl_pretraining_takes_the_single_step_attack_by_config(name):
 
 def _bn_net():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
-                         nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 10),
+    )
 
 
 def _sgd(model):  # both references' optimiser (momentum 0.9, weight decay 5e-4, lr-max 0.2)
@@ -170,7 +193,9 @@ def reference_training_step(name, model, opt, X, y):
 
 
 def our_training_step(name, model, opt, X, y, mode):
-    obj = SupervisedObjective(name, model, model, FinetuneAttackConfig(eps=EPS, steps=1, model_mode=mode), 6.0, 10)
+    obj = SupervisedObjective(
+        name, model, model, FinetuneAttackConfig(eps=EPS, steps=1, model_mode=mode), 6.0, 10
+    )
     loss, _ = obj.step((X, y), None)
     opt.zero_grad()
     loss.backward()
@@ -193,7 +218,9 @@ def test_train_mode_step_equals_the_references_step(name):
         assert torch.allclose(loss_ours, loss_theirs, atol=1e-6, rtol=0)
     for (k, a), b in zip(ours.state_dict().items(), theirs.state_dict().values(), strict=True):
         assert torch.allclose(a.float(), b.float(), atol=1e-6, rtol=0), k  # weights and BN running statistics
-    assert int(ours[1].num_batches_tracked) == 4  # attack + update forwards, twice: the statistics moved twice a step
+    assert (
+        int(ours[1].num_batches_tracked) == 4
+    )  # attack + update forwards, twice: the statistics moved twice a step
     assert ours.training
     # not vacuous: the same steps with the attack in eval() end elsewhere
     other = _bn_net().train()
@@ -212,7 +239,9 @@ def test_eval_mode_attack_leaves_running_statistics_alone(name):
     modes = []
     model[1].register_forward_pre_hook(lambda m, _inp: modes.append(m.training))
     before = copy.deepcopy(model)
-    obj = SupervisedObjective(name, model, model, FinetuneAttackConfig(eps=EPS, steps=1 if name != "pgd_at" else 3), 6.0, 10)
+    obj = SupervisedObjective(
+        name, model, model, FinetuneAttackConfig(eps=EPS, steps=1 if name != "pgd_at" else 3), 6.0, 10
+    )
     assert obj.model_mode == "eval"  # the default
     torch.manual_seed(7)
     obj.step((x, y), None)
@@ -236,8 +265,15 @@ def test_train_mode_with_dual_bn_moves_the_adversarial_branch_only():
     model = convert_to_dual_bn(_bn_net(), branch="adv").train()
     torch.manual_seed(1)
     x, y = torch.rand(8, 3, 8, 8), torch.randint(0, 10, (8,))
-    obj = SupervisedObjective("nfgsm", model, model, FinetuneAttackConfig(eps=EPS, steps=1, model_mode="train"), 6.0,
-                              10, dual_bn=True)
+    obj = SupervisedObjective(
+        "nfgsm",
+        model,
+        model,
+        FinetuneAttackConfig(eps=EPS, steps=1, model_mode="train"),
+        6.0,
+        10,
+        dual_bn=True,
+    )
     obj.step((x, y), None)
     assert int(model[1].adv.num_batches_tracked) == 2 and int(model[1].clean.num_batches_tracked) == 0
 
@@ -246,11 +282,15 @@ def test_model_mode_is_a_finetune_key_checked_in_one_line():
     assert load_config(None).finetune.attack.model_mode == "eval"
     cfg = load_config(None, ["finetune.attack.model_mode=train", "finetune.objective=nfgsm"])
     assert SupervisedObjective("nfgsm", None, None, cfg.finetune.attack, 6.0, 10).model_mode == "train"
-    with pytest.raises(UsageError, match=r"^finetune\.attack\.model_mode='batch' is invalid; use one of: eval, train$"):
+    with pytest.raises(
+        UsageError, match=r"^finetune\.attack\.model_mode='batch' is invalid; use one of: eval, train$"
+    ):
         load_config(None, ["finetune.attack.model_mode=batch"])
     with pytest.raises(UsageError, match=r"unknown config key 'pretrain\.attack\.model_mode'"):
         load_config(None, ["pretrain.attack.model_mode=train"])  # pretraining attacks stay in eval()
     from pathlib import Path
 
     recipe = Path(__file__).resolve().parents[2] / "configs" / "cifar10_aff_nfgsm.yaml"
-    assert load_config(recipe).finetune.attack.model_mode == "train"  # the single-step recipe: the references'
+    assert (
+        load_config(recipe).finetune.attack.model_mode == "train"
+    )  # the single-step recipe: the references'

@@ -19,8 +19,10 @@ def random_samples():
 
     def make(n: int, size: int = 32, seed: int = 0) -> list[RawSample]:
         rng = np.random.default_rng(seed)
-        return [RawSample(label=i % 5, array=rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
-                for i in range(n)]
+        return [
+            RawSample(label=i % 5, array=rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+            for i in range(n)
+        ]
 
     return make
 

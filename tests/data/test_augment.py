@@ -22,20 +22,24 @@ def _image(size=32, seed=0) -> Image.Image:
 def reference_views(size, strength, interpolation):
     """The references' tfs_train at ``strength``, as they write it (ACL passes interpolation=3, DynACL none)."""
     rnd_color_jitter = T.RandomApply(
-        [T.ColorJitter(0.4 * strength, 0.4 * strength, 0.4 * strength, 0.1 * strength)], p=0.8 * strength)
+        [T.ColorJitter(0.4 * strength, 0.4 * strength, 0.4 * strength, 0.1 * strength)], p=0.8 * strength
+    )
     rnd_gray = T.RandomGrayscale(p=0.2 * strength)
     crop_kwargs = {"interpolation": T.InterpolationMode.BICUBIC} if interpolation == "bicubic" else {}
-    return T.Compose([
-        T.RandomResizedCrop(size, scale=(1.0 - 0.9 * strength, 1.0), **crop_kwargs),
-        T.RandomHorizontalFlip(p=0.5),
-        rnd_color_jitter,
-        rnd_gray,
-        T.ToTensor(),
-    ])
+    return T.Compose(
+        [
+            T.RandomResizedCrop(size, scale=(1.0 - 0.9 * strength, 1.0), **crop_kwargs),
+            T.RandomHorizontalFlip(p=0.5),
+            rnd_color_jitter,
+            rnd_gray,
+            T.ToTensor(),
+        ]
+    )
 
 
-@pytest.mark.parametrize(("strength", "interpolation"), [(1.0, "bicubic"), (1.0, "bilinear"), (0.5, "bilinear"),
-                                                         (0.0, "bilinear")])
+@pytest.mark.parametrize(
+    ("strength", "interpolation"), [(1.0, "bicubic"), (1.0, "bilinear"), (0.5, "bilinear"), (0.0, "bilinear")]
+)
 def test_views_equal_the_reference_draw_for_draw(strength, interpolation):
     ours, ref = SimCLRViews(32, strength, 0.1, interpolation), reference_views(32, strength, interpolation)
     for seed in range(6):
@@ -58,7 +62,9 @@ EXPECTED = {
 @pytest.mark.parametrize("strength", sorted(EXPECTED))
 def test_strength_maps_to_the_recipe(strength):
     jitter_p, bcs, hue, grey_p, min_scale = EXPECTED[strength]
-    crop, flip, apply, grey, to_tensor_ = SimCLRViews(32, strength).view.transforms  # in the references' order
+    crop, flip, apply, grey, to_tensor_ = SimCLRViews(
+        32, strength
+    ).view.transforms  # in the references' order
     assert isinstance(to_tensor_, T.ToTensor)  # no normalisation: pixels stay in [0, 1]
     assert crop.size == (32, 32) and crop.scale == pytest.approx((min_scale, 1.0))
     assert crop.interpolation == T.InterpolationMode.BILINEAR  # torchvision's default, DynACL's
@@ -75,7 +81,10 @@ def test_strength_maps_to_the_recipe(strength):
 def test_min_scale_and_interpolation():
     assert SimCLRViews(32, 1.0, min_scale=0.2).view.transforms[0].scale == pytest.approx((0.2, 1.0))
     assert SimCLRViews(32, 0.0, min_scale=0.2).view.transforms[0].scale == pytest.approx((1.0, 1.0))
-    assert SimCLRViews(32, interpolation="bicubic").view.transforms[0].interpolation == T.InterpolationMode.BICUBIC
+    assert (
+        SimCLRViews(32, interpolation="bicubic").view.transforms[0].interpolation
+        == T.InterpolationMode.BICUBIC
+    )
     with pytest.raises(ValueError):
         SimCLRViews(32, interpolation="cubic")
 

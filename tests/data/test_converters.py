@@ -18,7 +18,16 @@ SHARED_CIFAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar1
 
 def test_registry_names_every_dataset_with_digits_first():
     # data.dataset is checked against this list, and the error message lists it in this order
-    assert CONVERTERS.names() == ("digits", "imagefolder", "cifar10", "cifar100", "stl10", "svhn", "images", "shards")
+    assert CONVERTERS.names() == (
+        "digits",
+        "imagefolder",
+        "cifar10",
+        "cifar100",
+        "stl10",
+        "svhn",
+        "images",
+        "shards",
+    )
 
 
 def test_digits_converter_fixed_split(tmp_path):
@@ -32,11 +41,19 @@ def test_digits_converter_fixed_split(tmp_path):
     assert again["splits"]["test"]["shards"][0]["sha256"] == info["splits"]["test"]["shards"][0]["sha256"]
 
 
-def _imagefolder_cfg(tmp_path, imagefolder_tar, train_per_class, test_per_class, *, val_size, shard_size=1000):
+def _imagefolder_cfg(
+    tmp_path, imagefolder_tar, train_per_class, test_per_class, *, val_size, shard_size=1000
+):
     imagefolder_tar(tmp_path / "train.tar", "train", train_per_class)
     imagefolder_tar(tmp_path / "test.tar", "test", test_per_class)
-    return DataConfig(dataset="imagefolder", train_source=str(tmp_path / "train.tar"),
-                      test_source=str(tmp_path / "test.tar"), val_size=val_size, num_classes=2, shard_size=shard_size)
+    return DataConfig(
+        dataset="imagefolder",
+        train_source=str(tmp_path / "train.tar"),
+        test_source=str(tmp_path / "test.tar"),
+        val_size=val_size,
+        num_classes=2,
+        shard_size=shard_size,
+    )
 
 
 def test_imagefolder_tar_and_directory(tmp_path, imagefolder_tar):
@@ -63,7 +80,9 @@ def test_class_ordered_source_is_written_in_mixed_order(tmp_path, imagefolder_ta
     assert len(y) == 12 and 3 <= int(y.sum()) <= 9, y.tolist()  # both classes in the first shard
     # ... and the order is fixed (a re-conversion writes identical shards)
     again = convert(cfg, tmp_path / "again", progress=False)
-    assert [s["sha256"] for s in again["splits"]["train"]["shards"]] == [s["sha256"] for s in info["splits"]["train"]["shards"]]
+    assert [s["sha256"] for s in again["splits"]["train"]["shards"]] == [
+        s["sha256"] for s in info["splits"]["train"]["shards"]
+    ]
 
 
 def test_offline_torchvision_download_is_a_clear_error(tmp_path, monkeypatch):
@@ -81,12 +100,20 @@ def test_offline_torchvision_download_is_a_clear_error(tmp_path, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_CIFAR / "test.tar").exists(), reason="../shared/data/cifar10 is absent")
 def test_shared_cifar10_test_tar(tmp_path):
-    cfg = DataConfig(dataset="imagefolder", train_source=str(SHARED_CIFAR / "test.tar"),
-                     test_source=str(SHARED_CIFAR / "test.tar"), val_size=0)
+    cfg = DataConfig(
+        dataset="imagefolder",
+        train_source=str(SHARED_CIFAR / "test.tar"),
+        test_source=str(SHARED_CIFAR / "test.tar"),
+        val_size=0,
+    )
     info = convert(cfg, tmp_path, progress=False)
     assert info["splits"]["test"]["count"] == 10_000
     assert info["splits"]["test"]["class_counts"] == {str(i): 1000 for i in range(10)}
     assert info["classes"][0] == "airplane" and info["classes"][-1] == "truck"
-    x, y, _ = load_labeled(ShardSpec.of_urls(expand_urls(info["splits"]["test"]["urls"], "k"), image_size=32), num_classes=10, limit=50)
+    x, y, _ = load_labeled(
+        ShardSpec.of_urls(expand_urls(info["splits"]["test"]["urls"], "k"), image_size=32),
+        num_classes=10,
+        limit=50,
+    )
     assert x.shape == (50, 3, 32, 32)
     json.dumps(info)

@@ -13,16 +13,30 @@ from pipeline.errors import DataError
 def test_fingerprint_is_unchanged():
     # data stages of existing runs compare against this dict: any change re-converts every dataset
     assert data_fingerprint(DataConfig()) == {
-        "format": 2, "dataset": "digits", "train_source": "", "test_source": "", "out_dir": "", "train_urls": "",
-        "val_urls": "", "test_urls": "", "num_classes": 10, "image_size": 32, "wrong_size": "resize",
-        "val_size": 200, "shard_size": 1000}
+        "format": 2,
+        "dataset": "digits",
+        "train_source": "",
+        "test_source": "",
+        "out_dir": "",
+        "train_urls": "",
+        "val_urls": "",
+        "test_urls": "",
+        "num_classes": 10,
+        "image_size": 32,
+        "wrong_size": "resize",
+        "val_size": 200,
+        "shard_size": 1000,
+    }
     # settings a conversion does not depend on are left out (changing them must not re-convert)
-    assert data_fingerprint(DataConfig(num_workers=4, shuffle_buffer=7, on_bad_sample="skip",
-                                       download_root="/x")) == data_fingerprint(DataConfig())
+    assert data_fingerprint(
+        DataConfig(num_workers=4, shuffle_buffer=7, on_bad_sample="skip", download_root="/x")
+    ) == data_fingerprint(DataConfig())
 
 
 def test_converted_dataset_json_is_what_is_returned(tmp_path):
-    info = prepare_dataset(DataConfig(val_size=0, image_size=8, shard_size=2000), tmp_path / "out", progress=False)
+    info = prepare_dataset(
+        DataConfig(val_size=0, image_size=8, shard_size=2000), tmp_path / "out", progress=False
+    )
     assert json.loads((tmp_path / "out" / "dataset.json").read_text()) == info
     assert set(info["splits"]) == {"train", "test"}  # val_size=0: no val split
     assert info["splits"]["train"]["urls"] == str(tmp_path / "out" / "train-{000000..000000}.tar")
@@ -30,13 +44,22 @@ def test_converted_dataset_json_is_what_is_returned(tmp_path):
 
 
 def test_user_shards_are_described_not_written(tmp_path, random_samples):
-    urls = {split: write_split(iter(random_samples(n)), tmp_path / "s", split, 32, shard_size=4)["urls"]
-            for split, n in (("train", 10), ("test", 3))}
+    urls = {
+        split: write_split(iter(random_samples(n)), tmp_path / "s", split, 32, shard_size=4)["urls"]
+        for split, n in (("train", 10), ("test", 3))
+    }
     cfg = DataConfig(dataset="shards", train_urls=urls["train"], test_urls=urls["test"], num_classes=5)
     info = prepare_dataset(cfg, tmp_path / "out", progress=False)
-    assert info == {"name": "shards", "classes": ["0", "1", "2", "3", "4"], "num_classes": 5, "image_size": 32,
-                    "splits": {"train": {"count": 10, "urls": urls["train"], "labeled": True, "count_source": {"scan": 3}},
-                               "test": {"count": 3, "urls": urls["test"], "labeled": True, "count_source": {"scan": 1}}}}
+    assert info == {
+        "name": "shards",
+        "classes": ["0", "1", "2", "3", "4"],
+        "num_classes": 5,
+        "image_size": 32,
+        "splits": {
+            "train": {"count": 10, "urls": urls["train"], "labeled": True, "count_source": {"scan": 3}},
+            "test": {"count": 3, "urls": urls["test"], "labeled": True, "count_source": {"scan": 1}},
+        },
+    }
     assert not (tmp_path / "out").exists()
     # a piped source is not streamed just to count it
     cfg.train_urls = "pipe:cat x.tar"

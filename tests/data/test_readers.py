@@ -19,8 +19,9 @@ def test_zero_shards_matched_is_an_error(tmp_path):
 
 def _stream(urls, on_bad, n=3):
     spec = ShardSpec.of_urls(urls, image_size=32, on_bad=on_bad, shuffle_buffer=8)
-    loader = stream_loader(spec, lambda img: (torch.zeros(1),), batch_size=4, seed=0, epoch=0, rank=0,
-                           need_label=True)
+    loader = stream_loader(
+        spec, lambda img: (torch.zeros(1),), batch_size=4, seed=0, epoch=0, rank=0, need_label=True
+    )
     it = iter(loader)
     return [next(it) for _ in range(n)]
 
@@ -59,6 +60,9 @@ def test_wrong_size_in_a_shard_is_resized_or_refused(tmp_path, random_samples):
     urls = expand_urls(info["urls"], "k")
     x, _, _ = load_labeled(ShardSpec.of_urls(urls, image_size=24), num_classes=5)
     assert x.shape == (4, 3, 24, 24)
-    with pytest.raises(DataError, match=r"sample test_0000000 in .*: image is 32x32, expected 24x24 "
-                                        r"\(set data.wrong_size=resize to resize\); fix the shard"):
+    with pytest.raises(
+        DataError,
+        match=r"sample test_0000000 in .*: image is 32x32, expected 24x24 "
+        r"\(set data.wrong_size=resize to resize\); fix the shard",
+    ):
         load_labeled(ShardSpec.of_urls(urls, image_size=24, wrong_size="error"), num_classes=5)

@@ -18,7 +18,9 @@ def test_roundtrip_pixels_and_labels_equal(tmp_path, random_samples):
     samples = random_samples(40)
     info = write_split(iter(samples), tmp_path, "train", 32, shard_size=16)
     assert info["count"] == 40 and len(info["shards"]) == 3
-    x, y, skipped = load_labeled(ShardSpec.of_urls(expand_urls(info["urls"], "k"), image_size=32), num_classes=5)
+    x, y, skipped = load_labeled(
+        ShardSpec.of_urls(expand_urls(info["urls"], "k"), image_size=32), num_classes=5
+    )
     assert skipped == 0
     expected = torch.from_numpy(np.stack([s.array for s in samples])).permute(0, 3, 1, 2)
     assert torch.equal(x, expected)
@@ -39,15 +41,21 @@ def test_grey_rgba_and_wrong_size_are_converted_and_counted(tmp_path):
 
 def test_wrong_size_error_names_the_sample_and_both_fixes(tmp_path, random_samples):
     samples = [*random_samples(2), RawSample(label=0, array=np.zeros((40, 36, 3), np.uint8))]
-    with pytest.raises(DataError, match=r"^train sample 2: image is 36x40, expected 32x32; "
-                                        r"set data.wrong_size=resize or data.image_size=36$"):
+    with pytest.raises(
+        DataError,
+        match=r"^train sample 2: image is 36x40, expected 32x32; "
+        r"set data.wrong_size=resize or data.image_size=36$",
+    ):
         write_split(iter(samples), tmp_path, "train", 32, shard_size=10, wrong_size="error")
 
 
 def test_undecodable_source_image_is_refused(tmp_path):
     junk = RawSample(label=0, data=b"not an image", ext="jpg")
-    with pytest.raises(DataError, match=r"^val sample 0: not a decodable image \(UnidentifiedImageError\); "
-                                        "remove it from the source$"):
+    with pytest.raises(
+        DataError,
+        match=r"^val sample 0: not a decodable image \(UnidentifiedImageError\); "
+        "remove it from the source$",
+    ):
         write_split(iter([junk]), tmp_path, "val", 32, shard_size=10)
 
 

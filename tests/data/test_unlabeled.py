@@ -50,14 +50,20 @@ def test_images_converter_skips_and_reports_bad_files(image_pile, tmp_path):
     train = info["splits"]["train"]
     assert set(info["splits"]) == {"train"} and info["num_classes"] == 0 and info["ignored_files"] == 1
     assert train["count"] == 7 and train["labeled"] is False and len(train["shards"]) == 2
-    assert train["skipped"] == {"count": 1, "files": [{"file": "c/broken.png", "why": train["skipped"]["files"][0]["why"]}]}
+    assert train["skipped"] == {
+        "count": 1,
+        "files": [{"file": "c/broken.png", "why": train["skipped"]["files"][0]["why"]}],
+    }
     assert "not a decodable image" in train["skipped"]["files"][0]["why"]
     on_disk = json.loads((tmp_path / "out" / "dataset.json").read_text())
-    assert on_disk["splits"]["train"]["count"] == 7 and all(len(s["sha256"]) == 64 for s in on_disk["splits"]["train"]["shards"])
+    assert on_disk["splits"]["train"]["count"] == 7 and all(
+        len(s["sha256"]) == 64 for s in on_disk["splits"]["train"]["shards"]
+    )
     # every sample is readable at 32 px (resized, made RGB, gif re-encoded) and has no label
     spec = ShardSpec.of_urls(train["urls"], image_size=32, labeled=False, shuffle_buffer=10)
-    loader = stream_loader(spec, lambda img: (torch.from_numpy(np.asarray(img).copy()),), batch_size=7, seed=0,
-                           epoch=0, rank=0)
+    loader = stream_loader(
+        spec, lambda img: (torch.from_numpy(np.asarray(img).copy()),), batch_size=7, seed=0, epoch=0, rank=0
+    )
     images, labels, bad = next(iter(loader))
     assert images.shape == (7, 32, 32, 3) and labels.tolist() == [-1] * 7 and bad == 0
 
@@ -70,7 +76,9 @@ def test_images_converter_stops_on_a_bad_file_by_default(image_pile, tmp_path):
 
 def _unlabeled_shards(tmp_path, n=40, shard_size=10) -> list[str]:
     rng = np.random.default_rng(0)
-    samples = [RawSample(label=None, array=rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(n)]
+    samples = [
+        RawSample(label=None, array=rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(n)
+    ]
     info = write_split(iter(samples), tmp_path / "shards", "train", 32, shard_size)
     return expand_urls(info["urls"], "k")
 
@@ -85,7 +93,13 @@ def test_unlabeled_shards_are_counted_by_key_and_the_index_round_trips(tmp_path)
     indexed = count_split(urls, "error", progress=False)
     assert (indexed.count, indexed.sources) == (40, {"index": 4})
     # a shard that changed since the index is counted again
-    write_split(iter([RawSample(label=None, array=np.zeros((32, 32, 3), np.uint8))]), tmp_path / "other", "train", 32, 10)
+    write_split(
+        iter([RawSample(label=None, array=np.zeros((32, 32, 3), np.uint8))]),
+        tmp_path / "other",
+        "train",
+        32,
+        10,
+    )
     Path(urls[0]).write_bytes((tmp_path / "other" / "train-000000.tar").read_bytes())
     again = count_split(urls, "error", progress=False)
     assert (again.count, again.sources) == (31, {"index": 3, "scan": 1})
@@ -104,13 +118,17 @@ def test_truncated_shard_counts_its_readable_samples_with_skip(tmp_path):
     # what webdataset reads of that shard is exactly what the count promised
     import webdataset as wds
 
-    read = wds.DataPipeline(wds.SimpleShardList([urls[1]]), wds.tarfile_to_samples(handler=wds.ignore_and_continue))
+    read = wds.DataPipeline(
+        wds.SimpleShardList([urls[1]]), wds.tarfile_to_samples(handler=wds.ignore_and_continue)
+    )
     assert sum(1 for sample in read if "png" in sample) == damaged["readable"]
 
 
 def test_converter_counts_come_from_dataset_json(tmp_path, image_pile):
     out = tmp_path / "out"
-    prepare_dataset(DataConfig(dataset="images", train_source=str(image_pile), on_bad_sample="skip"), out, False)
+    prepare_dataset(
+        DataConfig(dataset="images", train_source=str(image_pile), on_bad_sample="skip"), out, False
+    )
     urls = sorted(str(p) for p in out.glob("train-*.tar"))
     counted = count_split(urls, "error", progress=False)
     assert (counted.count, counted.sources) == (7, {"dataset.json": 1})
@@ -120,6 +138,8 @@ def test_declared_size_and_remote_urls(tmp_path):
     urls = _unlabeled_shards(tmp_path)
     pattern = str(tmp_path / "shards" / "train-{000000..000003}.tar")
     info = prepare_dataset(DataConfig(dataset="shards", train_urls=pattern, train_size=123), None, False)
-    assert info["splits"]["train"]["count"] == 123 and info["splits"]["train"]["count_source"] == {"data.train_size": 4}
+    assert info["splits"]["train"]["count"] == 123 and info["splits"]["train"]["count_source"] == {
+        "data.train_size": 4
+    }
     remote = count_split(["pipe:cat " + urls[0]], "error", progress=False)
     assert remote.count == 0 and "cannot be counted without streaming" in remote.unknown

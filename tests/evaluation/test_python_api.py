@@ -8,7 +8,9 @@ import pipeline
 
 def test_readme_example_on_a_plain_module(tmp_path):
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 5))  # no num_classes attribute: found by a forward
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(3 * 8 * 8, 5)
+    )  # no num_classes attribute: found by a forward
     x_test = torch.rand(6, 3, 8, 8)
     with torch.no_grad():
         y_test = model(x_test).argmax(1)  # every point clean-correct: AutoAttack has something to break

@@ -16,8 +16,11 @@ class _Data:  # the reader settings of the data: section
 
 def _sorted_split(tmp_path, n_per_class=30, classes=4):
     rng = np.random.default_rng(0)
-    samples = [RawSample(label=c, array=rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
-               for c in range(classes) for _ in range(n_per_class)]
+    samples = [
+        RawSample(label=c, array=rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+        for c in range(classes)
+        for _ in range(n_per_class)
+    ]
     return write_split(iter(samples), tmp_path, "test", 32, shard_size=50)
 
 
@@ -27,7 +30,9 @@ def test_first_k_is_a_mixed_fixed_sample_with_true_positions(tmp_path):
     unknown = ShardSpec.of_urls(info["urls"], image_size=32, split="test")  # count 0: size unknown
     x, y, order, skipped = load_test_split(known, 20, 4)
     assert skipped == 0 and len(y) == 20 and len(set(y.tolist())) >= 3  # not 20 images of class 0
-    full_x, full_y, _ = load_labeled(ShardSpec.of_urls(expand_urls(info["urls"], "k"), image_size=32), num_classes=4)
+    full_x, full_y, _ = load_labeled(
+        ShardSpec.of_urls(expand_urls(info["urls"], "k"), image_size=32), num_classes=4
+    )
     assert torch.equal(x, full_x[order]) and torch.equal(y, full_y[order])  # positions are the split's
     again = load_test_split(known, 20, 4)
     assert torch.equal(again[2], order)  # fixed across runs (not tied to run.seed)

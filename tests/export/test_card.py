@@ -37,10 +37,15 @@ def test_card_labels_a_fast_evaluation_and_a_bf16_pgd():
         "threat_model": {"norm": "Linf", "eps": 8 / 255},
         "clean_accuracy": 0.51,
         "robust_accuracy": {"pgd": 0.2, "autoattack_fast": 0.15},
-        "robust_accuracy_ci": {"pgd": accuracy_interval(20, 100), "autoattack_fast": accuracy_interval(3, 20)},
+        "robust_accuracy_ci": {
+            "pgd": accuracy_interval(20, 100),
+            "autoattack_fast": accuracy_interval(3, 20),
+        },
         "autoattack": {"n_examples": 20, "version": "fast"},
-        "notes": ["PGD and the sweep ran under bf16 autocast (evaluate.precision=bf16); clean accuracy and "
-                  "AutoAttack ran in fp32"],
+        "notes": [
+            "PGD and the sweep ran under bf16 autocast (evaluate.precision=bf16); clean accuracy and "
+            "AutoAttack ran in fp32"
+        ],
     }
     text = "\n".join(_evaluation_lines(report))
     assert "**fast (not standard AutoAttack)**: 15.00%" in text and "(n=20)" in text

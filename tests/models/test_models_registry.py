@@ -78,7 +78,11 @@ def test_any_timm_name_gets_normalisation_and_round_trips(tmp_path):
     fresh = build_model("timm:resnet10t", 5, (0.5,) * 3, (0.25,) * 3)
     load_backbone_weights(fresh, tmp_path / "m", "timm:resnet10t", "finetune.init")
     with pytest.raises(UsageError, match="holds a 'timm:resnet10t' but model.name='resnet10_cifar_tiny'"):
-        load_backbone_weights(build_model("resnet10_cifar_tiny", 5, (0.5,) * 3, (0.5,) * 3), tmp_path / "m",
-                              "resnet10_cifar_tiny", "finetune.init")
+        load_backbone_weights(
+            build_model("resnet10_cifar_tiny", 5, (0.5,) * 3, (0.5,) * 3),
+            tmp_path / "m",
+            "resnet10_cifar_tiny",
+            "finetune.init",
+        )
     with pytest.raises(UsageError, match="is not a timm model"):
         build_model("timm:not_a_model", 5, (0.5,) * 3, (0.5,) * 3)

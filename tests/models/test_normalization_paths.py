@@ -34,10 +34,18 @@ def build(name, mean=MEAN, std=STD, num_classes=10, **extra):
     if name.startswith("timm:"):
         if name not in TIMM_BASE_KWARGS and not extra:
             return build_model(name, num_classes, mean, std)  # the project's own entry point
-        return timm.create_model("timm_any", base=name[5:], num_classes=num_classes, mean=tuple(mean),
-                                 std=tuple(std), base_kwargs=TIMM_BASE_KWARGS.get(name), **extra)
-    return timm.create_model(name, num_classes=num_classes, mean=tuple(mean), std=tuple(std),
-                             **SMALL.get(name, {}), **extra)
+        return timm.create_model(
+            "timm_any",
+            base=name[5:],
+            num_classes=num_classes,
+            mean=tuple(mean),
+            std=tuple(std),
+            base_kwargs=TIMM_BASE_KWARGS.get(name),
+            **extra,
+        )
+    return timm.create_model(
+        name, num_classes=num_classes, mean=tuple(mean), std=tuple(std), **SMALL.get(name, {}), **extra
+    )
 
 
 def pair(name, mean=MEAN, std=STD):
@@ -69,21 +77,35 @@ def test_state_dict_keys_keep_the_exported_layout(name):
     tops = {k.split(".")[0] for k in keys}
     if name.startswith("timm:"):
         assert tops == {"model"}
-        assert keys == {f"model.{k}" for k in timm.create_model(
-            name[5:], num_classes=10, **TIMM_BASE_KWARGS.get(name, {})).state_dict()}
+        assert keys == {
+            f"model.{k}"
+            for k in timm.create_model(
+                name[5:], num_classes=10, **TIMM_BASE_KWARGS.get(name, {})
+            ).state_dict()
+        }
     elif "resnet" in name and "wrn" not in name:
         assert tops == {"conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"}
         assert {k for k in keys if k.startswith("conv1.")} == {"conv1.weight"}
     elif name.startswith("vit"):
         assert tops == {"cls_token", "pos_embed", "patch_embed", "blocks", "norm", "head"}
-        assert {k for k in keys if k.startswith("patch_embed.")} == {"patch_embed.proj.weight", "patch_embed.proj.bias"}
+        assert {k for k in keys if k.startswith("patch_embed.")} == {
+            "patch_embed.proj.weight",
+            "patch_embed.proj.bias",
+        }
     else:
         assert tops == {"conv1", "block1", "block2", "block3", "bn", "fc"}
         assert {k for k in keys if k.startswith("conv1.")} == {"conv1.weight"}
 
 
-@pytest.mark.parametrize(("name", "n_keys"), [("resnet10_cifar_tiny", 74), ("resnet18_cifar", 122),
-                                              ("vit_micro_patch4_32", 56), ("wrn28_10_cifar", 46)])
+@pytest.mark.parametrize(
+    ("name", "n_keys"),
+    [
+        ("resnet10_cifar_tiny", 74),
+        ("resnet18_cifar", 122),
+        ("vit_micro_patch4_32", 56),
+        ("wrn28_10_cifar", 46),
+    ],
+)
 def test_state_dict_key_count_as_before(name, n_keys):
     # counts taken from the models as they were before the normalisation moved into the stem
     assert len(build(name).state_dict()) == n_keys
@@ -104,7 +126,10 @@ def test_call_forward_features_forward_head(name):
         assert close(feats, plain.forward_features(xn))
         assert close(model(x), plain(xn))
         assert close(model.forward_head(feats), model(x))
-        assert close(model.forward_head(feats, pre_logits=True), plain.forward_head(plain.forward_features(xn), pre_logits=True))
+        assert close(
+            model.forward_head(feats, pre_logits=True),
+            plain.forward_head(plain.forward_features(xn), pre_logits=True),
+        )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -118,15 +143,24 @@ def test_forward_intermediates(name):
         assert close(final, feats)  # the final features are forward_features'
         if "resnet" in name:  # no final norm: the last stage's output is the feature map
             assert close(inter[-1], feats)
-        for kwargs in (dict(indices=1), dict(indices=[0, -1]), dict(norm=True), dict(stop_early=True, indices=[0]),
-                       dict(indices=2, norm=True)):
-            assert close(model.forward_intermediates(x, intermediates_only=True, **kwargs),
-                         plain.forward_intermediates(xn, intermediates_only=True, **kwargs)), kwargs
+        for kwargs in (
+            dict(indices=1),
+            dict(indices=[0, -1]),
+            dict(norm=True),
+            dict(stop_early=True, indices=[0]),
+            dict(indices=2, norm=True),
+        ):
+            assert close(
+                model.forward_intermediates(x, intermediates_only=True, **kwargs),
+                plain.forward_intermediates(xn, intermediates_only=True, **kwargs),
+            ), kwargs
             got, ref = model.forward_intermediates(x, **kwargs), plain.forward_intermediates(xn, **kwargs)
             assert close(got[0], ref[0]) and close(got[1], ref[1]), kwargs
         if name.startswith("vit") or name == TIMM_VIT:  # the final norm on the last block's patch tokens
             n_prefix = (model.model if name.startswith("timm:") else model).num_prefix_tokens
-            last = model.forward_intermediates(x, indices=1, norm=True, output_fmt="NLC", intermediates_only=True)[-1]
+            last = model.forward_intermediates(
+                x, indices=1, norm=True, output_fmt="NLC", intermediates_only=True
+            )[-1]
             assert close(last, feats[:, n_prefix:])
 
 
@@ -153,8 +187,9 @@ def test_features_only_local_dir_round_trip(tmp_path, name):
     out_indices = (0, 2)
     if name.startswith("vit") or name == TIMM_VIT:  # FeatureGetterNet: indices over blocks
         out_indices = (0, len((plain.model if name.startswith("timm:") else plain).blocks) - 1)
-    features = timm.create_model(f"local-dir:{tmp_path / 'm'}", pretrained=True, features_only=True,
-                                 out_indices=out_indices)
+    features = timm.create_model(
+        f"local-dir:{tmp_path / 'm'}", pretrained=True, features_only=True, out_indices=out_indices
+    )
     _check_feature_maps(name, features, plain, x, xn)
 
 
@@ -163,11 +198,26 @@ def test_features_only_direct(name):
     model, plain, x, xn = pair(name)
     overlay = dict(state_dict=model.state_dict(), num_classes=10)
     if name.startswith("timm:"):
-        features = timm.create_model("timm_any", base=name[5:], mean=MEAN, std=STD, features_only=True, pretrained=True,
-                                     pretrained_cfg_overlay=overlay, base_kwargs=TIMM_BASE_KWARGS.get(name))
+        features = timm.create_model(
+            "timm_any",
+            base=name[5:],
+            mean=MEAN,
+            std=STD,
+            features_only=True,
+            pretrained=True,
+            pretrained_cfg_overlay=overlay,
+            base_kwargs=TIMM_BASE_KWARGS.get(name),
+        )
     else:
-        features = timm.create_model(name, mean=MEAN, std=STD, features_only=True, pretrained=True,
-                                     pretrained_cfg_overlay=overlay, **SMALL.get(name, {}))
+        features = timm.create_model(
+            name,
+            mean=MEAN,
+            std=STD,
+            features_only=True,
+            pretrained=True,
+            pretrained_cfg_overlay=overlay,
+            **SMALL.get(name, {}),
+        )
     _check_feature_maps(name, features, plain, x, xn)
 
 
@@ -182,11 +232,16 @@ def test_normalised_exactly_once(tmp_path, name):
         for got, ref_fn in (
             (model(x), plain),
             (model.forward_features(x), plain.forward_features),
-            (model.forward_intermediates(x, intermediates_only=True),
-             lambda t: plain.forward_intermediates(t, intermediates_only=True)),
-            (features(x), lambda t: plain.forward_intermediates(
-                t, indices=list(features.feature_info.out_indices), intermediates_only=True)),
+            (
+                model.forward_intermediates(x, intermediates_only=True),
+                lambda t: plain.forward_intermediates(t, intermediates_only=True),
+            ),
+            (
+                features(x),
+                lambda t: plain.forward_intermediates(
+                    t, indices=list(features.feature_info.out_indices), intermediates_only=True
+                ),
+            ),
         ):
             assert close(got, ref_fn(xn))
             assert not close(got, ref_fn(twice)) and not close(got, ref_fn(x))
-

@@ -21,7 +21,9 @@ VIT = "vit_tiny_patch16_224"
 TINY = {"patch_size": 16, "embed_dim": 32, "depth": 2, "num_heads": 2}  # a ViT small enough for CPU tests
 
 
-def _hf_folder(tmp_path: Path, img_size: int = 32, num_classes: int = 7, name: str = "hf") -> tuple[Path, dict]:
+def _hf_folder(
+    tmp_path: Path, img_size: int = 32, num_classes: int = 7, name: str = "hf"
+) -> tuple[Path, dict]:
     """A timm/Hugging Face folder (config.json with ImageNet statistics + model.safetensors), as a user
     downloads one — written by the test, so nothing is fetched."""
     torch.manual_seed(0)
@@ -54,7 +56,9 @@ def test_pretrained_folder_any_image_size_and_its_own_normalisation(tmp_path):
 
 def test_pretrained_backbone_for_pretraining(tmp_path):
     folder, saved = _hf_folder(tmp_path)
-    backbone = ModelConfig(f"timm:{VIT}", pretrained=f"local-dir:{folder}", kwargs=dict(TINY, img_size=32)).build(0)
+    backbone = ModelConfig(
+        f"timm:{VIT}", pretrained=f"local-dir:{folder}", kwargs=dict(TINY, img_size=32)
+    ).build(0)
     assert backbone.num_classes == 0 and backbone(torch.rand(2, 3, 32, 32)).shape == (2, 32)
     assert torch.equal(backbone.model.blocks[1].mlp.fc2.weight, saved["blocks.1.mlp.fc2.weight"])
 
@@ -71,7 +75,9 @@ def test_normalisation_rule_order(tmp_path):
     tagged = ModelConfig(f"timm:{VIT}.augreg_in21k", pretrained=str(bare / "w.safetensors"), kwargs=kw)
     assert tagged.normalization()[0] == (0.5, 0.5, 0.5)
     # 3. our own architectures: the registry default
-    assert ModelConfig("resnet10_cifar_tiny").normalization()[0] == IMAGENET_MEAN  # the references' statistics
+    assert (
+        ModelConfig("resnet10_cifar_tiny").normalization()[0] == IMAGENET_MEAN
+    )  # the references' statistics
     # 4. nothing known: a one-line error, at build time and already when the config loads
     with pytest.raises(UsageError, match="carries no pretrained_cfg: set model.mean and model.std"):
         ModelConfig(f"timm:{VIT}", pretrained=str(bare / "w.safetensors"), kwargs=kw).build(5)
@@ -83,7 +89,9 @@ def test_bad_pretrained_paths_and_kwargs(tmp_path):
     folder, _ = _hf_folder(tmp_path)
     with pytest.raises(UsageError, match="no such file or folder"):
         ModelConfig(f"timm:{VIT}", pretrained=str(tmp_path / "nope")).build(5)
-    with pytest.raises(UsageError, match="does not fit vit_tiny_patch16_224"):  # depth differs from the weights'
+    with pytest.raises(
+        UsageError, match="does not fit vit_tiny_patch16_224"
+    ):  # depth differs from the weights'
         ModelConfig(f"timm:{VIT}", pretrained=str(folder), kwargs=dict(TINY, depth=3, img_size=32)).build(5)
     with pytest.raises(UsageError, match="model.kwargs"):
         load_config(None, ["model.kwargs={num_classes: 3}"])
@@ -109,8 +117,12 @@ def test_evaluate_external_timm_model_normalised_with_its_head(tmp_path, suffix)
     torch.manual_seed(0)
     plain = timm.create_model("resnet10t", num_classes=10).eval()
     file = tmp_path / f"w{suffix}"
-    if suffix == ".pt":  # a plain state-dict checkpoint as training scripts write it, DataParallel prefix included
-        torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in plain.state_dict().items()}}, file)
+    if (
+        suffix == ".pt"
+    ):  # a plain state-dict checkpoint as training scripts write it, DataParallel prefix included
+        torch.save(
+            {"epoch": 3, "state_dict": {f"module.{k}": v for k, v in plain.state_dict().items()}}, file
+        )
     else:
         save_file(plain.state_dict(), str(file))
     model, source = load_timm_weights("resnet10t", file, 10, *IMAGENET)

@@ -32,8 +32,9 @@ class TinyBackbone(nn.Sequential):
     num_features = 8
 
     def __init__(self):
-        super().__init__(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                         nn.Flatten())
+        super().__init__(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
 
 
 def tiny_classifier():
@@ -89,8 +90,11 @@ def views_batch(size=16):
     return torch.rand(6, 3, size, size, generator=g), torch.rand(6, 3, size, size, generator=g)
 
 
-@pytest.mark.parametrize("make, objective, batch", [(tiny_classifier, trades, labeled_batch),
-                                                     (acl_model, acl, views_batch)], ids=["trades", "acl"])
+@pytest.mark.parametrize(
+    "make, objective, batch",
+    [(tiny_classifier, trades, labeled_batch), (acl_model, acl, views_batch)],
+    ids=["trades", "acl"],
+)
 def test_compiled_step_matches_eager(make, objective, batch):
     torch.manual_seed(0)
     eager = make()
@@ -100,12 +104,16 @@ def test_compiled_step_matches_eager(make, objective, batch):
     assert counters["stats"]["unique_graphs"] > graphs  # it did compile (not an eager fallback everywhere)
 
 
-@pytest.mark.parametrize("objective, batch", [(trades, labeled_batch), (acl, views_batch)], ids=["trades", "acl"])
+@pytest.mark.parametrize(
+    "objective, batch", [(trades, labeled_batch), (acl, views_batch)], ids=["trades", "acl"]
+)
 def test_channels_last_step_matches(objective, batch):
     torch.manual_seed(0)
     eager = ModelConfig(name="resnet10_cifar_tiny").build(10 if objective is trades else 0)
     if objective is acl:
-        eager = ContrastiveModel(convert_to_dual_bn(eager), build_head("acl", eager.num_features, 16, 8, dual_bn=True))
+        eager = ContrastiveModel(
+            convert_to_dual_bn(eager), build_head("acl", eager.num_features, 16, 8, dual_bn=True)
+        )
     nhwc = speed_up(copy.deepcopy(eager), CPU, channels_last=True)
     conv = next(m for m in nhwc.modules() if isinstance(m, nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
@@ -130,7 +138,9 @@ def test_channels_last_model_saves_as_an_ordinary_timm_folder(tmp_path):
 
     model = speed_up(ModelConfig(name="resnet10_cifar_tiny").build(10), CPU, channels_last=True)
     save_timm_folder(model, tmp_path / "m")
-    assert next(model.parameters()).dim() == 4 and next(model.parameters()).is_contiguous(memory_format=torch.channels_last)
+    assert next(model.parameters()).dim() == 4 and next(model.parameters()).is_contiguous(
+        memory_format=torch.channels_last
+    )
     loaded, x = load_timm_folder(tmp_path / "m").eval(), torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(loaded(x), model.eval()(x), atol=1e-5)

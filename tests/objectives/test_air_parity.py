@@ -33,6 +33,7 @@ def float64():
 
 # ---- the reference, re-typed (AIR.py: AIR_Loss; pretraining.py: train()) -----------------------------
 
+
 def _contrastive(zi_norm, zj_norm, mask, labels, temperature):
     bs = zi_norm.shape[0]
     logits_ii = torch.mm(zi_norm, zi_norm.t()) / temperature
@@ -59,7 +60,11 @@ def air_loss(zi, zj, z_orig, zi_adv, zj_adv, weight=0.0, temperature=0.5, lambda
     bs = zi.shape[0]
     labels = torch.zeros((2 * bs,)).long()
     mask = torch.ones((bs, bs), dtype=bool).fill_diagonal_(0)
-    zi_norm, zj_norm, zo_norm = F.normalize(zi, p=2, dim=-1), F.normalize(zj, p=2, dim=-1), F.normalize(z_orig, p=2, dim=-1)
+    zi_norm, zj_norm, zo_norm = (
+        F.normalize(zi, p=2, dim=-1),
+        F.normalize(zj, p=2, dim=-1),
+        F.normalize(z_orig, p=2, dim=-1),
+    )
     zi_adv_norm, zj_adv_norm = F.normalize(zi_adv, p=2, dim=-1), F.normalize(zj_adv, p=2, dim=-1)
     nat_contrastive_loss = _contrastive(zi_norm, zj_norm, mask, labels, temperature)
     adv_contrastive_loss = _contrastive(zi_adv_norm, zj_adv_norm, mask, labels, temperature)
@@ -81,8 +86,12 @@ def air_loss(zi, zj, z_orig, zi_adv, zj_adv, weight=0.0, temperature=0.5, lambda
     probs_io_zi_adv = torch.mul(probs_io_zi_adv, probs_io_zi_adv_consis)
     probs_jo_zj_adv = torch.mul(probs_jo_zj_adv, probs_jo_zj_adv_consis)
     AIR_loss = F.kl_div(probs_io_zi_adv, torch.log(probs_jo_zj_adv), log_target=True, reduction="sum")  # noqa: N806
-    total = (nat_contrastive_loss * (1 - weight) + adv_contrastive_loss * (1 + weight) + lambda1 * SIR_loss
-             + lambda2 * AIR_loss)
+    total = (
+        nat_contrastive_loss * (1 - weight)
+        + adv_contrastive_loss * (1 + weight)
+        + lambda1 * SIR_loss
+        + lambda2 * AIR_loss
+    )
     return total, nat_contrastive_loss, adv_contrastive_loss, SIR_loss, AIR_loss
 
 
@@ -107,11 +116,20 @@ def reference_step(model, optimizer, inputs, ori_inputs, delta, strength=None):
 
 # ---- the tests -------------------------------------------------------------------------------------------
 
+
 def run_both(monkeypatch, method, epoch=0, strength=None):
     ours, ref, encoders = make_pair(0.0)
-    cfg = load_config(None, [f"pretrain.method={method}", f"pretrain.attack.steps={ITERS}", "pretrain.dynacl.momentum=0",
-                             "pretrain.clean_weight=1", "pretrain.adv_weight=1",
-                             "pretrain.dynacl.strength_period_epochs=1"]).pretrain
+    cfg = load_config(
+        None,
+        [
+            f"pretrain.method={method}",
+            f"pretrain.attack.steps={ITERS}",
+            "pretrain.dynacl.momentum=0",
+            "pretrain.clean_weight=1",
+            "pretrain.adv_weight=1",
+            "pretrain.dynacl.strength_period_epochs=1",
+        ],
+    ).pretrain
     objective = ContrastiveObjective(pretrain_method(cfg, EPOCHS), ours, ours, cfg, gather=False)
     assert objective.method.air and objective.method.head == "acl"
     opt_ours, opt_ref = torch.optim.SGD(ours.parameters(), lr=LR), torch.optim.SGD(ref.parameters(), lr=LR)
@@ -120,22 +138,29 @@ def run_both(monkeypatch, method, epoch=0, strength=None):
     losses = []
     for (v1, v2), inputs, delta in batches():
         original = EPS + (1 - 2 * EPS) * torch.rand(B, 3, 32, 32, generator=g)
-        monkeypatch.setitem(STARTS._items, "uniform", lambda x, cfg, d=torch.cat([delta[::2], delta[1::2]]): d)
+        monkeypatch.setitem(
+            STARTS._items, "uniform", lambda x, cfg, d=torch.cat([delta[::2], delta[1::2]]): d
+        )
         opt_ours.zero_grad()
         loss, metrics = objective.step((v1, v2, original), SimpleNamespace(epoch=epoch))
         loss.backward()
         opt_ours.step()
-        losses.append((float(loss.detach()), reference_step(ref, opt_ref, inputs, original, delta.clone(), strength)))
+        losses.append(
+            (float(loss.detach()), reference_step(ref, opt_ref, inputs, original, delta.clone(), strength))
+        )
     assert {"loss_sir", "loss_air"} <= set(metrics)
     return ours, ref, encoders, losses
 
 
-@pytest.mark.parametrize("method, epoch, strength", [
-    ("acl_air", 0, None),  # pretraining.py --ACL_DS: weight 0
-    # --DynAug at the reference's epoch 5 of 10 with K = 1: strength = 1 − int(4/1)·1/10 = 0.6 → weight 0.267;
-    # our schedule at 0-based epoch 4 (progress 0.4) with clean_weight = adv_weight = 1 gives (1 ∓ 0.267)
-    ("dynacl_air", 4, 1 - int((5 - 1) / 1) * 1 / EPOCHS),
-])
+@pytest.mark.parametrize(
+    "method, epoch, strength",
+    [
+        ("acl_air", 0, None),  # pretraining.py --ACL_DS: weight 0
+        # --DynAug at the reference's epoch 5 of 10 with K = 1: strength = 1 − int(4/1)·1/10 = 0.6 → weight 0.267;
+        # our schedule at 0-based epoch 4 (progress 0.4) with clean_weight = adv_weight = 1 gives (1 ∓ 0.267)
+        ("dynacl_air", 4, 1 - int((5 - 1) / 1) * 1 / EPOCHS),
+    ],
+)
 def test_air_step_parity_with_pretraining_py(monkeypatch, method, epoch, strength):
     ours, ref, encoders, losses = run_both(monkeypatch, method, epoch, strength)
     for a, b in losses:

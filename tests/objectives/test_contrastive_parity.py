@@ -46,6 +46,7 @@ def float64():
     yield
     torch.set_default_dtype(before)
 
+
 BN_NAMES = ["normal", "pgd"]
 TO_BRANCH = {"normal": "clean", "pgd": "adv"}
 
@@ -169,20 +170,27 @@ def reference_step(model, optimizer, inputs, delta, weight_adv=None):
 
 # ---- both sides from the same weights -----------------------------------------------------------------
 
-HEAD_KEYS = {"fc1.": "layers.0.", "fc2.": "layers.3.", "fc3.": "layers.6.",
-             **{f"bn{i}.bn_list.{j}.": f"layers.{3 * i - 2}.{b}."
-                for i in (1, 2, 3) for j, b in enumerate(("clean", "adv"))}}
+HEAD_KEYS = {
+    "fc1.": "layers.0.",
+    "fc2.": "layers.3.",
+    "fc3.": "layers.6.",
+    **{
+        f"bn{i}.bn_list.{j}.": f"layers.{3 * i - 2}.{b}."
+        for i in (1, 2, 3)
+        for j, b in enumerate(("clean", "adv"))
+    },
+}
 
 
 def ours_key(ref_key: str, encoders: dict[str, str]) -> str:
     """A reference state-dict key → ours (``fc.bn2.bn_list.1.weight`` → ``head.layers.4.adv.weight``)."""
     for ref_prefix, prefix in encoders.items():
         if ref_key.startswith(ref_prefix):
-            rest = ref_key[len(ref_prefix):]
+            rest = ref_key[len(ref_prefix) :]
             if rest.startswith("fc."):
                 rest = rest[3:]
                 old = next(k for k in HEAD_KEYS if rest.startswith(k))
-                return prefix + "head." + HEAD_KEYS[old] + rest[len(old):]
+                return prefix + "head." + HEAD_KEYS[old] + rest[len(old) :]
             return prefix + rest
     raise KeyError(ref_key)
 
@@ -199,7 +207,9 @@ def make_pair(momentum):
         ref, encoders = RefResNet(copy.deepcopy(ours.backbone), ch), {"": ""}
     ref_sd = {k: ours.state_dict()[ours_key(k, encoders)] for k in ref.state_dict()}
     ref.load_state_dict(ref_sd, strict=True)  # every reference weight has its counterpart, of the same shape
-    assert {ours_key(k, encoders) for k in ref_sd} == set(ours.state_dict())  # and nothing of ours is left over
+    assert {ours_key(k, encoders) for k in ref_sd} == set(
+        ours.state_dict()
+    )  # and nothing of ours is left over
     if momentum:
         ref._init_encoder_k()  # train_DynACL.py main(): the key stops requiring gradients, starts as the query
     return ours, ref, encoders
@@ -218,8 +228,12 @@ def batches(full_range=False):
 
 def run_both(monkeypatch, method, momentum, epoch=0, full_range=False, weight_adv=None):
     ours, ref, encoders = make_pair(momentum)
-    overrides = [f"pretrain.method={method}", f"pretrain.attack.steps={ITERS}", "pretrain.attack.start=uniform",
-                 "pretrain.dynacl.strength_period_epochs=1"]
+    overrides = [
+        f"pretrain.method={method}",
+        f"pretrain.attack.steps={ITERS}",
+        "pretrain.attack.start=uniform",
+        "pretrain.dynacl.strength_period_epochs=1",
+    ]
     cfg = load_config(None, overrides).pretrain
     objective = ContrastiveObjective(pretrain_method(cfg, 10), ours, ours, cfg, gather=False)
     assert objective.method.head == "acl"  # the head built above is the method's default
@@ -229,7 +243,9 @@ def run_both(monkeypatch, method, momentum, epoch=0, full_range=False, weight_ad
     losses = []
     for (v1, v2), inputs, delta in batches(full_range):
         # our layout is (view 1 of every image, then view 2): the same δ per image and view
-        monkeypatch.setitem(STARTS._items, "uniform", lambda x, cfg, d=torch.cat([delta[::2], delta[1::2]]): d)
+        monkeypatch.setitem(
+            STARTS._items, "uniform", lambda x, cfg, d=torch.cat([delta[::2], delta[1::2]]): d
+        )
         opt_ours.zero_grad()
         loss, _ = objective.step((v1, v2), SimpleNamespace(epoch=epoch))
         loss.backward()
@@ -250,7 +266,9 @@ def test_acl_step_parity_with_train_simclr(monkeypatch):
         assert a == pytest.approx(b, abs=1e-6)
     assert_same_weights(ours, ref, encoders)
     moved = make_pair(0.0)[0].state_dict()
-    assert any(not torch.allclose(moved[k], v) for k, v in ours.state_dict().items())  # the steps did something
+    assert any(
+        not torch.allclose(moved[k], v) for k, v in ours.state_dict().items()
+    )  # the steps did something
 
 
 def test_dynacl_step_parity_with_train_dynacl(monkeypatch):
@@ -279,7 +297,9 @@ def test_start_clamp_parity_gap(monkeypatch):
     theirs = PGD_contrastive(ref, inputs, delta.clone())
     assert (theirs - inputs).abs().max() <= EPS + 1e-12 and 0 <= theirs.min() and theirs.max() <= 1
     with torch.no_grad():
-        gained = [nt_xent(ref.eval()(x, "pgd")) - nt_xent(ref.eval()(inputs, "pgd")) for x in (ours_adv, theirs)]
+        gained = [
+            nt_xent(ref.eval()(x, "pgd")) - nt_xent(ref.eval()(inputs, "pgd")) for x in (ours_adv, theirs)
+        ]
     # a real difference (measured: 2% of the pixels) of under 5% of the loss the attack adds (measured: 0.4%)
     assert (ours_adv != theirs).float().mean() < 0.1
     assert abs(gained[0] - gained[1]) <= 0.05 * gained[1]

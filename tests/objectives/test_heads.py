@@ -21,7 +21,10 @@ def test_acl_head_is_the_reference_proj_head():
     assert kinds == block + block + block[:2]
     fc1, fc2, fc3 = layers[0], layers[3], layers[6]
     assert [(m.in_features, m.out_features, m.bias is not None) for m in (fc1, fc2, fc3)] == [
-        (512, 512, True), (512, 512, False), (512, 512, False)]
+        (512, 512, True),
+        (512, 512, False),
+        (512, 512, False),
+    ]
     assert all(m.num_features == 512 for m in layers[1::3])
 
 
@@ -52,19 +55,26 @@ def test_every_head_bn_is_dual_and_routed():
     assert isinstance(plain.layers[1], nn.BatchNorm1d) and DualBatchNorm2d is DualBatchNorm
 
 
-@pytest.mark.parametrize(("method", "head", "interpolation"),
-                         [("acl", "acl", "bicubic"), ("dynacl", "acl", "bilinear"), ("simclr", "simclr", "bilinear")])
+@pytest.mark.parametrize(
+    ("method", "head", "interpolation"),
+    [("acl", "acl", "bicubic"), ("dynacl", "acl", "bilinear"), ("simclr", "simclr", "bilinear")],
+)
 def test_method_defaults(method, head, interpolation):
     cfg = load_config(None, [f"pretrain.method={method}"]).pretrain
     m = pretrain_method(cfg, 10)
     assert (m.head, m.crop_interpolation, cfg.min_crop_scale) == (head, interpolation, 0.1)
-    cfg = load_config(None, [f"pretrain.method={method}", "pretrain.head=simclr",
-                             "pretrain.crop_interpolation=nearest"]).pretrain
-    assert (pretrain_method(cfg, 10).head, pretrain_method(cfg, 10).crop_interpolation) == ("simclr", "nearest")
+    cfg = load_config(
+        None, [f"pretrain.method={method}", "pretrain.head=simclr", "pretrain.crop_interpolation=nearest"]
+    ).pretrain
+    assert (pretrain_method(cfg, 10).head, pretrain_method(cfg, 10).crop_interpolation) == (
+        "simclr",
+        "nearest",
+    )
 
 
-@pytest.mark.parametrize("override",
-                         ["pretrain.head=mlp", "pretrain.crop_interpolation=cubic", "pretrain.proj_dim=-1"])
+@pytest.mark.parametrize(
+    "override", ["pretrain.head=mlp", "pretrain.crop_interpolation=cubic", "pretrain.proj_dim=-1"]
+)
 def test_bad_values_are_refused(override):
     key = override.split("=")[0]
     with pytest.raises(Exception, match=key):

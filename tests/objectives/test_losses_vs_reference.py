@@ -52,7 +52,9 @@ def reference_trades(model, x, y, cfg, beta, noise):
     model.zero_grad()
     logits = model(x)
     nat = F.cross_entropy(logits, y)
-    rob = (1.0 / x.shape[0]) * F.kl_div(F.log_softmax(model(x_adv), dim=1), F.softmax(logits, dim=1), reduction="sum")
+    rob = (1.0 / x.shape[0]) * F.kl_div(
+        F.log_softmax(model(x_adv), dim=1), F.softmax(logits, dim=1), reduction="sum"
+    )
     return nat + beta * rob, x_adv
 
 
@@ -63,7 +65,9 @@ def test_trades_equals_the_recomputing_reference():
     cfg = AttackConfig(eps=8 / 255, step_size=2 / 255, steps=4, start="normal")
     torch.manual_seed(1)
     noise = 0.001 * torch.randn_like(x)
-    fresh = copy.deepcopy(model)  # train-mode forwards move BN statistics: both sides start from the same ones
+    fresh = copy.deepcopy(
+        model
+    )  # train-mode forwards move BN statistics: both sides start from the same ones
     ref_loss, ref_adv = reference_trades(model, x, y, cfg, 6.0, noise)
     model = fresh
     torch.manual_seed(1)  # same start noise
@@ -78,9 +82,18 @@ def test_trades_equals_the_recomputing_reference():
 def test_trades_outer_loss_matches_loop_reference():
     torch.manual_seed(0)
     logits, logits_adv, y = torch.randn(5, 4), torch.randn(5, 4), torch.tensor([0, 1, 2, 3, 0])
-    kl = sum(sum(p * (math.log(p) - math.log(q)) for p, q in zip(F.softmax(logits[i], 0).tolist(),
-                                                             F.softmax(logits_adv[i], 0).tolist(), strict=True))
-             for i in range(5)) / 5
+    kl = (
+        sum(
+            sum(
+                p * (math.log(p) - math.log(q))
+                for p, q in zip(
+                    F.softmax(logits[i], 0).tolist(), F.softmax(logits_adv[i], 0).tolist(), strict=True
+                )
+            )
+            for i in range(5)
+        )
+        / 5
+    )
     expected = F.cross_entropy(logits, y) + 6.0 * kl
     assert torch.allclose(trades_outer_loss(logits, logits_adv, y, 6.0), expected.detach().float(), atol=1e-5)
 
@@ -92,7 +105,9 @@ def test_pgd_at_loss_equals_reference():
     model = build_model("resnet10_cifar_tiny", 10, (0.5,) * 3, (0.5,) * 3)
     x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
     cfg = AttackConfig(steps=3, start="uniform")
-    fresh = copy.deepcopy(model)  # train-mode forwards move BN statistics: both sides start from the same ones
+    fresh = copy.deepcopy(
+        model
+    )  # train-mode forwards move BN statistics: both sides start from the same ones
     torch.manual_seed(3)
     loss, _ = SupervisedObjective("pgd_at", model, model, cfg, 6.0, 10).step((x, y), None)
     # reference: Madry PGD with loss.backward(), uniform start, then CE on x_adv in train()
@@ -104,7 +119,7 @@ def test_pgd_at_loss_equals_reference():
         x_adv.requires_grad_(True)
         model.zero_grad()
         F.cross_entropy(model(x_adv), y, reduction="sum").backward()
-        x_adv = (x_adv.detach() + cfg.step_size * x_adv.grad.sign())
+        x_adv = x_adv.detach() + cfg.step_size * x_adv.grad.sign()
         x_adv = torch.min(torch.max(x_adv, x - cfg.eps), x + cfg.eps).clamp(0, 1)
     model.train()
     ref = F.cross_entropy(model(x_adv), y)

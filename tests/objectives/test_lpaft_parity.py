@@ -50,13 +50,16 @@ def _backbone():
 
 def _model(net):
     """The reference network's ``model(x, bn_name)``: 'normal' = the clean branch, 'pgd' = the adversarial."""
+
     def forward(x, bn_name):
         with bn_branch(net, "adv" if bn_name == "pgd" else "clean"):
             return net(x)
+
     return forward
 
 
 # ---- the reference, re-typed -------------------------------------------------------------------------
+
 
 def initialize(X, num_clusters):  # noqa: N803  (kmeans_pytorch's names)
     num_samples = len(X)
@@ -85,7 +88,7 @@ def kmeans(X, num_clusters, tol=1e-4, initial_state=None):  # noqa: N803
                 selected = X[torch.randint(len(X), (1,))]
             initial_state[index] = selected.mean(dim=0)
         center_shift = torch.sum(torch.sqrt(torch.sum((initial_state - initial_state_pre) ** 2, dim=1)))
-        if center_shift ** 2 < tol:
+        if center_shift**2 < tol:
             break
     return choice_cluster, initial_state
 
@@ -95,7 +98,7 @@ def assign_features(net, images_u8):
     rep = None
     for i in range(0, len(images_u8), 5000):
         with torch.no_grad():
-            x = _model(net.eval())(images_u8[i:i + 5000].double() / 255, "normal")
+            x = _model(net.eval())(images_u8[i : i + 5000].double() / 255, "normal")
             rep = x if rep is None else torch.concat([rep, x])
     return rep
 
@@ -109,8 +112,17 @@ def train_head_step(net, optimizer_head, inputs, targets):
     return float(loss.detach())
 
 
-def trades_loss_dual(net, x_natural, y, optimizer, step_size=2 / 255, epsilon=8 / 255, perturb_steps=10,
-                     beta=6.0, natural_mode="pgd"):
+def trades_loss_dual(
+    net,
+    x_natural,
+    y,
+    optimizer,
+    step_size=2 / 255,
+    epsilon=8 / 255,
+    perturb_steps=10,
+    beta=6.0,
+    natural_mode="pgd",
+):
     model = _model(net)
     batch_size = len(x_natural)
     criterion_kl = torch.nn.KLDivLoss(reduction="sum")  # size_average=False
@@ -120,8 +132,9 @@ def trades_loss_dual(net, x_natural, y, optimizer, step_size=2 / 255, epsilon=8 
         x_adv.requires_grad_()
         with torch.enable_grad():
             net.eval()
-            loss_kl = criterion_kl(F.log_softmax(model(x_adv, "pgd"), dim=1),
-                                   F.softmax(model(x_natural, natural_mode), dim=1))
+            loss_kl = criterion_kl(
+                F.log_softmax(model(x_adv, "pgd"), dim=1), F.softmax(model(x_natural, natural_mode), dim=1)
+            )
         grad = torch.autograd.grad(loss_kl, [x_adv])[0]
         x_adv = x_adv.detach() + step_size * torch.sign(grad.detach())
         x_adv = torch.min(torch.max(x_adv, x_natural - epsilon), x_natural + epsilon)
@@ -132,7 +145,9 @@ def trades_loss_dual(net, x_natural, y, optimizer, step_size=2 / 255, epsilon=8 
     logits = model(x_natural, natural_mode)
     loss = F.cross_entropy(logits, y)
     logits_adv = model(x_adv, "pgd")
-    loss_robust = (1.0 / batch_size) * criterion_kl(F.log_softmax(logits_adv, dim=1), F.softmax(logits, dim=1))
+    loss_robust = (1.0 / batch_size) * criterion_kl(
+        F.log_softmax(logits_adv, dim=1), F.softmax(logits, dim=1)
+    )
     return loss + beta * loss_robust
 
 
@@ -145,6 +160,7 @@ def train_step(net, optimizer, inputs, targets):
 
 
 # ---- the tests -------------------------------------------------------------------------------------------
+
 
 def _same_partition(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Equal up to renaming the ids: every id of ``a`` maps to exactly one id of ``b`` and back."""
@@ -162,7 +178,9 @@ def test_pseudo_labels_match_assign_label_py():
     np.random.seed(0)  # the reference draws its starting centres with numpy's global RNG (unseeded there)
     start = initialize(ref, CLUSTERS)
     ref_ids, _ = kmeans(ref, CLUSTERS, initial_state=start)
-    ours_ids = kmeans_pseudo_labels(ours, CLUSTERS, seed=0, init=start.double().numpy())  # Lloyd from the same start
+    ours_ids = kmeans_pseudo_labels(
+        ours, CLUSTERS, seed=0, init=start.double().numpy()
+    )  # Lloyd from the same start
     assert len(set(ref_ids.tolist())) == CLUSTERS and _same_partition(ours_ids, ref_ids)
 
 
@@ -179,7 +197,9 @@ def test_seeded_kmeans_is_deterministic_and_finds_the_references_clusters():
     covered = 0
     for s in range(8):
         np.random.seed(s)
-        blobs = set((torch.from_numpy(np.random.choice(len(features), CLUSTERS, replace=False)) // 30).tolist())
+        blobs = set(
+            (torch.from_numpy(np.random.choice(len(features), CLUSTERS, replace=False)) // 30).tolist()
+        )
         np.random.seed(s)
         ref_ids, _ = kmeans(features, CLUSTERS)
         if len(blobs) == CLUSTERS:
@@ -190,14 +210,20 @@ def test_seeded_kmeans_is_deterministic_and_finds_the_references_clusters():
 
 def _batches(n=3):
     g = torch.Generator().manual_seed(0)
-    return [(0.05 + 0.9 * torch.rand(B, 3, 32, 32, generator=g), torch.randint(0, CLUSTERS, (B,), generator=g))
-            for _ in range(n)]
+    return [
+        (0.05 + 0.9 * torch.rand(B, 3, 32, 32, generator=g), torch.randint(0, CLUSTERS, (B,), generator=g))
+        for _ in range(n)
+    ]
 
 
 @pytest.mark.parametrize("phase", ["probe", "trades"])
 def test_lpaft_step_parity_with_lpaft_aff_py(phase):
-    cfg = load_config(None, [f"pretrain.lpaft.clusters={CLUSTERS}", f"pretrain.lpaft.attack.steps={K}"]).pretrain.lpaft
-    ours_net = classifier_from(_backbone(), CLUSTERS)  # zero-initialised head, as cvt/fc zeroing in the reference
+    cfg = load_config(
+        None, [f"pretrain.lpaft.clusters={CLUSTERS}", f"pretrain.lpaft.attack.steps={K}"]
+    ).pretrain.lpaft
+    ours_net = classifier_from(
+        _backbone(), CLUSTERS
+    )  # zero-initialised head, as cvt/fc zeroing in the reference
     ref_net = copy.deepcopy(ours_net)
     model = phase_model(phase, ours_net)
     opt_ours = build_optimizer(model.parameters(), getattr(cfg, phase).optim)
@@ -229,7 +255,10 @@ def test_lpaft_step_parity_with_lpaft_aff_py(phase):
 
 # ---- AIR's variant (DynACL-AIR++: Enhancing_ACL_via_AIR LP-AFF.py train(), finetuning_utils.py) ---------
 
-def air_trades_loss_dual(net, x_natural, y, step_size=2 / 255, epsilon=8 / 255, perturb_steps=10, natural_mode="pgd"):
+
+def air_trades_loss_dual(
+    net, x_natural, y, step_size=2 / 255, epsilon=8 / 255, perturb_steps=10, natural_mode="pgd"
+):
     """finetuning_utils.py ``trades_loss_dual``: the start is x + 0.001·N(0, 1) and the attack's target is the
     *clean* branch's prediction (``model(x_natural, 'normal')``), recomputed at every step."""
     model = _model(net)
@@ -241,7 +270,9 @@ def air_trades_loss_dual(net, x_natural, y, step_size=2 / 255, epsilon=8 / 255, 
         x_adv.requires_grad_()
         with torch.enable_grad():
             net.eval()
-            loss_kl = criterion_kl(F.log_softmax(model(x_adv, "pgd"), dim=1), F.softmax(model(x_natural, "normal"), dim=1))
+            loss_kl = criterion_kl(
+                F.log_softmax(model(x_adv, "pgd"), dim=1), F.softmax(model(x_natural, "normal"), dim=1)
+            )
         grad = torch.autograd.grad(loss_kl, [x_adv])[0]
         x_adv = x_adv.detach() + step_size * torch.sign(grad.detach())
         x_adv = torch.min(torch.max(x_adv, x_natural - epsilon), x_natural + epsilon)
@@ -251,7 +282,8 @@ def air_trades_loss_dual(net, x_natural, y, step_size=2 / 255, epsilon=8 / 255, 
     nat_output = model(x_natural, natural_mode)
     adv_output = model(x_adv, "pgd")
     return F.cross_entropy(nat_output, y) + 6.0 * (1.0 / batch_size) * criterion_kl(
-        F.log_softmax(adv_output, dim=1), F.softmax(nat_output, dim=1))
+        F.log_softmax(adv_output, dim=1), F.softmax(nat_output, dim=1)
+    )
 
 
 @pytest.mark.parametrize("variant", ["air", "dynacl"])

@@ -25,6 +25,7 @@ B, N_CAND, N_VAL, VAL_BS, PGD_ITER, VAL_ITER, N_PICK, LR = 4, 4, 6, 4, 2, 2, 3, 
 
 # ---- the reference, re-typed (RCS.py) --------------------------------------------------------------------
 
+
 def normalize(AA):  # noqa: N803
     AA -= AA.min(1, keepdim=True)[0]
     AA /= AA.max(1, keepdim=True)[0]
@@ -70,7 +71,7 @@ def PGD_contrastive(model, inputs, noise, eps=EPS, iters=10):  # noqa: N802
 
 
 def del_tensor_ele(arr, index):
-    return torch.cat((arr[0:index], arr[index + 1:]), dim=0)
+    return torch.cat((arr[0:index], arr[index + 1 :]), dim=0)
 
 
 def _val_grad(model, linear_layer, validation_loader, noise):
@@ -78,13 +79,16 @@ def _val_grad(model, linear_layer, validation_loader, noise):
     for valid_inputs in validation_loader:
         d = valid_inputs.size()
         valid_inputs = valid_inputs.view(d[0] * 2, d[2], d[3], d[4])
-        valid_inputs = valid_inputs[:d[0]]
-        valid_inputs_adv = PGD(model, valid_inputs, noise, iters=VAL_ITER, alpha=(10. / 255.) / VAL_ITER)
+        valid_inputs = valid_inputs[: d[0]]
+        valid_inputs_adv = PGD(model, valid_inputs, noise, iters=VAL_ITER, alpha=(10.0 / 255.0) / VAL_ITER)
         with torch.no_grad():
             features_adv_before_fc = model.get_feature(valid_inputs_adv, "pgd")
             features_before_fc = model.get_feature(valid_inputs, "normal")
             if feature_val_nat is None:
-                feature_val_nat, feature_val_adv = features_before_fc.detach(), features_adv_before_fc.detach()
+                feature_val_nat, feature_val_adv = (
+                    features_before_fc.detach(),
+                    features_adv_before_fc.detach(),
+                )
             else:
                 feature_val_nat = torch.cat([feature_val_nat, features_before_fc.detach()], dim=0)
                 feature_val_adv = torch.cat([feature_val_adv, features_adv_before_fc.detach()], dim=0)
@@ -94,8 +98,9 @@ def _val_grad(model, linear_layer, validation_loader, noise):
     valid_loss = kl_loss(features_adv, features)
     linear_layer.zero_grad()
     valid_loss.backward()
-    valid_grad_list = [p.grad.detach().mean(dim=0).view(1, -1) for n, p in linear_layer.named_parameters()
-                       if "fc" in n]
+    valid_grad_list = [
+        p.grad.detach().mean(dim=0).view(1, -1) for n, p in linear_layer.named_parameters() if "fc" in n
+    ]
     return torch.cat(valid_grad_list, dim=1)
 
 
@@ -160,14 +165,19 @@ def update_subset_indice(model, validation_loader, train_loader, noise, batch_nu
 
 # ---- both sides -------------------------------------------------------------------------------------------
 
+
 def _inputs():
     g = torch.Generator().manual_seed(5)
+
     def img(n):
         return EPS + (1 - 2 * EPS) * torch.rand(n, 3, 32, 32, generator=g)
+
     candidates = [(img(B), img(B)) for _ in range(N_CAND)]
     val = img(N_VAL)  # the held-out images in loader order
+
     def start(n):
         return torch.rand(n, 3, 32, 32, generator=g) * EPS * 2 - EPS
+
     # the reference's order of attacks: validation, candidates, then validation after each of N_PICK-1 picks;
     # a validation attack is one start per attacked row (N_VAL rows: the first half of each batch, twice)
     val_starts = [start(N_VAL) for _ in range(N_PICK)]
@@ -182,7 +192,10 @@ def test_rcs_selection_parity_with_reference(monkeypatch):
         ref.get_feature = lambda x, bn: _feature(ref, x, bn)
         candidates, val, val_starts, cand_starts = _inputs()
         # reference layouts: views interleaved; validation rows doubled (and their starts with them)
-        ref_cands = [(list(range(i * B, (i + 1) * B)), torch.stack([v1, v2], 1)) for i, (v1, v2) in enumerate(candidates)]
+        ref_cands = [
+            (list(range(i * B, (i + 1) * B)), torch.stack([v1, v2], 1))
+            for i, (v1, v2) in enumerate(candidates)
+        ]
         # the reference's validation loader: batches of VAL_BS, each image as two identical "views" (tfs_test)
         ref_val = [torch.stack([v, v], 1) for v in val.split(VAL_BS)]
         ref_noise = _ref_noise(val_starts, cand_starts)
@@ -191,6 +204,7 @@ def test_rcs_selection_parity_with_reference(monkeypatch):
         ours_noise = iter([*[torch.cat([c[::2], c[1::2]]) for c in cand_starts]])
         val_noise = iter(val_starts)
         order = []  # our attacks: validation first, then candidates, then validation (same as theirs)
+
         def start(x, cfg):
             order.append(x.shape[0])
             if x.shape[0] != N_VAL:
@@ -198,6 +212,7 @@ def test_rcs_selection_parity_with_reference(monkeypatch):
             rows = next(val_noise)
             attacked.append(x + rows)
             return rows
+
         attacked: list[torch.Tensor] = []
         monkeypatch.setitem(STARTS._items, "uniform", start)
         attack = AttackConfig(eps=EPS, step_size=2 / 255 * 5 / PGD_ITER, steps=PGD_ITER, start="uniform")
@@ -232,6 +247,7 @@ def _ref_noise(val_starts, cand_starts):
     def per_batch(s):
         yield s[:VAL_BS]
         yield s[VAL_BS:]
+
     yield from per_batch(val_starts[0])
     yield from cand_starts
     for s in val_starts[1:]:

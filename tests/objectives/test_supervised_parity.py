@@ -28,8 +28,10 @@ EPS, ALPHA, K, B = 8 / 255, 2 / 255, 3, 8
 
 def _batches(n=3):
     g = torch.Generator().manual_seed(0)
-    return [(0.05 + 0.9 * torch.rand(B, 3, 32, 32, generator=g), torch.randint(0, 10, (B,), generator=g))
-            for _ in range(n)]
+    return [
+        (0.05 + 0.9 * torch.rand(B, 3, 32, 32, generator=g), torch.randint(0, 10, (B,), generator=g))
+        for _ in range(n)
+    ]
 
 
 def _classifier(dual: bool):
@@ -52,11 +54,13 @@ def _sgd(params):
 
 def _ref_model(net):
     """``model(x, bn_name)`` of the reference's multi-BN ResNet: 'normal' is the clean branch, 'pgd' the adversarial."""
+
     def forward(x, bn_name=None):
         if bn_name is None:
             return net(x)
         with bn_branch(net, "adv" if bn_name == "pgd" else "clean"):
             return net(x)
+
     return forward
 
 
@@ -69,7 +73,9 @@ def _ref_trades_loss_dual(net, model, x_natural, y, optimizer, noise):
         x_adv.requires_grad_()
         with torch.enable_grad():
             net.eval()
-            loss_kl = criterion_kl(F.log_softmax(model(x_adv, "pgd"), dim=1), F.softmax(model(x_natural, "normal"), dim=1))
+            loss_kl = criterion_kl(
+                F.log_softmax(model(x_adv, "pgd"), dim=1), F.softmax(model(x_natural, "normal"), dim=1)
+            )
         grad = torch.autograd.grad(loss_kl, [x_adv])[0]
         x_adv = x_adv.detach() + ALPHA * torch.sign(grad.detach())
         x_adv = torch.min(torch.max(x_adv, x_natural - EPS), x_natural + EPS)
@@ -81,7 +87,8 @@ def _ref_trades_loss_dual(net, model, x_natural, y, optimizer, noise):
     nat_output = model(x_natural, "normal")
     adv_output = model(x_adv, "pgd")
     return F.cross_entropy(nat_output, y) + 6.0 * (1.0 / batch_size) * criterion_kl(
-        F.log_softmax(adv_output, dim=1), F.softmax(nat_output, dim=1))
+        F.log_softmax(adv_output, dim=1), F.softmax(nat_output, dim=1)
+    )
 
 
 def _ref_pgd_attack(net, images, labels, delta0):
@@ -134,8 +141,15 @@ def test_aff_trades_dual_bn_parity():
         loss.backward()
         ref_opt.step()
         ref_losses.append(float(loss.detach()))
-    objective = SupervisedObjective("trades", our_net, our_net, AttackConfig(eps=EPS, step_size=ALPHA, steps=K, start=""),
-                                    6.0, 10, dual_bn=True)
+    objective = SupervisedObjective(
+        "trades",
+        our_net,
+        our_net,
+        AttackConfig(eps=EPS, step_size=ALPHA, steps=K, start=""),
+        6.0,
+        10,
+        dual_bn=True,
+    )
     assert objective.attack.start == "normal"  # TRADES keeps its own start by default
     assert _run_ours(objective, our_net, our_opt, batches, seeds) == pytest.approx(ref_losses, abs=1e-6)
     _assert_same(ref_net, our_net)
@@ -159,7 +173,9 @@ def _linear_parity(name: str):
         loss.backward()
         ref_opt.step()
         ref_losses.append(float(loss.detach()))
-    objective = SupervisedObjective(name, probe, probe, AttackConfig(eps=EPS, step_size=ALPHA, steps=K, start=""), 6.0, 10)
+    objective = SupervisedObjective(
+        name, probe, probe, AttackConfig(eps=EPS, step_size=ALPHA, steps=K, start=""), 6.0, 10
+    )
     assert _run_ours(objective, probe, our_opt, batches, seeds) == pytest.approx(ref_losses, abs=1e-6)
     _assert_same(ref_net, our_net)
 

@@ -28,7 +28,9 @@ def main() -> None:
     v1, v2 = torch.rand(8, 3, 32, 32, generator=g), torch.rand(8, 3, 32, 32, generator=g)  # global batch of 8
     per = 8 // acc.num_processes
     sl = slice(acc.process_index * per, (acc.process_index + 1) * per)
-    objective = ContrastiveObjective("simclr", model, acc.unwrap_model(model), cfg.pretrain, gather=acc.num_processes > 1)
+    objective = ContrastiveObjective(
+        "simclr", model, acc.unwrap_model(model), cfg.pretrain, gather=acc.num_processes > 1
+    )
     loss, _ = objective.step((v1[sl], v2[sl]), None)
     acc.backward(loss)
     grad = acc.unwrap_model(model).head.layers[0].weight.grad.norm()  # DDP-averaged gradient

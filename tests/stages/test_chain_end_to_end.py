@@ -23,8 +23,9 @@ def test_chain_artifacts_and_report(tiny_cfg):
     run_finetune(cfg)
     run_evaluate(cfg)
     run_export(cfg)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parent).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).resolve().parent
+    ).stdout.strip()
     for stage in ("data", "pretrain", "finetune", "evaluate", "export"):
         d = RunDir.of(cfg.run).stage(stage)
         manifest = json.loads((d / "manifest.json").read_text())

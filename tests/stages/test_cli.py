@@ -24,8 +24,14 @@ needs_script = pytest.mark.skipif(SCRIPT is None, reason="console script not ins
 
 
 def _run(*cmd: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(list(cmd), cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env=None if env is None else {**os.environ, **env})
+    return subprocess.run(
+        list(cmd),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=None if env is None else {**os.environ, **env},
+    )
 
 
 def _one_line_error(proc: subprocess.CompletedProcess) -> str:
@@ -57,7 +63,11 @@ def test_key_table_is_the_schema():
 
     def leaves(node, prefix=""):
         for k, v in node.items():
-            yield from leaves(v, f"{prefix}{k}.") if isinstance(v, dict) and v and k != "kwargs" else [(prefix + k, v)]
+            yield from (
+                leaves(v, f"{prefix}{k}.")
+                if isinstance(v, dict) and v and k != "kwargs"
+                else [(prefix + k, v)]
+            )
 
     schema = dict(leaves(OmegaConf.to_container(OmegaConf.structured(ExperimentConfig))))
     assert listed.keys() == schema.keys()
@@ -73,24 +83,36 @@ def test_stage_help_lists_its_keys_with_type_default_and_comment(capsys, key_cac
     code, out, _ = _help(capsys, "pretrain", "--help")
     assert code == 0
     # one line a key: key, type, default, the comment the schema carries
-    assert re.search(r"^  pretrain\.attack\.eps +float +\= 0\.03137254901960784 +# radius, pixel units$", out, re.M), out
+    assert re.search(
+        r"^  pretrain\.attack\.eps +float +\= 0\.03137254901960784 +# radius, pixel units$", out, re.M
+    ), out
     assert re.search(r"^  pretrain\.attack\.steps +int +\= 5 +# iterations", out, re.M)
     assert re.search(r"^  run\.name +str +\= \"quickstart\" +# the run directory", out, re.M)
     # the comment lines above a field count as its comment
-    assert re.search(r"^  run\.channels_last +str +\= \"auto\" +# faster passes .* auto \| true \| false", out, re.M)
+    assert re.search(
+        r"^  run\.channels_last +str +\= \"auto\" +# faster passes .* auto \| true \| false", out, re.M
+    )
     # grouped by section, each under the dataclass(es) that declare it
-    assert "\npretrain.attack:  (pipeline/attacks/base.py AttackConfig" in out and "data/config.py DataConfig" in out
+    assert (
+        "\npretrain.attack:  (pipeline/attacks/base.py AttackConfig" in out
+        and "data/config.py DataConfig" in out
+    )
     assert "pretrain.optim.lr" in out and "finetune.epochs" not in out and "evaluate.eps" not in out
     assert "--print-config" in out and "examples:" in out
     code, out, _ = _help(capsys, "finetune", "--help")
     assert "finetune.attack.eps" in out and "pretrain.attack.eps" not in out
 
 
-@pytest.mark.parametrize("stage, section, prefix", [("pretrain", "attack", "pretrain.attack."),
-                                                    ("finetune", "attack", "finetune.attack."),
-                                                    ("pretrain", "lpaft.probe", "pretrain.lpaft.probe."),
-                                                    ("evaluate", "finetune.attack", "finetune.attack."),
-                                                    ("data", "run", "run.")])
+@pytest.mark.parametrize(
+    "stage, section, prefix",
+    [
+        ("pretrain", "attack", "pretrain.attack."),
+        ("finetune", "attack", "finetune.attack."),
+        ("pretrain", "lpaft.probe", "pretrain.lpaft.probe."),
+        ("evaluate", "finetune.attack", "finetune.attack."),
+        ("data", "run", "run."),
+    ],
+)
 def test_help_section_lists_that_section_only(capsys, key_cache, stage, section, prefix):
     code, out, err = _help(capsys, stage, "--help", section)
     assert code == 0 and err == ""
@@ -121,8 +143,10 @@ def test_help_key_listing_is_cached_and_rebuilt_when_the_sources_change(key_cach
 def test_help_does_not_import_torch(key_cache):
     """`robustpretrain --help` never needs the schema; a stage's --help reads a fresh cache without it."""
     _keys.key_table()  # the cache, as the first --help leaves it
-    probe = ("import sys\nfrom stages._cli import cli\ntry:\n    cli(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-             "print('torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr)")
+    probe = (
+        "import sys\nfrom stages._cli import cli\ntry:\n    cli(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print('torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr)"
+    )
     for args in (["--help"], ["pretrain", "--help"], ["finetune", "--help", "attack"]):
         proc = _run(sys.executable, "-c", probe, *args, env={"XDG_CACHE_HOME": str(key_cache)})
         assert proc.stderr.strip().endswith("no torch"), (args, proc.stderr)
@@ -140,8 +164,15 @@ def test_top_level_help_names_the_stages_and_the_key_listing():
 @needs_script
 def test_print_config_resolves_and_writes_nothing(tmp_path):
     root = tmp_path / "runs"
-    proc = _run(SCRIPT, "pretrain", "--config", "configs/quickstart.yaml", "--print-config",
-                "pretrain.epochs=7", f"run.root={root}")
+    proc = _run(
+        SCRIPT,
+        "pretrain",
+        "--config",
+        "configs/quickstart.yaml",
+        "--print-config",
+        "pretrain.epochs=7",
+        f"run.root={root}",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "\n  epochs: 7\n" in proc.stdout.split("\nfinetune:")[0]
     assert f"root: {root}" in proc.stdout

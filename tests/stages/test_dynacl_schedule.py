@@ -11,14 +11,22 @@ from pipeline.run import RunDir
 
 
 def test_strength_schedule_is_stepwise_and_floored():
-    cfg = load_config(None, ["pretrain.dynacl.strength_period_epochs=2", "pretrain.dynacl.min_strength=0.2"]).pretrain
+    cfg = load_config(
+        None, ["pretrain.dynacl.strength_period_epochs=2", "pretrain.dynacl.min_strength=0.2"]
+    ).pretrain
     schedule = DynACLSchedule(cfg.dynacl, 6)
-    assert [schedule.strength(e) for e in range(6)] == pytest.approx([1, 1, 0.733333, 0.733333, 0.466667, 0.466667], abs=1e-5)
+    assert [schedule.strength(e) for e in range(6)] == pytest.approx(
+        [1, 1, 0.733333, 0.733333, 0.466667, 0.466667], abs=1e-5
+    )
     # DynACL's weights: ½·(2 − w) clean, ½·w adversarial, w = 1 + progress·2/3; the sum stays 1
     w = 2 / 3
     assert schedule.loss_weights(0, 0.5, 0.5) == pytest.approx((0.5, 0.5))
-    assert schedule.loss_weights(3, 0.5, 0.5) == pytest.approx((0.5 * (1 - w / 3), 0.5 * (1 + w / 3)))  # progress 1/3
-    assert DynACLSchedule(cfg.dynacl, 2).loss_weights(2, 0.5, 0.5) == pytest.approx((0.5 * (1 - w), 0.5 * (1 + w)))
+    assert schedule.loss_weights(3, 0.5, 0.5) == pytest.approx(
+        (0.5 * (1 - w / 3), 0.5 * (1 + w / 3))
+    )  # progress 1/3
+    assert DynACLSchedule(cfg.dynacl, 2).loss_weights(2, 0.5, 0.5) == pytest.approx(
+        (0.5 * (1 - w), 0.5 * (1 + w))
+    )
 
 
 def test_methods_read_the_same_schedule_by_epoch():
@@ -47,6 +55,9 @@ def test_strength_reaches_the_loader(tiny_cfg, monkeypatch):
     out = pretrain_mod.run_pretrain(cfg)
     assert out["momentum_encoder"] is True  # DynACL's default: the EMA copy is the exported backbone
     assert seen == [1.0, 0.5]  # the loader of epoch 2 was rebuilt with the annealed strength
-    rows = [json.loads(line) for line in (RunDir.of(cfg.run).stage("pretrain") / "metrics.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line)
+        for line in (RunDir.of(cfg.run).stage("pretrain") / "metrics.jsonl").read_text().splitlines()
+    ]
     by_epoch = {r["epoch"]: r["strength"] for r in rows if r["kind"] == "step"}
     assert by_epoch == {1: 1.0, 2: 0.5}

@@ -22,8 +22,12 @@ def test_protocols_freeze_or_train_the_backbone(tiny_cfg, tmp_path, model_name):
     save_timm_folder(init, tmp_path / "init")
     before = load_file(str(tmp_path / "init" / "model.safetensors"))
     for protocol in ("slf", "alf", "aff"):
-        cfg = tiny_cfg(f"run.name={protocol}", f"model.name={model_name}", f"finetune.protocol={protocol}",
-                       f"finetune.init=local-dir:{tmp_path / 'init'}")
+        cfg = tiny_cfg(
+            f"run.name={protocol}",
+            f"model.name={model_name}",
+            f"finetune.protocol={protocol}",
+            f"finetune.init=local-dir:{tmp_path / 'init'}",
+        )
         outputs = run_finetune(cfg)
         assert outputs["objective"] == {"slf": "ce", "alf": "pgd_at", "aff": "trades"}[protocol]
         after = load_file(str(RunDir.of(cfg.run).stage("finetune") / "final" / "model.safetensors"))
@@ -49,23 +53,35 @@ def test_best_checkpoint_is_the_best_validation_robust_epoch(tiny_cfg):
     from data.spec import ShardSpec
 
     x, y, _ = load_labeled(ShardSpec.of_urls(cfg.data.val_urls, image_size=32, split="val"), num_classes=4)
-    attack = AttackConfig(eps=cfg.finetune.attack.eps, step_size=cfg.finetune.attack.step_size,
-                          steps=cfg.finetune.val_attack_steps, start="uniform")
-    again = validation_accuracy(load_timm_folder(d / "best"), x, y, attack, Accelerator(cpu=True), 64, cfg.run.seed)
+    attack = AttackConfig(
+        eps=cfg.finetune.attack.eps,
+        step_size=cfg.finetune.attack.step_size,
+        steps=cfg.finetune.val_attack_steps,
+        start="uniform",
+    )
+    again = validation_accuracy(
+        load_timm_folder(d / "best"), x, y, attack, Accelerator(cpu=True), 64, cfg.run.seed
+    )
     assert again["val_robust_acc"] == pytest.approx(max(scores))
 
 
 def test_init_folder_of_another_architecture_is_refused(tiny_cfg, tmp_path):
     save_timm_folder(build_model("vit_micro_patch4_32", 0, (0.5,) * 3, (0.5,) * 3), tmp_path / "vit")
     cfg = tiny_cfg(f"finetune.init=local-dir:{tmp_path / 'vit'}")
-    with pytest.raises(UsageError, match="holds a 'vit_micro_patch4_32' but model.name='resnet10_cifar_tiny'"):
+    with pytest.raises(
+        UsageError, match="holds a 'vit_micro_patch4_32' but model.name='resnet10_cifar_tiny'"
+    ):
         run_finetune(cfg)
 
 
 def test_head_with_wrong_number_of_classes_is_refused(tiny_cfg, tmp_path):
     cfg = tiny_cfg("finetune.init=scratch")
     run_finetune(cfg)
-    bad = tiny_cfg("run.name=other", "data.num_classes=7", "evaluate.model=local-dir:" + str(RunDir.of(cfg.run).stage("finetune") / "best"))
+    bad = tiny_cfg(
+        "run.name=other",
+        "data.num_classes=7",
+        "evaluate.model=local-dir:" + str(RunDir.of(cfg.run).stage("finetune") / "best"),
+    )
     from stages.evaluate import run_evaluate
 
     with pytest.raises(UsageError, match="4 classes but data.num_classes=7|num_classes"):

@@ -26,16 +26,37 @@ STAGES = ("data", "pretrain", "finetune", "evaluate", "export")
 
 def _args(tiny_cfg, name):
     cfg = tiny_cfg()
-    return [f"run.root={cfg.run.root}", f"run.name={name}", "run.progress=false", "run.num_threads=1",
-            "data.dataset=shards", f"data.train_urls={cfg.data.train_urls}", f"data.val_urls={cfg.data.val_urls}",
-            f"data.test_urls={cfg.data.test_urls}", "data.num_classes=4", "data.shuffle_buffer=64",
-            "pretrain.epochs=2", "pretrain.batch_size=16", "pretrain.attack.steps=1", "pretrain.checkpoint_every_steps=2",
-            "pretrain.proj_hidden_dim=32", "pretrain.proj_dim=16",
-            "finetune.epochs=2", "finetune.batch_size=16", "finetune.attack.steps=1", "finetune.val_attack_steps=1",
-            "finetune.checkpoint_every_steps=2",
-            "evaluate.n_examples=16", "evaluate.batch_size=8", "evaluate.chunk_size=4", "evaluate.pgd.steps=2",
-            "evaluate.sweep.enabled=false", "evaluate.calibration.enabled=false", "evaluate.autoattack.version=custom",
-            "evaluate.autoattack.attacks=[apgd-ce]"], Path(cfg.run.root) / name
+    return [
+        f"run.root={cfg.run.root}",
+        f"run.name={name}",
+        "run.progress=false",
+        "run.num_threads=1",
+        "data.dataset=shards",
+        f"data.train_urls={cfg.data.train_urls}",
+        f"data.val_urls={cfg.data.val_urls}",
+        f"data.test_urls={cfg.data.test_urls}",
+        "data.num_classes=4",
+        "data.shuffle_buffer=64",
+        "pretrain.epochs=2",
+        "pretrain.batch_size=16",
+        "pretrain.attack.steps=1",
+        "pretrain.checkpoint_every_steps=2",
+        "pretrain.proj_hidden_dim=32",
+        "pretrain.proj_dim=16",
+        "finetune.epochs=2",
+        "finetune.batch_size=16",
+        "finetune.attack.steps=1",
+        "finetune.val_attack_steps=1",
+        "finetune.checkpoint_every_steps=2",
+        "evaluate.n_examples=16",
+        "evaluate.batch_size=8",
+        "evaluate.chunk_size=4",
+        "evaluate.pgd.steps=2",
+        "evaluate.sweep.enabled=false",
+        "evaluate.calibration.enabled=false",
+        "evaluate.autoattack.version=custom",
+        "evaluate.autoattack.attacks=[apgd-ce]",
+    ], Path(cfg.run.root) / name
 
 
 def _cmd(stage, args):
@@ -49,7 +70,9 @@ def _finish(stage, args):
 
 
 def _kill_at(stage, args, delay):
-    proc = subprocess.Popen(_cmd(stage, args), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _cmd(stage, args), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -78,7 +101,11 @@ def _result(run_dir: Path, stage: str):
         return _weights(run_dir, stage)
     if stage == "evaluate":
         r = json.loads((run_dir / "evaluate" / "report.json").read_text())
-        return (r["clean_accuracy"], r["robust_accuracy"], (run_dir / "evaluate" / "per_sample.csv").read_text())
+        return (
+            r["clean_accuracy"],
+            r["robust_accuracy"],
+            (run_dir / "evaluate" / "per_sample.csv").read_text(),
+        )
     return json.loads((run_dir / "data" / "manifest.json").read_text())["outputs"]["splits"]
 
 
@@ -98,10 +125,14 @@ def _trial(tiny_cfg, stage: str, delay: float, reference_dir: Path, name: str) -
     out = _finish(stage, args)
     assert json.loads((run_dir / stage / "manifest.json").read_text())["status"] == "complete"
     assert_no_half_written_artifacts(run_dir)
-    resumed = [int(w.split("_")[-1]) for w in out.stdout.split() if w.rstrip(",").split("/")[-1].startswith("step_")]
+    resumed = [
+        int(w.split("_")[-1]) for w in out.stdout.split() if w.rstrip(",").split("/")[-1].startswith("step_")
+    ]
     if resumed and logged:
         assert logged - resumed[0] <= 2, "lost more than one checkpoint interval"
-    assert _same(_result(run_dir, stage), _result(reference_dir, stage)), f"{stage} differs after kill at {delay:.1f}s"
+    assert _same(_result(run_dir, stage), _result(reference_dir, stage)), (
+        f"{stage} differs after kill at {delay:.1f}s"
+    )
 
 
 def _logged_steps(path: Path) -> int:
@@ -129,7 +160,9 @@ def test_kill9_pretrain_mid_run(tiny_cfg):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage, delay", [("finetune", 8.0), ("evaluate", 7.0), ("data", 4.5), ("export", 5.0)])
+@pytest.mark.parametrize(
+    "stage, delay", [("finetune", 8.0), ("evaluate", 7.0), ("data", 4.5), ("export", 5.0)]
+)
 def test_kill9_once_per_stage(tiny_cfg, stage, delay):
     _trial(tiny_cfg, stage, delay, _reference(tiny_cfg, stage), f"kill_{stage}")
 

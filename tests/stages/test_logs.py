@@ -12,14 +12,30 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_redirected_finetune_log_has_epoch_lines_and_no_bars(tiny_cfg, tmp_path):
     cfg = tiny_cfg()
-    args = [f"run.root={cfg.run.root}", "run.name=log", "run.num_threads=1", "data.dataset=shards",
-            f"data.train_urls={cfg.data.train_urls}", f"data.val_urls={cfg.data.val_urls}",
-            f"data.test_urls={cfg.data.test_urls}", "data.num_classes=4", "finetune.init=scratch", "finetune.epochs=2",
-            "finetune.batch_size=32", "finetune.attack.steps=1", "finetune.val_attack_steps=1"]
+    args = [
+        f"run.root={cfg.run.root}",
+        "run.name=log",
+        "run.num_threads=1",
+        "data.dataset=shards",
+        f"data.train_urls={cfg.data.train_urls}",
+        f"data.val_urls={cfg.data.val_urls}",
+        f"data.test_urls={cfg.data.test_urls}",
+        "data.num_classes=4",
+        "finetune.init=scratch",
+        "finetune.epochs=2",
+        "finetune.batch_size=32",
+        "finetune.attack.steps=1",
+        "finetune.val_attack_steps=1",
+    ]
     # run.progress stays on (the default): bars must switch themselves off because stderr is not a terminal
     with open(tmp_path / "out.log", "w") as out, open(tmp_path / "err.log", "w") as err:
-        proc = subprocess.run([sys.executable, "-m", "stages.finetune", "--config", "configs/quickstart.yaml", *args],
-                              cwd=ROOT, stdout=out, stderr=err, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "stages.finetune", "--config", "configs/quickstart.yaml", *args],
+            cwd=ROOT,
+            stdout=out,
+            stderr=err,
+            timeout=300,
+        )
     stdout, stderr = (tmp_path / "out.log").read_text(), (tmp_path / "err.log").read_text()
     assert proc.returncode == 0, stderr[-2000:]
     assert "\r" not in stdout + stderr  # no carriage-return progress bars in a log file

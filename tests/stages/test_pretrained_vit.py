@@ -29,7 +29,7 @@ def _image_folder(root: Path, per_class: int, seed: int) -> Path:
         (root / f"class{c}").mkdir(parents=True)
         for i in range(per_class):
             img = rng.integers(0, 60, (64, 64, 3), dtype=np.uint8)
-            img[16 * c:16 * c + 16, :, c % 3] = 220
+            img[16 * c : 16 * c + 16, :, c % 3] = 220
             Image.fromarray(img).save(root / f"class{c}" / f"{i}.png")
     return root
 
@@ -37,7 +37,9 @@ def _image_folder(root: Path, per_class: int, seed: int) -> Path:
 def _pretrained_folder(path: Path) -> dict:
     """A 224 px, 1000-class tiny ViT saved as timm/HF do (config.json + model.safetensors)."""
     torch.manual_seed(0)
-    net = timm.create_model("vit_tiny_patch16_224", num_classes=1000, patch_size=16, embed_dim=32, depth=2, num_heads=2)
+    net = timm.create_model(
+        "vit_tiny_patch16_224", num_classes=1000, patch_size=16, embed_dim=32, depth=2, num_heads=2
+    )
     net.pretrained_cfg = dict(net.pretrained_cfg, mean=tuple(IMAGENET[0]), std=tuple(IMAGENET[1]))
     timm.models.save_for_hf(net, str(path), safe_serialization=True)
     return net.state_dict()
@@ -45,16 +47,34 @@ def _pretrained_folder(path: Path) -> dict:
 
 def test_pretrained_vit_recipe_end_to_end(tmp_path):
     saved = _pretrained_folder(tmp_path / "weights")
-    cfg = load_config(ROOT / "configs" / "vit_s16_pretrained_trades.yaml", [
-        f"run.root={tmp_path / 'runs'}", "run.progress=false", "run.mixed_precision='no'", "run.num_threads=2",
-        f"data.train_source={_image_folder(tmp_path / 'img' / 'train', 8, 0)}",
-        f"data.test_source={_image_folder(tmp_path / 'img' / 'test', 3, 1)}",
-        "data.num_classes=4", "data.image_size=64", "data.val_size=8", "data.num_workers=0",
-        "model.name=timm:vit_tiny_patch16_224", f"model.pretrained={tmp_path / 'weights'}", f"model.kwargs={TINY}",
-        "finetune.epochs=1", "finetune.batch_size=12", "finetune.attack.steps=2", "finetune.val_attack_steps=2",
-        "evaluate.n_examples=12", "evaluate.batch_size=12", "evaluate.chunk_size=12", "evaluate.sweep.enabled=false",
-        "evaluate.autoattack.version=custom", "evaluate.autoattack.attacks=[apgd-ce]",
-    ])
+    cfg = load_config(
+        ROOT / "configs" / "vit_s16_pretrained_trades.yaml",
+        [
+            f"run.root={tmp_path / 'runs'}",
+            "run.progress=false",
+            "run.mixed_precision='no'",
+            "run.num_threads=2",
+            f"data.train_source={_image_folder(tmp_path / 'img' / 'train', 8, 0)}",
+            f"data.test_source={_image_folder(tmp_path / 'img' / 'test', 3, 1)}",
+            "data.num_classes=4",
+            "data.image_size=64",
+            "data.val_size=8",
+            "data.num_workers=0",
+            "model.name=timm:vit_tiny_patch16_224",
+            f"model.pretrained={tmp_path / 'weights'}",
+            f"model.kwargs={TINY}",
+            "finetune.epochs=1",
+            "finetune.batch_size=12",
+            "finetune.attack.steps=2",
+            "finetune.val_attack_steps=2",
+            "evaluate.n_examples=12",
+            "evaluate.batch_size=12",
+            "evaluate.chunk_size=12",
+            "evaluate.sweep.enabled=false",
+            "evaluate.autoattack.version=custom",
+            "evaluate.autoattack.attacks=[apgd-ce]",
+        ],
+    )
     run_finetune(cfg)
     run_dir = RunDir.of(cfg.run)
     manifest = json.loads((run_dir.stage("finetune") / "manifest.json").read_text())
@@ -86,7 +106,9 @@ def test_pretrain_starts_from_model_pretrained(tiny_cfg, tmp_path):
     torch.manual_seed(3)
     save_timm_folder(build_model("resnet10_cifar_tiny", 0, (0.5,) * 3, (0.5,) * 3), tmp_path / "start")
     start = load_file(str(tmp_path / "start" / "model.safetensors"))
-    cfg = tiny_cfg(f"model.pretrained={tmp_path / 'start'}", "pretrain.optim.lr=1e-9", "pretrain.optim.warmup_epochs=0")
+    cfg = tiny_cfg(
+        f"model.pretrained={tmp_path / 'start'}", "pretrain.optim.lr=1e-9", "pretrain.optim.warmup_epochs=0"
+    )
     run_pretrain(cfg)
     out = RunDir.of(cfg.run).stage("pretrain")
     after = load_file(str(out / "backbone_adv" / "model.safetensors"))

@@ -15,8 +15,12 @@ from stages.protocols import run_protocols
 
 
 def test_protocols_from_one_backbone_with_dual_bn_aff(tiny_cfg, capsys):
-    cfg = tiny_cfg("evaluate.autoattack.attacks=[apgd-ce]", "evaluate.pgd.steps=2", "finetune.head_init=zero",
-                   "protocols.aff=[finetune.optim.lr=0.05]")
+    cfg = tiny_cfg(
+        "evaluate.autoattack.attacks=[apgd-ce]",
+        "evaluate.pgd.steps=2",
+        "finetune.head_init=zero",
+        "protocols.aff=[finetune.optim.lr=0.05]",
+    )
     run_pretrain(cfg)
     out = run_protocols(cfg)
     run_dir = RunDir.of(cfg.run)
@@ -26,7 +30,9 @@ def test_protocols_from_one_backbone_with_dual_bn_aff(tiny_cfg, capsys):
     for p in ("slf", "alf", "aff"):
         ft = json.loads((run_dir.stage(f"finetune_{p}") / "manifest.json").read_text())
         assert ft["status"] == "complete" and ft["outputs"]["protocol"] == p
-        assert ft["outputs"]["dual_bn"] == (p == "aff")  # only AFF trains the backbone: it keeps both branches
+        assert ft["outputs"]["dual_bn"] == (
+            p == "aff"
+        )  # only AFF trains the backbone: it keeps both branches
         report = json.loads((run_dir.stage(f"evaluate_{p}") / "report.json").read_text())
         assert out["protocols"][p]["clean_accuracy"] == report["clean_accuracy"]
     # the AFF classifier is an ordinary timm model (the adversarial branch), loadable and of single BN

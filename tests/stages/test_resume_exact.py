@@ -27,8 +27,12 @@ def _weights(path):
 
 @pytest.mark.parametrize("method", ["acl", "dynacl"])
 def test_pretrain_resume_gives_identical_weights(tiny_cfg, monkeypatch, method):
-    common = [f"pretrain.method={method}", "pretrain.epochs=2", "pretrain.checkpoint_every_steps=1",
-              "pretrain.dynacl.strength_period_epochs=1"]
+    common = [
+        f"pretrain.method={method}",
+        "pretrain.epochs=2",
+        "pretrain.checkpoint_every_steps=1",
+        "pretrain.dynacl.strength_period_epochs=1",
+    ]
     straight = tiny_cfg("run.name=straight", *common)
     run_pretrain(straight)
     resumed = tiny_cfg("run.name=resumed", *common)
@@ -69,16 +73,33 @@ def test_bf16_autocast_and_gradient_accumulation_run(tiny_cfg):
     from pathlib import Path
 
     cfg = tiny_cfg()
-    args = [f"run.root={cfg.run.root}", "run.name=bf16", "run.progress=false", "run.mixed_precision=bf16",
-            "data.dataset=shards", f"data.train_urls={cfg.data.train_urls}", f"data.test_urls={cfg.data.test_urls}",
-            "data.num_classes=4", "pretrain.grad_accum_steps=2", "pretrain.batch_size=16", "pretrain.epochs=1",
-            "pretrain.attack.steps=1"]
+    args = [
+        f"run.root={cfg.run.root}",
+        "run.name=bf16",
+        "run.progress=false",
+        "run.mixed_precision=bf16",
+        "data.dataset=shards",
+        f"data.train_urls={cfg.data.train_urls}",
+        f"data.test_urls={cfg.data.test_urls}",
+        "data.num_classes=4",
+        "pretrain.grad_accum_steps=2",
+        "pretrain.batch_size=16",
+        "pretrain.epochs=1",
+        "pretrain.attack.steps=1",
+    ]
     root = Path(__file__).resolve().parents[2]
-    proc = subprocess.run([sys.executable, "-m", "stages.pretrain", *args], cwd=root, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.pretrain", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     run_dir = Path(cfg.run.root) / "bf16" / "pretrain"
-    assert json.loads((run_dir / "manifest.json").read_text())["outputs"]["steps"] == 4  # 64 / 16 micro-batches
+    assert (
+        json.loads((run_dir / "manifest.json").read_text())["outputs"]["steps"] == 4
+    )  # 64 / 16 micro-batches
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     lrs = [r["lr"] for r in rows if r["kind"] == "step"]
     # 2 optimiser steps (warm-up 1, cosine to 0), logged after each of the 4 micro-batches; a schedule that
@@ -98,8 +119,15 @@ def test_resume_tolerates_logging_and_tracker_changes(tiny_cfg, monkeypatch):
         with pytest.raises(KeyboardInterrupt):
             run_finetune(resumed)
     # logging, trackers and checkpoint retention changed between the kill and the resume: harmless
-    run_finetune(tiny_cfg("run.name=resumed", *common, "finetune.log_every_steps=2", "finetune.tensorboard=true",
-                          "finetune.keep_checkpoints=3"))
+    run_finetune(
+        tiny_cfg(
+            "run.name=resumed",
+            *common,
+            "finetune.log_every_steps=2",
+            "finetune.tensorboard=true",
+            "finetune.keep_checkpoints=3",
+        )
+    )
     a = _weights(RunDir.of(straight.run).stage("finetune") / "final")
     b = _weights(RunDir.of(resumed.run).stage("finetune") / "final")
     assert a.keys() == b.keys()
@@ -115,8 +143,11 @@ def test_refusal_to_resume_names_the_changed_keys(tiny_cfg, monkeypatch):
         _interrupt_at(m, 2)
         with pytest.raises(KeyboardInterrupt):
             run_finetune(tiny_cfg(*common))
-    with pytest.raises(UsageError, match=r"different finetune configuration \(changed: finetune\.beta, "
-                                         r"finetune\.optim\.lr\); resume with the same settings"):
+    with pytest.raises(
+        UsageError,
+        match=r"different finetune configuration \(changed: finetune\.beta, "
+        r"finetune\.optim\.lr\); resume with the same settings",
+    ):
         run_finetune(tiny_cfg(*common, "finetune.optim.lr=0.05", "finetune.beta=3.0"))
 
 

@@ -21,8 +21,9 @@ def _scalars(log_dir):
     return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
-@pytest.mark.parametrize("switch", [["pretrain.tensorboard=true", "finetune.tensorboard=true"],
-                                    ["run.log_with=[tensorboard]"]])
+@pytest.mark.parametrize(
+    "switch", [["pretrain.tensorboard=true", "finetune.tensorboard=true"], ["run.log_with=[tensorboard]"]]
+)
 def test_tensorboard_tracker_logs_the_step_and_epoch_metrics(tiny_cfg, switch):
     cfg = tiny_cfg("pretrain.method=acl", *switch)  # the old per-stage switch and run.log_with
     run_pretrain(cfg)
@@ -48,8 +49,12 @@ def test_unknown_or_missing_tracker_is_a_one_line_error():
     from pipeline.config import load_config
     from pipeline.errors import UsageError
 
-    with pytest.raises(UsageError, match=r"^run.log_with\[0\]='neptune' is invalid; use one of: tensorboard, wandb, mlflow$"):
+    with pytest.raises(
+        UsageError, match=r"^run.log_with\[0\]='neptune' is invalid; use one of: tensorboard, wandb, mlflow$"
+    ):
         load_config(None, ["run.log_with=[neptune]"])
     if importlib.util.find_spec("wandb") is None:
-        with pytest.raises(UsageError, match=r"run.log_with\[0\]='wandb' is invalid; install it first: pip install"):
+        with pytest.raises(
+            UsageError, match=r"run.log_with\[0\]='wandb' is invalid; install it first: pip install"
+        ):
             load_config(None, ["run.log_with=[wandb]"])

@@ -25,14 +25,19 @@ def test_select_epoch_warns_and_keeps_the_last_good_best(monkeypatch, tmp_path, 
     raw = build_model("resnet10_cifar_tiny", 10, (0.5,) * 3, (0.5,) * 3)
     # robust accuracy per epoch: rising, then the single-step collapse, then a partial recovery below the best
     robust = iter([0.30, 0.42, 0.03, 0.30])
-    monkeypatch.setattr(selection, "validation_accuracy",
-                        lambda *a, **k: {"val_clean_acc": 0.6, "val_robust_acc": next(robust), "val_n": 1000})
+    monkeypatch.setattr(
+        selection,
+        "validation_accuracy",
+        lambda *a, **k: {"val_clean_acc": 0.6, "val_robust_acc": next(robust), "val_n": 1000},
+    )
     saved = []
     monkeypatch.setattr(selection, "save_timm_folder", lambda model, folder: saved.append(folder))
     acc, state = Accelerator(cpu=True), TrainState()
     val = (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), torch.zeros(1, dtype=torch.long))
-    rows = [select_epoch(raw, val, AttackConfig(steps=10), acc, 8, 0, e, state, tmp_path / "best", 0.5)
-            for e in range(4)]
+    rows = [
+        select_epoch(raw, val, AttackConfig(steps=10), acc, 8, 0, e, state, tmp_path / "best", 0.5)
+        for e in range(4)
+    ]
     assert [r.get("collapse", False) for r in rows] == [False, False, True, False]
     assert len(saved) == 2 and state.extra["best_epoch"] == 2  # best/ written at epochs 1 and 2 only
     assert state.extra["collapse_epoch"] == 3
@@ -49,15 +54,21 @@ def test_finetune_stage_reports_a_collapse_in_log_metrics_and_manifest(tiny_cfg,
     from stages.finetune import run_finetune
 
     robust = iter([0.40, 0.02, 0.05])
-    monkeypatch.setattr(selection, "validation_accuracy",
-                        lambda *a, **k: {"val_clean_acc": 0.5, "val_robust_acc": next(robust), "val_n": 1000})
+    monkeypatch.setattr(
+        selection,
+        "validation_accuracy",
+        lambda *a, **k: {"val_clean_acc": 0.5, "val_robust_acc": next(robust), "val_n": 1000},
+    )
     cfg = tiny_cfg("finetune.init=scratch", "finetune.epochs=3", "finetune.objective=nfgsm")
     outputs = run_finetune(cfg)
     assert (outputs["objective"], outputs["attack"]) == ("nfgsm", "nfgsm")
     assert outputs["best_epoch"] == 1 and outputs["collapse_epoch"] == 2
     manifest = json.loads((RunDir.of(cfg.run).stage("finetune") / "manifest.json").read_text())
     assert manifest["outputs"]["collapse_warning"] == outputs["collapse_warning"]
-    rows = [json.loads(ln) for ln in (RunDir.of(cfg.run).stage("finetune") / "metrics.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(ln)
+        for ln in (RunDir.of(cfg.run).stage("finetune") / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [r.get("collapse", False) for r in rows if r["kind"] == "epoch"] == [False, True, True]
     assert capsys.readouterr().out.count("WARNING robustness collapse at epoch") == 2
 

@@ -76,8 +76,10 @@ def _model():
     return model
 
 
-@pytest.mark.parametrize("name, cls", [("sgd", torch.optim.SGD), ("lars", LARS),
-                                       ("lars_lightly", LightlyLARS), ("adamw", torch.optim.AdamW)])
+@pytest.mark.parametrize(
+    "name, cls",
+    [("sgd", torch.optim.SGD), ("lars", LARS), ("lars_lightly", LightlyLARS), ("adamw", torch.optim.AdamW)],
+)
 def test_groups_decay_every_parameter_by_default(name, cls):
     model = _model()
     opt = build_optimizer(model.parameters(), OptimConfig(name=name, weight_decay=0.01))
@@ -108,16 +110,21 @@ def test_unknown_names_and_bad_values_are_one_line_errors():
     from pipeline.config import load_config
     from pipeline.errors import UsageError
 
-    with pytest.raises(UsageError, match=r"^pretrain.optim.name='rmsprop' is invalid; "
-                                         r"use one of: sgd, lars, lars_lightly, adamw$"):
+    with pytest.raises(
+        UsageError,
+        match=r"^pretrain.optim.name='rmsprop' is invalid; "
+        r"use one of: sgd, lars, lars_lightly, adamw$",
+    ):
         load_config(None, ["pretrain.optim.name=rmsprop"])
     with pytest.raises(UsageError, match=r"^finetune.optim.schedule='step' is invalid; use one of: "):
         load_config(None, ["finetune.optim.schedule=step"])
-    with pytest.raises(UsageError,
-                       match=r"^finetune.optim.schedule_unit='batch' is invalid; use one of: step, epoch$"):
+    with pytest.raises(
+        UsageError, match=r"^finetune.optim.schedule_unit='batch' is invalid; use one of: step, epoch$"
+    ):
         load_config(None, ["finetune.optim.schedule_unit=batch"])
-    with pytest.raises(UsageError,
-                       match=r"^pretrain.optim.nesterov=True is invalid; Nesterov needs momentum > 0$"):
+    with pytest.raises(
+        UsageError, match=r"^pretrain.optim.nesterov=True is invalid; Nesterov needs momentum > 0$"
+    ):
         load_config(None, ["pretrain.optim.nesterov=true", "pretrain.optim.momentum=0"])
     with pytest.raises(UsageError, match=r"^pretrain.optim.min_lr="):
         load_config(None, ["pretrain.optim.min_lr=100"])

@@ -31,14 +31,14 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 class RefLARS(Optimizer):
     """optimizer/lars.py (ACL = DynACL), gradMulti = 1 and the unused epoch counter left out."""
 
-    def __init__(self, params, lr, momentum=.9, weight_decay=.0005, eta=0.001):
+    def __init__(self, params, lr, momentum=0.9, weight_decay=0.0005, eta=0.001):
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta))
 
     def step(self, closure=None):
         for group in self.param_groups:
-            weight_decay, momentum = group['weight_decay'], group['momentum']
-            eta, global_lr = group['eta'], group['lr']
-            for p in group['params']:
+            weight_decay, momentum = group["weight_decay"], group["momentum"]
+            eta, global_lr = group["eta"], group["lr"]
+            for p in group["params"]:
                 if p.grad is None:
                     continue
                 param_state = self.state[p]
@@ -48,10 +48,10 @@ class RefLARS(Optimizer):
                 local_lr = eta * weight_norm / (grad_norm + weight_decay * weight_norm)
                 local_lr[(weight_norm < 1e-15) | (grad_norm < 1e-15)] = 1.0
                 actual_lr = local_lr * global_lr
-                if 'momentum_buffer' not in param_state:
-                    buf = param_state['momentum_buffer'] = torch.zeros_like(p.data)
+                if "momentum_buffer" not in param_state:
+                    buf = param_state["momentum_buffer"] = torch.zeros_like(p.data)
                 else:
-                    buf = param_state['momentum_buffer']
+                    buf = param_state["momentum_buffer"]
                 # buf.mul_(momentum).add_(actual_lr, d_p + weight_decay * p.data) in the 2020 torch API
                 buf.mul_(momentum).add_(actual_lr * (d_p + weight_decay * p.data))
                 p.data.add_(-buf)
@@ -61,20 +61,24 @@ def acl_cosine_annealing(step, total_steps, lr_max, lr_min, warmup_steps=0):  # 
     if step < warmup_steps:
         return lr_max * step / warmup_steps
     return lr_min + (lr_max - lr_min) * 0.5 * (
-        1 + np.cos((step - warmup_steps) / (total_steps - warmup_steps) * np.pi))
+        1 + np.cos((step - warmup_steps) / (total_steps - warmup_steps) * np.pi)
+    )
 
 
 def dynacl_cosine_annealing(step, total_steps, lr_max, lr_min, warmup_steps=0):  # DynACL utils.py
     if step < warmup_steps:
         return lr_max * (step + 1) / warmup_steps
     return lr_min + (lr_max - lr_min) * 0.5 * (
-        1 + np.cos((step - warmup_steps) / (total_steps - warmup_steps) * np.pi))
+        1 + np.cos((step - warmup_steps) / (total_steps - warmup_steps) * np.pi)
+    )
 
 
 def _models():
     torch.manual_seed(0)
+
     def make():
         return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3))
+
     model, twin = make(), make()
     twin.load_state_dict(model.state_dict())
     return model, twin
@@ -104,11 +108,19 @@ def _ours(model, cfg, steps, steps_per_epoch, epochs):
 def _reference_lars(model, method, steps, steps_per_epoch, epochs, warmup_epochs):
     optimizer = RefLARS(model.parameters(), lr=5.0, weight_decay=1e-6)  # both train_*.py, argparse defaults
     if method == "acl":  # train_simCLR.py: per step, warm-up 10 * len(train_loader)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lambda step: acl_cosine_annealing(
-            step, epochs * steps_per_epoch, 1, 1e-6 / 5.0, warmup_steps=warmup_epochs * steps_per_epoch))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lr_lambda=lambda step: acl_cosine_annealing(
+                step, epochs * steps_per_epoch, 1, 1e-6 / 5.0, warmup_steps=warmup_epochs * steps_per_epoch
+            ),
+        )
     else:  # train_DynACL.py: per epoch, warm-up 10 epochs
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lambda step: (
-            dynacl_cosine_annealing(step, epochs, 1, 1e-6 / 5.0, warmup_steps=warmup_epochs)))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lr_lambda=lambda step: dynacl_cosine_annealing(
+                step, epochs, 1, 1e-6 / 5.0, warmup_steps=warmup_epochs
+            ),
+        )
     lrs = []
     for _epoch in range(epochs):
         for _i in range(steps_per_epoch):
@@ -136,11 +148,14 @@ def _assert_same_weights(model, twin):
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before `optimizer.step\\(\\)`")
-@pytest.mark.parametrize("method, config, steps_per_epoch, epochs, warmup, steps", [
-    ("acl", "cifar10_acl_gpu.yaml", 2, 3, 1, 3),  # lrs 1/2, 1, first cosine step
-    # two steps an epoch, so holding the lr for a whole epoch is checked too: 1/2, 1/2, 1, 1, 1, 1, ~1/2
-    ("dynacl", "cifar10_dynacl_gpu.yaml", 2, 4, 2, 7),
-])
+@pytest.mark.parametrize(
+    "method, config, steps_per_epoch, epochs, warmup, steps",
+    [
+        ("acl", "cifar10_acl_gpu.yaml", 2, 3, 1, 3),  # lrs 1/2, 1, first cosine step
+        # two steps an epoch, so holding the lr for a whole epoch is checked too: 1/2, 1/2, 1, 1, 1, 1, ~1/2
+        ("dynacl", "cifar10_dynacl_gpu.yaml", 2, 4, 2, 7),
+    ],
+)
 def test_lars_parity_over_warmup_boundary(method, config, steps_per_epoch, epochs, warmup, steps):
     # the recipe's own optim block, its 10 warm-up epochs shortened on both sides
     cfg = replace(_yaml_optim(config), warmup_epochs=warmup)
@@ -156,8 +171,9 @@ def test_lars_parity_over_warmup_boundary(method, config, steps_per_epoch, epoch
 
 
 def test_sgd_parity():
-    cfg = OptimConfig(name="sgd", lr=0.1, momentum=0.9, weight_decay=2e-4, schedule="piecewise",
-                      milestones=[1, 2])  # nesterov and decay_norm_and_bias: the defaults
+    cfg = OptimConfig(
+        name="sgd", lr=0.1, momentum=0.9, weight_decay=2e-4, schedule="piecewise", milestones=[1, 2]
+    )  # nesterov and decay_norm_and_bias: the defaults
     model, twin = _models()
     ours = _ours(model, cfg, steps=3, steps_per_epoch=1, epochs=3)
     # get_model(): AFF passes every parameter, SLF/ALF fc.weight and fc.bias

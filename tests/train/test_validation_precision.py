@@ -24,9 +24,13 @@ class Recorder(nn.Module):
 
 def fake_accelerator(bf16: bool):
     """What validation_accuracy reads of an Accelerator (one process), with accelerate's autocast rule."""
-    return SimpleNamespace(device=torch.device("cpu"), process_index=0, num_processes=1,
-                           reduce=lambda t, _op: t,
-                           autocast=lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16))
+    return SimpleNamespace(
+        device=torch.device("cpu"),
+        process_index=0,
+        num_processes=1,
+        reduce=lambda t, _op: t,
+        autocast=lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16),
+    )
 
 
 def test_validation_follows_mixed_precision():
