@@ -63,11 +63,11 @@ def test_cross_check_breaks_count_and_are_reported(tiny_model, tiny_data):
     x, y = tiny_data[0][:8], tiny_data[1][:8]
     res, cc = _fast(tiny_model, x, y, weak_eps=1e-4, fraction=1.0)  # the fast stages can break (almost) nothing
     assert res.attacks == list(FAST_ATTACKS)
-    assert cc["checked"] == cc["robust_before"] > 0 and cc["broken"] > 0  # the standard version found misses
+    assert cc.checked == cc.robust_before > 0 and cc.broken > 0  # the standard version found misses
     robust = res.final_pred == y
-    assert not robust[cc["broken_index"]].any()  # every point the cross-check broke is scored broken
-    assert int(robust.sum()) == cc["robust_before"] - cc["broken"]
-    assert (res.pred_after["cross-check"][cc["broken_index"]] != y[cc["broken_index"]]).all()
+    assert not robust[cc.broken_index].any()  # every point the cross-check broke is scored broken
+    assert int(robust.sum()) == cc.robust_before - cc.broken
+    assert (res.pred_after["cross-check"][cc.broken_index] != y[cc.broken_index]).all()
     assert (res.x_adv - x).abs().max() <= 8 / 255 + 1e-6
 
 
