@@ -2,14 +2,14 @@
 standard AutoAttack**, and every place that prints its number says so.
 
 1. APGD-CE, exactly as standard AutoAttack runs it (pyautoattack, standard settings: 100 iterations).
-2. Targeted APGD on the points still robust, with ``fast_targets`` targets per point chosen by MALT
+2. Targeted APGD on the points still robust, with ``fast_targets`` (9) targets per point chosen by MALT
    (:mod:`.malt`) instead of AutoAttack's nine logit-ranked ones; same loss, iterations and step rules.
 3. Cross-check: standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square) on a seeded random subset — a fraction
    ``cross_check`` — of the points the first two left robust. A point it breaks counts as broken (the
    fast version never scores robust a point its own check broke) and is reported: the count, and the
    miss rate on the checked points with its exact interval, which bounds what the unchecked points hide.
 
-Cost per robust point: ~100 + 100·c + K + 1 input gradients (c targets, K classes) plus the cross-check's
+Cost per robust point: ~100 + 100·c + K input gradients (c targets, K classes) plus the cross-check's
 share, against ~1,900 input gradients and ~5,900 forwards of standard AutoAttack.
 """
 
