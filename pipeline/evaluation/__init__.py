@@ -1,7 +1,7 @@
 """Robustness evaluation of any [0,1]-image classifier: clean, PGD-k, AutoAttack (pyautoattack),
 epsilon sweep, calibration under attack, randomized-smoothing certificates, gradient-masking checks.
 
-Use (the evaluate stage, ``pipeline/evaluate.py``, does this on the test split)::
+Use (the evaluate stage, ``stages/evaluate.py``, does this on the test split)::
 
     from pipeline.evaluation import EvaluateConfig, evaluate_model, summary_table, write_report
 
@@ -12,13 +12,18 @@ Use (the evaluate stage, ``pipeline/evaluate.py``, does this on the test split):
         write_report(report, run_dir)   # report.json, report.md, per_sample.csv, figures
         print(summary_table(report))
 
-Modules: ``config`` (settings, :func:`first_n`), ``runner`` (the entry points), ``chunks`` (work units,
-seeds, resume files), ``chunk_eval`` (what is measured on one chunk), ``autoattack_runner``,
-``smoothing``, ``calibration``, ``counting``, ``masking`` (the measurements), ``merge`` (chunks → report),
-``report`` (:class:`EvalReport`), ``writers`` (report → files and summary). Figures: :mod:`pipeline.plots`.
+Each measurement is one module of ``measurements/`` (clean, pgd, autoattack with its versions,
+calibration, sweep, smoothing): its settings, its per-chunk record, its merge, its report sections and
+its own checks; ``measurements.MEASUREMENTS`` lists them in the order of work. The rest loops over that
+registry: ``runner`` (the entry points), ``chunks`` (work units, fingerprints, resume files), ``chunk_eval``
+(one chunk through every measurement), ``merge`` (chunks → report), ``masking`` (the checks that compare
+measurements), ``writers`` (report → files and summary), ``report`` (:class:`EvalReport`), ``config``
+(:class:`EvaluateConfig`, one section per measurement). The algorithms they call: ``autoattack_runner``
+(pyautoattack, per-attack bookkeeping), ``fast_autoattack`` and ``malt``, ``smoothing`` (CERTIFY),
+``calibration`` (ECE), ``intervals``, ``counting``, ``sampling`` (:func:`first_n`, :func:`derive_seed`).
+Figures: :mod:`pipeline.plots`.
 """
 
-from .chunks import derive_seed
 from .config import (
     AutoAttackConfig,
     CalibrationConfig,
@@ -30,6 +35,7 @@ from .config import (
 )
 from .report import EvalReport
 from .runner import evaluate_batches, evaluate_model, quick_config
+from .sampling import derive_seed
 from .writers import summary_table, write_report
 
 __all__ = [

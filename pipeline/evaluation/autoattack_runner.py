@@ -95,19 +95,56 @@ def make_autoattack(
     return aa
 
 
+# pyautoattack's own attack names (external: its loop raises on anything else)
+ATTACKS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
+# AttributedResult.pred_after where a sub-attack did not run on a point (broken before, or misclassified
+# clean: never attacked); per_sample.csv leaves these cells empty
+NOT_RUN = -1
+
+
 @dataclass
 class AttributedResult:
-    """Outcome of an AutoAttack run with one entry per sub-attack, in the order they ran."""
+    """Outcome of an attack run that goes sub-attack by sub-attack, each on the points still robust: the
+    per-attack bookkeeping of every AutoAttack version (the library's and ``fast``). Start it with
+    :meth:`start`, then run each sub-attack inside :meth:`attack` and :meth:`record` what it returned."""
 
-    attacks: list[str]
-    final_pred: torch.Tensor  # prediction on the final adversarial input (clean prediction if never broken)
-    x_adv: torch.Tensor  # final adversarial inputs (clean input where no attack succeeded)
-    pred_after: dict[str, torch.Tensor]  # per attack: prediction on its output, -1 where it did not run
-    # per attack: cumulative robust accuracy after it (what pyautoattack logs)
-    robust_after: dict[str, float]
+    y: torch.Tensor  # labels
+    final_pred: torch.Tensor  # prediction on the final input: the label until some attack breaks the point
+    x_adv: torch.Tensor  # final inputs (the clean input where no attack succeeded)
+    attacks: list[str] = field(default_factory=list)  # sub-attacks in the order they ran
+    pred_after: dict[str, torch.Tensor] = field(default_factory=dict)  # per attack: prediction on its output; NOT_RUN
     seconds: dict[str, float] = field(default_factory=dict)
     passes: dict[str, PassCount] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, x: torch.Tensor, y: torch.Tensor) -> AttributedResult:
+        return cls(y=y, final_pred=y.clone(), x_adv=x.clone())
+
+    def robust(self) -> torch.Tensor:
+        """Indices of the points no attack has broken yet, in their original order (before the first
+        attack: every point, including the misclassified ones, which that attack's clean pass finds)."""
+        return (self.final_pred == self.y).nonzero().squeeze(1)
+
+    @contextmanager
+    def attack(self, name: str, counter: PassCounter) -> Iterator[None]:
+        """Run sub-attack ``name`` inside the block: its column starts as NOT_RUN, and the wall time and
+        the passes of ``counter`` spent in the block are its cost."""
+        self.attacks.append(name)
+        self.pred_after[name] = torch.full_like(self.y, NOT_RUN)
+        before, start = counter.snapshot(), time.perf_counter()
+        yield
+        self.seconds[name] = time.perf_counter() - start
+        self.passes[name] = counter.snapshot() - before
+
+    def record(self, name: str, idx: torch.Tensor, pred: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+        """Sub-attack ``name`` returned ``pred`` / ``x_adv`` on the points ``idx``; returns those of ``idx``
+        it left robust."""
+        self.pred_after[name][idx] = pred
+        broken = pred != self.y[idx]
+        self.final_pred[idx[broken]] = pred[broken]
+        self.x_adv[idx[broken]] = x_adv[broken]
+        return idx[~broken]
 
 
 def run_attributed(
@@ -129,37 +166,22 @@ def run_attributed(
         on_attack: called with each sub-attack's name before it runs (progress display).
     """
     attacks = list(aa.attacks_to_run)
-    n = y.shape[0]
-    result = AttributedResult(
-        attacks=attacks,
-        final_pred=torch.full_like(y, -1),
-        x_adv=x.clone(),
-        pred_after={a: torch.full_like(y, -1) for a in attacks},
-        robust_after={},
-    )
-    todo = torch.arange(n, device=y.device)  # points the next attack runs on, in their original order
+    result = AttributedResult.start(x, y)
     with capture_autoattack_warnings() as messages:
         try:
             for attack in attacks:
                 if on_attack is not None:
                     on_attack(attack)
-                before, start = counter.snapshot(), time.perf_counter()
-                if todo.numel() > 0:
-                    aa.attacks_to_run = [attack]
-                    # the first call also sees the misclassified points: pyautoattack's own clean pass marks
-                    # them non-robust and returns their clean prediction, as in a direct run
-                    x_adv, y_adv = aa.run_standard_evaluation(x[todo], y[todo], batch_size=batch_size)
-                    result.pred_after[attack][todo] = y_adv
-                    broken = y_adv != y[todo]
-                    result.final_pred[todo[broken]] = y_adv[broken]
-                    result.x_adv[todo[broken]] = x_adv[broken]
-                    todo = todo[~broken]
-                result.seconds[attack] = time.perf_counter() - start
-                result.passes[attack] = counter.snapshot() - before
-                result.robust_after[attack] = todo.numel() / max(n, 1)
+                with result.attack(attack, counter):
+                    todo = result.robust()
+                    if todo.numel() > 0:
+                        aa.attacks_to_run = [attack]
+                        # the first call also sees the misclassified points: pyautoattack's own clean pass
+                        # marks them non-robust and returns their clean prediction, as in a direct run
+                        x_adv, y_adv = aa.run_standard_evaluation(x[todo], y[todo], batch_size=batch_size)
+                        result.record(attack, todo, y_adv, x_adv)
         finally:
             aa.attacks_to_run = attacks
-    result.final_pred[todo] = y[todo]  # never broken: correct prediction
     result.warnings = list(messages)
     return result
 

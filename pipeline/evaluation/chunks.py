@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,36 +22,41 @@ from safetensors.torch import load_file, save_file
 from pipeline.io import atomic_file, atomic_write_text, sha256_file
 from pipeline.seeds import derive_seed as derive_seed  # re-exported: the evaluation's seed rule
 
-from .config import EvaluateConfig, first_n
+from .config import EvaluateConfig
+from .measurements import in_order
+from .sampling import derive_seed
+
+__all__ = ["Chunk", "ChunkStore", "chunk_fingerprint", "derive_seed", "library_versions", "model_digest",
+           "plan_chunks", "tensor_digest"]
 
 FORMAT_VERSION = 1  # bump when the chunk layout or the computation changes meaning
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """One unit of work: examples ``[start, stop)`` and how many of them each component covers."""
+    """One unit of work: examples ``[start, stop)``, and how many of its first examples each prefix
+    measurement covers (``covered["autoattack"] = 7``: AutoAttack attacks the chunk's first 7)."""
 
     index: int
     start: int
     stop: int
-    n_autoattack: int  # the first n_autoattack examples of the chunk are attacked by AutoAttack
-    n_sweep: int  # ... evaluated in the epsilon sweep
-    n_smoothing: int  # ... certified
+    covered: Mapping[str, int] = field(default_factory=dict)
+
+    def payload(self) -> dict[str, int]:
+        """What the chunk contributes to its fingerprint: ``n_<name>`` per prefix measurement (the field
+        names of the fixed layout this replaced, so that earlier chunks stay valid)."""
+        return {"index": self.index, "start": self.start, "stop": self.stop,
+                **{f"n_{name}": n for name, n in self.covered.items()}}
 
 
 def plan_chunks(n_examples: int, cfg: EvaluateConfig) -> list[Chunk]:
     """Split ``n_examples`` into chunks of ``cfg.chunk_size`` (the last may be shorter)."""
-    aa = first_n(cfg.autoattack.n_examples, n_examples) if cfg.autoattack.enabled else 0
-    sw = first_n(cfg.sweep.n_examples, n_examples) if cfg.sweep.enabled else 0
-    sm = first_n(cfg.smoothing.n_examples, n_examples) if cfg.smoothing.enabled else 0
+    limits = {m.name: m.n_examples(cfg, n_examples) for m in in_order() if m.prefix}
     chunks = []
     for index, start in enumerate(range(0, n_examples, cfg.chunk_size)):
         stop = min(start + cfg.chunk_size, n_examples)
-
-        def covered(limit: int, start: int = start, stop: int = stop) -> int:
-            return max(0, min(stop, limit) - start)
-
-        chunks.append(Chunk(index, start, stop, covered(aa), covered(sw), covered(sm)))
+        covered = {name: max(0, min(stop, limit) - start) for name, limit in limits.items()}
+        chunks.append(Chunk(index, start, stop, covered))
     return chunks
 
 
@@ -77,13 +82,13 @@ def model_digest(model: torch.nn.Module) -> str:
 
 def _cfg_without_sizes(cfg: EvaluateConfig) -> dict[str, Any]:
     # n_examples only decides which chunks exist and what they cover; the Chunk itself records that,
-    # so growing n_examples keeps the earlier chunks valid.
+    # so growing n_examples keeps the earlier chunks valid. Each measurement gives its section as it enters
+    # the fingerprint (Measurement.settings: the values actually used, so an explicit default reuses chunks)
     d = asdict(cfg)
-    for section in (d, d["autoattack"], d["sweep"], d["smoothing"]):
-        section.pop("n_examples")
-    # the values actually used, not the "0 / [] = default" spelling: an explicit setting equal to the
-    # default reuses the same chunks
-    d["sweep"]["eps"], d["pgd"]["step_size"] = cfg.sweep_radii(), cfg.pgd_step_size()
+    d.pop("n_examples")
+    for m in in_order():
+        if m.section is not None:
+            d[m.section] = m.settings(cfg)
     if d["precision"] == "fp32":  # added later: fp32 chunks written before it existed stay valid
         d.pop("precision")
     return d
@@ -103,7 +108,7 @@ def chunk_fingerprint(
     payload = {
         "format": FORMAT_VERSION,
         "cfg": _cfg_without_sizes(cfg),
-        "chunk": asdict(chunk),
+        "chunk": chunk.payload(),
         "model": model_fp,
         "data": data_fp,
         "num_classes": num_classes,

@@ -4,15 +4,24 @@ AutoAttack's APGD-T attacks, for every point, the classes ranked 2nd to 10th by 
 classes t ≠ y instead by the perturbation a *linear* model of the network at x would need to make t beat
 y — the DeepFool-style distance to the y/t boundary in the threat model's norm:
 
-    score_t = (z_y(x) − z_t(x)) / ‖∇ₓz_y(x) − ∇ₓz_t(x)‖_q        (q: the dual norm — L1 for Linf, L2 for L2)
+    score_t = (z_y(x) − z_t(x)) / ‖∇ₓ(z_y − z_t)(x)‖_q        (q: the dual norm — L1 for Linf, L2 for L2)
 
-and attacks only the few classes with the smallest scores [0]. Justified by the network being almost
-linear at the scale of ε ("mesoscopic almost linearity"), it finds the successful target among far fewer
-candidates. The scores cost one forward and K + 1 input gradients per point (K classes).
+and attacks the classes with the smallest scores [0]. Justified by the network being almost linear at the
+scale of ε ("mesoscopic almost linearity"), the successful target tends to come early in that order.
 
-The authors' code could not be read here (no copy reachable from this machine); this follows the
-paper's description: every class is scored (the paper first keeps the top-a classes by logit, a = 100
-on ImageNet; with K ≤ 100 that keeps all), the ``n_targets`` smallest scores are attacked in order.
+The ranking follows the authors' code (github.com/odeliamel/MALT, ``targeting.get_k_best_target_classes``
+and ``MALT_attack.MALTAttack``): only the ``candidates`` (100) largest logits other than the label are
+scored, the others rank last; a class whose gradient row ‖∇ₓ(z_y − z_t)‖ is exactly 0 scores 0, so it
+ranks *first* (the authors' score matrix starts at zero and only non-zero rows are divided); the
+``n_targets`` smallest scores are attacked in order, 9 by default (their ``MALTAttack(k=9)`` and their
+demo; AutoAttack's APGD-T also takes 9). ``tests/evaluation/test_fast_autoattack.py`` transcribes their
+ranking and compares. Three differences remain, none of which changes the targets of a point we attack:
+their numerator uses the *predicted* class's logit (the label's here: the points attacked are correctly
+classified, so the two agree); their gradients come from one backward per (point, class), ours from one
+batched backward per class (the same vector-Jacobian product; float rounding may differ); and they count a
+target attack as successful only when it reaches the target, while here — as in pyautoattack's APGD-T — any
+misclassification breaks the point (a point pushed to a third class is broken, not attacked again).
+The scores cost one forward and K input gradients per point (K classes).
 
 pyautoattack picks its targets inside ``APGDAttack_targeted.perturb``; :class:`MALTTargetedAPGD` is that
 class with a ``perturb_targets`` that takes them per point instead. The attack itself — the
@@ -28,22 +37,32 @@ import torch
 from pyautoattack.autopgd_base import APGDAttack_targeted
 
 DUAL_NORM = {"Linf": 1, "L2": 2, "L1": float("inf")}  # the norm a linear model's boundary distance divides by
+CANDIDATES = 100  # classes scored per point: the largest logits other than the label (the authors' testk)
 
 
-def malt_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str) -> torch.Tensor:
-    """(B, K) linear-model distance from each point to the boundary with each class; +inf for the label."""
+def malt_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str,
+                candidates: int = CANDIDATES) -> torch.Tensor:
+    """(B, K) linear-model distance from each point to the boundary with each class: 0 where that
+    boundary's gradient is exactly 0, +inf for the label and for classes outside the ``candidates``
+    largest other logits."""
     x = x.detach().clone().requires_grad_(True)
     logits = model(x)  # (B, K)
-    z_y = logits.gather(1, y[:, None]).squeeze(1)  # (B,)
-    # one input gradient per class; samples are independent in eval(), so the gradient of a batch sum is
-    # the per-sample gradient
-    (g_y,) = torch.autograd.grad(z_y.sum(), x, retain_graph=True)
-    scores = torch.empty_like(logits, dtype=torch.float32)
+    rows = torch.arange(len(y), device=y.device)
+    z_y = logits[rows, y]  # (B,)
+    others = logits.detach().scatter(1, y[:, None], float("-inf"))
+    scored = torch.zeros_like(others, dtype=torch.bool)
+    scored[rows[:, None], others.topk(min(candidates, logits.shape[1] - 1), dim=1).indices] = True
+    scores = torch.full_like(logits, float("inf"), dtype=torch.float32)
     for t in range(logits.shape[1]):
-        (g_t,) = torch.autograd.grad(logits[:, t].sum(), x, retain_graph=True)
-        dual = (g_y - g_t).flatten(1).norm(p=DUAL_NORM[norm], dim=1)
-        scores[:, t] = (z_y - logits[:, t]).detach().float() / (dual.float() + 1e-12)
-    scores[torch.arange(len(y), device=y.device), y] = float("inf")
+        if not scored[:, t].any():
+            continue
+        margin = z_y - logits[:, t]  # (B,)
+        # one input gradient per class; samples are independent in eval(), so the gradient of a batch sum is
+        # the per-sample gradient
+        (g,) = torch.autograd.grad(margin.sum(), x, retain_graph=True)
+        dual = g.flatten(1).norm(p=DUAL_NORM[norm], dim=1).float()
+        score = torch.where(dual != 0, margin.detach().float() / dual, torch.zeros_like(dual))
+        scores[:, t] = torch.where(scored[:, t], score, scores[:, t])
     return scores
 
 
@@ -51,7 +70,7 @@ def malt_targets(
     model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, n_targets: int
 ) -> torch.Tensor:
     """(B, n_targets) classes to attack per point, the smallest MALT score first."""
-    return malt_scores(model, x, y, norm).argsort(dim=1)[:, :n_targets]
+    return malt_scores(model, x, y, norm).topk(n_targets, dim=1, largest=False).indices
 
 
 class MALTTargetedAPGD(APGDAttack_targeted):

@@ -28,6 +28,9 @@ class EvalReport:
     sweep: dict | None = None  # eps list and robust accuracy at each
     calibration: dict | None = None  # ECE, mean confidence (of wrong predictions), reliability bins
     smoothing: dict | None = None  # certified accuracy at each radius
+    # the section of each measurement without a field above, by its registry name; report.json has them as
+    # top-level keys after the others
+    sections: dict[str, dict] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # failed checks: the report gets a banner
     notes: list[str] = field(default_factory=list)  # facts worth knowing that are not failures
     timings: dict = field(
@@ -42,7 +45,8 @@ class EvalReport:
         """JSON-ready dict of everything except the per-sample columns (NaN becomes None)."""
         d = asdict(self)
         d.pop("per_sample")
-        return _json_safe(d)
+        sections = d.pop("sections")
+        return _json_safe({**d, **sections})
 
 
 def _json_safe(obj: Any) -> Any:

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from pipeline.errors import UsageError
 from pipeline.models.modes import eval_mode
 
-from .chunk_eval import EvalContext, evaluate_chunk
+from .chunk_eval import evaluate_chunk
 from .chunks import (
     Chunk,
     ChunkStore,
@@ -30,10 +30,12 @@ from .chunks import (
     plan_chunks,
     tensor_digest,
 )
-from .config import EvaluateConfig, PGDEvalConfig, SweepConfig, first_n
+from .config import EvaluateConfig, PGDEvalConfig, SweepConfig
 from .counting import PassCounter
+from .measurements import EvalContext, in_order
 from .merge import build_report
 from .report import EvalReport
+from .sampling import first_n
 
 
 def quick_config(norm: str = "Linf", eps: float = 8 / 255) -> EvaluateConfig:
@@ -103,7 +105,7 @@ def evaluate_model(
     if accelerator is not None:
         accelerator.wait_for_everyone()  # every chunk file exists once all ranks pass this point
         reused = int(accelerator.reduce(torch.tensor(reused, device=accelerator.device), "sum"))
-    records, tensors = _load_all(store, chunks, fps, work_dir)
+    records, tensors = _load_all(store, chunks, fps, cfg, work_dir)
     extra = {
         "notes": _notes(cfg, x.shape[0], num_classes),
         "versions": library_versions(),
@@ -187,11 +189,7 @@ def _check_inputs(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> None:
 
 def _notes(cfg: EvaluateConfig, available: int, num_classes: int) -> list[str]:
     """Facts about this call worth a line in the report (not failures)."""
-    notes = []
-    if cfg.autoattack.enabled and num_classes < 10:
-        notes.append(
-            f"with {num_classes} classes the targeted attacks use {num_classes - 1} target classes, not 9"
-        )
+    notes = [note for m in in_order() for note in m.notes(cfg, num_classes)]
     if cfg.precision == "bf16":
         notes.append("PGD and the sweep ran under bf16 autocast (evaluate.precision=bf16); clean accuracy and "
                      "AutoAttack ran in fp32")
@@ -222,11 +220,6 @@ def _fingerprints(model, x, y, cfg: EvaluateConfig, chunks: list[Chunk], num_cla
     ]
 
 
-def _model_device(model: torch.nn.Module) -> torch.device:
-    p = next(iter(model.parameters()), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
 def _run_my_chunks(
     ctx: EvalContext, x, y, chunks, fps, store: ChunkStore, rank: int, world: int, progress: bool
 ) -> int:
@@ -237,7 +230,7 @@ def _run_my_chunks(
     )
     reused = 0
     for chunk in bar:
-        if store.load(chunk.index, fps[chunk.index]) is not None:
+        if _load(store, chunk, fps[chunk.index], ctx.cfg) is not None:
             reused += 1
             continue
         ctx.status = lambda phase, i=chunk.index: bar.set_postfix_str(f"chunk {i}: {phase}", refresh=True)
@@ -248,11 +241,23 @@ def _run_my_chunks(
     return reused
 
 
+def _load(store: ChunkStore, chunk: Chunk, fingerprint: str, cfg: EvaluateConfig):
+    """A finished chunk of this configuration holding the record of every measurement that runs on it, or
+    ``None``. (A measurement added without settings leaves the fingerprint as it was; the chunks written
+    before it lack its record and are computed again.)"""
+    found = store.load(chunk.index, fingerprint)
+    if found is None:
+        return None
+    record, tensors = found
+    complete = all(m.Record.read(record, tensors) is not None for m in in_order() if m.runs_on(chunk, cfg))
+    return found if complete else None
+
+
 def _load_all(
-    store: ChunkStore, chunks: list[Chunk], fps: list[str], work_dir
+    store: ChunkStore, chunks: list[Chunk], fps: list[str], cfg: EvaluateConfig, work_dir
 ) -> tuple[list[dict], list[dict[str, torch.Tensor]]]:
     """Every chunk's record and tensors, in chunk order (after the barrier: all must be there)."""
-    loaded = [store.load(c.index, fp) for c, fp in zip(chunks, fps, strict=True)]
+    loaded = [_load(store, c, fp, cfg) for c, fp in zip(chunks, fps, strict=True)]
     missing = [c.index for c, got in zip(chunks, loaded, strict=True) if got is None]
     if missing:
         raise RuntimeError(

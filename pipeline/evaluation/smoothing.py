@@ -10,11 +10,13 @@ and abstains otherwise.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from scipy.stats import beta, norm
 
-from .config import SmoothingConfig
+if TYPE_CHECKING:
+    from .measurements.smoothing import SmoothingConfig
 
 ABSTAIN = -1
 

@@ -8,7 +8,7 @@ import torch
 from data.readers import load_labeled
 from data.spec import ShardSpec
 
-from .config import first_n
+from .sampling import first_n
 
 EVAL_ORDER_SEED = 20231  # fixed, not run.seed: the evaluated subset must be the same for every run
 

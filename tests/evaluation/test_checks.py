@@ -7,7 +7,12 @@ import torch
 from eval_helpers import FarMaskedNet, MaskedNet, NoisyNet
 
 from pipeline.evaluation import EvaluateConfig, evaluate_model
-from pipeline.evaluation.masking import CheckInput, run_checks
+from pipeline.evaluation.masking import run_checks
+from pipeline.evaluation.measurements import Merged
+from pipeline.evaluation.measurements.autoattack import AutoAttackResult
+from pipeline.evaluation.measurements.clean import CleanResult
+from pipeline.evaluation.measurements.pgd import PGDResult
+from pipeline.evaluation.measurements.sweep import SweepResult
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +61,20 @@ def test_masked_gradients_are_flagged(tiny_model, tiny_data):
     assert report.autoattack["first_broken_by"]["square"] > 0
 
 
-def _check_input(**kw) -> CheckInput:
+def _merged(label, clean_pred, num_classes, norm, eps, grey_pred, grey_dist, pgd_pred=None, aa_final=None,
+            sweep_eps=None, sweep_pred=None) -> Merged:
+    """Synthetic merged results: clean always, PGD / AutoAttack / the sweep when given."""
+    results = {"clean": CleanResult(clean_pred, grey_pred, grey_dist)}
+    if pgd_pred is not None:
+        results["pgd"] = PGDResult(pgd_pred)
+    if aa_final is not None:
+        results["autoattack"] = AutoAttackResult([], {}, aa_final, [], "AutoAttack")
+    if sweep_eps is not None:
+        results["sweep"] = SweepResult(sweep_eps, sweep_pred)
+    return Merged(EvaluateConfig(norm=norm, eps=eps), num_classes, label, results)
+
+
+def _check_input(**kw) -> Merged:
     base = dict(
         label=torch.tensor([0, 1, 2, 3]),
         clean_pred=torch.tensor([0, 1, 2, 0]),
@@ -66,7 +84,7 @@ def _check_input(**kw) -> CheckInput:
         grey_pred=0,
         grey_dist=torch.full((4,), 0.4),
     )
-    return CheckInput(**(base | kw))
+    return _merged(**(base | kw))
 
 
 def test_sweep_and_pgd_checks_on_synthetic_results():
@@ -131,11 +149,11 @@ def test_fewer_than_ten_classes_caps_the_targets():
     assert any("3 target classes" in n for n in r.notes)
 
 
-def _sweep_input(correct: list[int], n: int = 100, norm: str = "Linf") -> CheckInput:
+def _sweep_input(correct: list[int], n: int = 100, norm: str = "Linf") -> Merged:
     """Synthetic sweep results: ``correct[j]`` of ``n`` points survive radius j (eps = 0.01·(j + 1))."""
     label = torch.zeros(n, dtype=torch.long)
     pred = torch.stack([(torch.arange(n) >= c).long() for c in correct])  # the first c are correct
-    return CheckInput(
+    return _merged(
         label=label,
         clean_pred=label,
         num_classes=10,

@@ -33,6 +33,69 @@ def test_malt_scores_are_a_linear_models_boundary_distances():
     assert torch.equal(malt_targets(lin, x, y, "Linf", 2), malt_scores(lin, x, y, "Linf").argsort(1)[:, :2])
 
 
+def _reference_malt_targets(model, x, y, p, k, testk=100, batch_size=50):
+    """odeliamel/MALT's target ranking (``targeting.get_k_best_target_classes``), transcribed step by step:
+    the candidates are the ``testk`` largest logits other than the label; each candidate's row is the input
+    gradient of z_t - z_label, from one backward per (point, candidate) with grad_output e_t - e_label; its
+    score is (z_predicted - z_t) / ||row||_q, left at 0 where the row norm is 0; every other class scores
+    +inf; the ``k`` smallest scores are the targets (topk, largest=False)."""
+    with torch.no_grad():
+        out = model(x)
+    pred = out.argmax(dim=1)
+    n_cls = out.shape[-1]
+    testk, k = min(testk, n_cls - 1), min(k, n_cls - 1)
+    inxs = out.scatter(dim=1, index=y.unsqueeze(1), value=-float("inf")).topk(k=testk, dim=1)[1]
+    images = torch.repeat_interleave(x, testk, dim=0)
+    eye = torch.nn.functional.one_hot(inxs.reshape(-1), n_cls).float()
+    eye = eye.scatter(dim=1, index=torch.repeat_interleave(y, testk).unsqueeze(1), value=-1)
+    grads = []
+    for s in range(0, images.shape[0], batch_size):
+        xi = images[s : s + batch_size].clone().requires_grad_(True)
+        model(xi).backward(eye[s : s + batch_size])
+        grads.append(xi.grad.detach().flatten(1))
+    rows = torch.cat(grads).reshape(x.shape[0], testk, -1)
+    norms = rows.norm(p=p, dim=2)
+    diffs = out[torch.arange(len(x)), pred].unsqueeze(1) - out[torch.arange(len(x)).unsqueeze(-1), inxs]
+    eps = torch.zeros(x.shape[0], testk)
+    nonzero = norms != 0
+    eps[nonzero] = diffs[nonzero] / norms[nonzero]
+    full = float("inf") * torch.ones(x.shape[0], n_cls)
+    full[torch.arange(x.shape[0]).unsqueeze(-1), inxs] = eps
+    return full.topk(dim=1, largest=False, k=k)[1]
+
+
+class _TiedRows(torch.nn.Module):
+    """A linear classifier whose class 5 copies class 2's weights (bias lower): for a point of class 2, the
+    boundary with 5 has a zero gradient, which the reference scores 0 — the first target."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.lin = torch.nn.Linear(3 * 8 * 8, 10)
+        with torch.no_grad():
+            self.lin.bias[2] += 0.55  # about half the points become class 2
+            self.lin.weight[5] = self.lin.weight[2]
+            self.lin.bias[5] = self.lin.bias[2] - 0.5
+
+    def forward(self, x):
+        return self.lin(x.flatten(1))
+
+
+@pytest.mark.parametrize(("norm", "p"), [("Linf", 1), ("L2", 2)])
+def test_malt_targets_are_the_reference_ranking(tiny_model, tiny_data, norm, p):
+    x, y = tiny_data
+    with torch.no_grad():
+        right = tiny_model(x).argmax(dim=1) == y  # the points the fast version attacks: correctly classified
+    x, y = x[right], y[right]
+    assert torch.equal(malt_targets(tiny_model, x, y, norm, 9), _reference_malt_targets(tiny_model, x, y, p, 9))
+    tied = _TiedRows().eval()
+    with torch.no_grad():
+        y2 = tied(x).argmax(dim=1)
+    ours, ref = malt_targets(tied, x, y2, norm, 9), _reference_malt_targets(tied, x, y2, p, 9)
+    assert 0 < int((y2 == 2).sum()) < len(y2) and (ref[y2 == 2, 0] == 5).all()  # zero gradient: first
+    assert torch.equal(ours, ref)
+
+
 def test_given_targets_reproduce_pyautoattacks_targeted_apgd(tiny_model, tiny_data):
     """With the targets pyautoattack would pick itself (logit ranks 2..c+1), the subclass returns exactly
     the library's result: iterations, step rules, restarts and seeding are the library's."""
@@ -63,11 +126,11 @@ def test_cross_check_breaks_count_and_are_reported(tiny_model, tiny_data):
     x, y = tiny_data[0][:8], tiny_data[1][:8]
     res, cc = _fast(tiny_model, x, y, weak_eps=1e-4, fraction=1.0)  # the fast stages can break (almost) nothing
     assert res.attacks == list(FAST_ATTACKS)
-    assert cc["checked"] == cc["robust_before"] > 0 and cc["broken"] > 0  # the standard version found misses
+    assert cc.checked == cc.robust_before > 0 and cc.broken > 0  # the standard version found misses
     robust = res.final_pred == y
-    assert not robust[cc["broken_index"]].any()  # every point the cross-check broke is scored broken
-    assert int(robust.sum()) == cc["robust_before"] - cc["broken"]
-    assert (res.pred_after["cross-check"][cc["broken_index"]] != y[cc["broken_index"]]).all()
+    assert not robust[cc.broken_index].any()  # every point the cross-check broke is scored broken
+    assert int(robust.sum()) == cc.robust_before - cc.broken
+    assert (res.pred_after["cross-check"][cc.broken_index] != y[cc.broken_index]).all()
     assert (res.x_adv - x).abs().max() <= 8 / 255 + 1e-6
 
 

@@ -77,7 +77,7 @@ def test_markdown_and_summary_show_interval_and_n(written):
 def test_rand_attribution_caveat_is_printed(written):
     import copy
 
-    from pipeline.evaluation.merge import RAND_CAVEAT
+    from pipeline.evaluation.measurements.autoattack import RAND_CAVEAT
     from pipeline.evaluation.writers import render_markdown
 
     report = copy.deepcopy(written[0])

@@ -1,0 +1,48 @@
+"""The measurements, one module each (what one is: :mod:`.base`), in the order of work on a chunk.
+
+That order is also the order of their rows in the summary, their sections in report.md and their phases in
+the cost table. A measurement reads what earlier ones left on the chunk (clean logits first of all), so
+keep ``clean`` first and put a new one after those it reads.
+"""
+
+from pipeline.registry import Registry
+
+from .autoattack import AUTOATTACK_VERSIONS, AutoAttack, AutoAttackConfig
+from .base import ChunkWork, EvalContext, Measurement, Merged
+from .calibration import Calibration, CalibrationConfig
+from .clean import Clean
+from .pgd import PGD, PGDEvalConfig
+from .smoothing import Smoothing, SmoothingConfig
+from .sweep import Sweep, SweepConfig
+
+MEASUREMENTS = Registry[Measurement]("measurement")
+for _measurement in (
+    Clean(),
+    PGD(),
+    AutoAttack(),  # its versions: AUTOATTACK_VERSIONS
+    Calibration(),  # reads the clean logits and AutoAttack's adversarial inputs
+    Sweep(),
+    Smoothing(),
+):
+    MEASUREMENTS.add(_measurement.name, _measurement)
+
+
+def in_order() -> list[Measurement]:
+    """Every registered measurement, in the order of work."""
+    return [m for _, m in MEASUREMENTS.items()]
+
+
+__all__ = [
+    "AUTOATTACK_VERSIONS",
+    "MEASUREMENTS",
+    "AutoAttackConfig",
+    "CalibrationConfig",
+    "ChunkWork",
+    "EvalContext",
+    "Measurement",
+    "Merged",
+    "in_order",
+    "PGDEvalConfig",
+    "SmoothingConfig",
+    "SweepConfig",
+]
