@@ -26,8 +26,16 @@ from .config import EvaluateConfig
 from .measurements import in_order
 from .sampling import derive_seed
 
-__all__ = ["Chunk", "ChunkStore", "chunk_fingerprint", "derive_seed", "library_versions", "model_digest",
-           "plan_chunks", "tensor_digest"]
+__all__ = [
+    "Chunk",
+    "ChunkStore",
+    "chunk_fingerprint",
+    "derive_seed",
+    "library_versions",
+    "model_digest",
+    "plan_chunks",
+    "tensor_digest",
+]
 
 FORMAT_VERSION = 1  # bump when the chunk layout or the computation changes meaning
 
@@ -45,8 +53,12 @@ class Chunk:
     def payload(self) -> dict[str, int]:
         """What the chunk contributes to its fingerprint: ``n_<name>`` per prefix measurement (the field
         names of the fixed layout this replaced, so that earlier chunks stay valid)."""
-        return {"index": self.index, "start": self.start, "stop": self.stop,
-                **{f"n_{name}": n for name, n in self.covered.items()}}
+        return {
+            "index": self.index,
+            "start": self.start,
+            "stop": self.stop,
+            **{f"n_{name}": n for name, n in self.covered.items()},
+        }
 
 
 def plan_chunks(n_examples: int, cfg: EvaluateConfig) -> list[Chunk]:

@@ -26,8 +26,15 @@ from .measurements import (
 )
 from .sampling import first_n
 
-__all__ = ["AutoAttackConfig", "CalibrationConfig", "EvaluateConfig", "PGDEvalConfig",
-           "SmoothingConfig", "SweepConfig", "first_n"]
+__all__ = [
+    "AutoAttackConfig",
+    "CalibrationConfig",
+    "EvaluateConfig",
+    "PGDEvalConfig",
+    "SmoothingConfig",
+    "SweepConfig",
+    "first_n",
+]
 
 
 @dataclass

@@ -67,10 +67,19 @@ def _cat(parts: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts) if parts else like[:0]  # no batch ran: an empty tensor of the right kind
 
 
-def run_fast(make_aa: Callable, counter: PassCounter, x: torch.Tensor, y: torch.Tensor, num_classes: int,
-             batch_size: int, n_targets: int, fraction: float, seeds: Callable[[str], int],
-             on_attack: Callable[[str], None] = lambda _: None,
-             first_index: int = 0) -> tuple[AttributedResult, CrossCheck]:
+def run_fast(
+    make_aa: Callable,
+    counter: PassCounter,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    batch_size: int,
+    n_targets: int,
+    fraction: float,
+    seeds: Callable[[str], int],
+    on_attack: Callable[[str], None] = lambda _: None,
+    first_index: int = 0,
+) -> tuple[AttributedResult, CrossCheck]:
     """The fast version on ``x``/``y`` (see the module docstring).
 
     Args:
@@ -86,7 +95,9 @@ def run_fast(make_aa: Callable, counter: PassCounter, x: torch.Tensor, y: torch.
         ``(result, cross_check)``: the per-stage attribution, as for the other versions (its attack names
         are :data:`FAST_ATTACKS`), and what the cross-check did.
     """
-    res = run_attributed(make_aa("custom", ["apgd-ce"], seeds("apgd-ce")), counter, x, y, batch_size, on_attack)
+    res = run_attributed(
+        make_aa("custom", ["apgd-ce"], seeds("apgd-ce")), counter, x, y, batch_size, on_attack
+    )
 
     on_attack(FAST_ATTACKS[1])
     with res.attack(FAST_ATTACKS[1], counter):
@@ -96,7 +107,7 @@ def run_fast(make_aa: Callable, counter: PassCounter, x: torch.Tensor, y: torch.
         preds, advs = [], []
         with capture_autoattack_warnings() as messages:
             for s in range(0, todo.numel(), batch_size):
-                idx = todo[s: s + batch_size]
+                idx = todo[s : s + batch_size]
                 targets = malt_targets(counter, x[idx], y[idx], ref.norm, min(n_targets, num_classes - 1))
                 adv = malt.perturb_targets(x[idx], y[idx], targets)
                 advs.append(adv)
@@ -112,7 +123,8 @@ def run_fast(make_aa: Callable, counter: PassCounter, x: torch.Tensor, y: torch.
         if m:
             with capture_autoattack_warnings() as more:
                 x_std, y_std = make_aa("standard", None, seeds("cross-check")).run_standard_evaluation(
-                    x[checked], y[checked], batch_size=batch_size)
+                    x[checked], y[checked], batch_size=batch_size
+                )
             messages += more
         still = res.record(FAST_ATTACKS[2], checked, y_std, x_std)
     res.warnings += list(messages)

@@ -40,8 +40,9 @@ DUAL_NORM = {"Linf": 1, "L2": 2, "L1": float("inf")}  # the norm a linear model'
 CANDIDATES = 100  # classes scored per point: the largest logits other than the label (the authors' testk)
 
 
-def malt_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str,
-                candidates: int = CANDIDATES) -> torch.Tensor:
+def malt_scores(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, candidates: int = CANDIDATES
+) -> torch.Tensor:
     """(B, K) linear-model distance from each point to the boundary with each class: 0 where that
     boundary's gradient is exactly 0, +inf for the label and for classes outside the ``candidates``
     largest other logits."""

@@ -28,8 +28,12 @@ def library_warnings(chunk_messages: list[list[str]]) -> list[str]:
 def grey_checks(merged: Merged) -> list[str]:
     """Within reach of the all-grey image, a point whose label differs from f(grey) must be broken."""
     clean = merged.results["clean"]
-    runs = [run for m in in_order() if m.name in merged.results
-            for run in m.grey_runs(merged.results[m.name], merged.cfg)]
+    runs = [
+        run
+        for m in in_order()
+        if m.name in merged.results
+        for run in m.grey_runs(merged.results[m.name], merged.cfg)
+    ]
     warnings = []
     for eps, pred, name in runs:
         k = pred.shape[0]

@@ -191,8 +191,10 @@ def _notes(cfg: EvaluateConfig, available: int, num_classes: int) -> list[str]:
     """Facts about this call worth a line in the report (not failures)."""
     notes = [note for m in in_order() for note in m.notes(cfg, num_classes)]
     if cfg.precision == "bf16":
-        notes.append("PGD and the sweep ran under bf16 autocast (evaluate.precision=bf16); clean accuracy and "
-                     "AutoAttack ran in fp32")
+        notes.append(
+            "PGD and the sweep ran under bf16 autocast (evaluate.precision=bf16); clean accuracy and "
+            "AutoAttack ran in fp32"
+        )
     if cfg.n_examples > available:
         notes.append(
             f"evaluate.n_examples={cfg.n_examples} but the test split has {available} examples; "

@@ -13,8 +13,9 @@ from .sampling import first_n
 EVAL_ORDER_SEED = 20231  # fixed, not run.seed: the evaluated subset must be the same for every run
 
 
-def load_test_split(spec: ShardSpec, n_examples: int,
-                    num_classes: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+def load_test_split(
+    spec: ShardSpec, n_examples: int, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """(x uint8, y, positions in the test split, skipped) in a fixed random order of the split.
 
     Test sets often come sorted by class (ImageFolder); evaluate.n_examples and the AutoAttack / sweep /

@@ -16,8 +16,15 @@ from .measurements import in_order
 from .measurements.base import table
 from .report import EvalReport
 
-__all__ = ["BANNER", "format_accuracy", "per_sample_csv", "render_markdown", "summary_table", "write_figures",
-           "write_report"]
+__all__ = [
+    "BANNER",
+    "format_accuracy",
+    "per_sample_csv",
+    "render_markdown",
+    "summary_table",
+    "write_figures",
+    "write_report",
+]
 
 BANNER = "⚠ evaluation may be unreliable"
 

@@ -61,8 +61,19 @@ def test_masked_gradients_are_flagged(tiny_model, tiny_data):
     assert report.autoattack["first_broken_by"]["square"] > 0
 
 
-def _merged(label, clean_pred, num_classes, norm, eps, grey_pred, grey_dist, pgd_pred=None, aa_final=None,
-            sweep_eps=None, sweep_pred=None) -> Merged:
+def _merged(
+    label,
+    clean_pred,
+    num_classes,
+    norm,
+    eps,
+    grey_pred,
+    grey_dist,
+    pgd_pred=None,
+    aa_final=None,
+    sweep_eps=None,
+    sweep_pred=None,
+) -> Merged:
     """Synthetic merged results: clean always, PGD / AutoAttack / the sweep when given."""
     results = {"clean": CleanResult(clean_pred, grey_pred, grey_dist)}
     if pgd_pred is not None:

@@ -28,7 +28,9 @@ def test_malt_scores_are_a_linear_models_boundary_distances():
         for i in range(5):
             for t in range(6):
                 # for a linear model the smallest Lq perturbation that makes t tie with y has this size
-                exact = float("inf") if t == y[i] else float((z[i, y[i]] - z[i, t]) / (w[y[i]] - w[t]).norm(p=p))
+                exact = (
+                    float("inf") if t == y[i] else float((z[i, y[i]] - z[i, t]) / (w[y[i]] - w[t]).norm(p=p))
+                )
                 assert scores[i, t].item() == pytest.approx(exact, rel=1e-5)
     assert torch.equal(malt_targets(lin, x, y, "Linf", 2), malt_scores(lin, x, y, "Linf").argsort(1)[:, :2])
 
@@ -87,7 +89,9 @@ def test_malt_targets_are_the_reference_ranking(tiny_model, tiny_data, norm, p):
     with torch.no_grad():
         right = tiny_model(x).argmax(dim=1) == y  # the points the fast version attacks: correctly classified
     x, y = x[right], y[right]
-    assert torch.equal(malt_targets(tiny_model, x, y, norm, 9), _reference_malt_targets(tiny_model, x, y, p, 9))
+    assert torch.equal(
+        malt_targets(tiny_model, x, y, norm, 9), _reference_malt_targets(tiny_model, x, y, p, 9)
+    )
     tied = _TiedRows().eval()
     with torch.no_grad():
         y2 = tied(x).argmax(dim=1)
@@ -116,15 +120,25 @@ def _fast(model, x, y, weak_eps: float, fraction: float):
 
     def make_aa(version, attacks, seed):
         eps = 8 / 255 if seed == seeds["cross-check"] else weak_eps
-        return make_autoattack(counter, eps=eps, norm="Linf", version=version, attacks=attacks, seed=seed,
-                               device=torch.device("cpu"), num_classes=10)
+        return make_autoattack(
+            counter,
+            eps=eps,
+            norm="Linf",
+            version=version,
+            attacks=attacks,
+            seed=seed,
+            device=torch.device("cpu"),
+            num_classes=10,
+        )
 
     return run_fast(make_aa, counter, x, y, 10, 64, 3, fraction, seeds.__getitem__)
 
 
 def test_cross_check_breaks_count_and_are_reported(tiny_model, tiny_data):
     x, y = tiny_data[0][:8], tiny_data[1][:8]
-    res, cc = _fast(tiny_model, x, y, weak_eps=1e-4, fraction=1.0)  # the fast stages can break (almost) nothing
+    res, cc = _fast(
+        tiny_model, x, y, weak_eps=1e-4, fraction=1.0
+    )  # the fast stages can break (almost) nothing
     assert res.attacks == list(FAST_ATTACKS)
     assert cc.checked == cc.robust_before > 0 and cc.broken > 0  # the standard version found misses
     robust = res.final_pred == y

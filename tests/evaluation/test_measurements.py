@@ -42,9 +42,11 @@ def test_chunk_fingerprints_are_those_of_the_fixed_layout(monkeypatch, name, cfg
     fps = [chunks.chunk_fingerprint(cfg, c, model_fp="m", data_fp="d", num_classes=10) for c in plan]
     assert fps == PINNED[name]
     if name == "custom":
-        assert [c.covered for c in plan] == [{"autoattack": 10, "sweep": 10, "smoothing": 5},
-                                             {"autoattack": 5, "sweep": 10, "smoothing": 0},
-                                             {"autoattack": 0, "sweep": 3, "smoothing": 0}]
+        assert [c.covered for c in plan] == [
+            {"autoattack": 10, "sweep": 10, "smoothing": 5},
+            {"autoattack": 5, "sweep": 10, "smoothing": 0},
+            {"autoattack": 0, "sweep": 3, "smoothing": 0},
+        ]
 
 
 def test_registry_order_and_sections():
@@ -85,7 +87,10 @@ class GaussianNoise(Measurement):
 
     def merge(self, parts, merged, report) -> None:
         pred = concat(parts, "noise_pred")
-        report.sections["noise"] = {"accuracy": accuracy(pred, merged.label), "ci": interval(pred, merged.label)}
+        report.sections["noise"] = {
+            "accuracy": accuracy(pred, merged.label),
+            "ci": interval(pred, merged.label),
+        }
         report.per_sample["noise_pred"] = pred.tolist()
 
     def summary_rows(self, report) -> list[list]:
@@ -124,5 +129,12 @@ def test_a_new_measurement_is_one_class_and_one_registry_entry(tiny_model, tiny_
     # everything else is what it was without it
     assert {k: v for k, v in after.per_sample.items() if k != "noise_pred"} == before.per_sample
     old, new = before.to_dict(), after.to_dict()  # to_dict: NaN (no wrong prediction) compares as None
-    for key in ("clean_accuracy", "robust_accuracy", "robust_accuracy_ci", "pgd", "autoattack", "calibration"):
+    for key in (
+        "clean_accuracy",
+        "robust_accuracy",
+        "robust_accuracy_ci",
+        "pgd",
+        "autoattack",
+        "calibration",
+    ):
         assert new[key] == old[key], key

@@ -62,7 +62,10 @@ def test_sweep_runs_under_bf16(tiny_data):
 
 def test_fp32_chunk_fingerprint_is_what_it_was_before_precision_existed():
     chunk = Chunk(index=0, start=0, stop=10, covered={"autoattack": 10, "sweep": 0, "smoothing": 0})
-    fps = {p: chunk_fingerprint(_cfg(p), chunk, model_fp="m", data_fp="d", num_classes=10) for p in ("fp32", "bf16")}
+    fps = {
+        p: chunk_fingerprint(_cfg(p), chunk, model_fp="m", data_fp="d", num_classes=10)
+        for p in ("fp32", "bf16")
+    }
     assert fps["fp32"] != fps["bf16"]
     # the payload without the new key: chunks written by older versions stay reusable
     assert "precision" not in _cfg_without_sizes(_cfg("fp32"))

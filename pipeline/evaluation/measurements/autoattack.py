@@ -61,9 +61,19 @@ def _run_library(work: ChunkWork, x: torch.Tensor, y: torch.Tensor) -> tuple[Att
 
 def _run_fast(work: ChunkWork, x: torch.Tensor, y: torch.Tensor) -> tuple[AttributedResult, CrossCheck]:
     a = work.cfg.autoattack
-    return run_fast(work.ctx.autoattack, work.counter, x, y, work.ctx.num_classes, work.cfg.attack_batch_size(),
-                    a.fast_targets, a.cross_check, lambda purpose: work.seed(f"autoattack:{purpose}"),
-                    _status(work), first_index=work.chunk.start)
+    return run_fast(
+        work.ctx.autoattack,
+        work.counter,
+        x,
+        y,
+        work.ctx.num_classes,
+        work.cfg.attack_batch_size(),
+        a.fast_targets,
+        a.cross_check,
+        lambda purpose: work.seed(f"autoattack:{purpose}"),
+        _status(work),
+        first_index=work.chunk.start,
+    )
 
 
 def _status(work: ChunkWork) -> Callable[[str], None]:
@@ -75,8 +85,12 @@ for _name in ("standard", "plus", "rand", "custom"):  # pyautoattack's own versi
     AUTOATTACK_VERSIONS.add(_name, Version(run=_run_library))
 # fast: APGD-CE + MALT-targeted APGD-T + a standard-AutoAttack cross-check (evaluation/fast_autoattack.py);
 # not standard AutoAttack, and labelled so wherever its number is printed
-AUTOATTACK_VERSIONS.add("fast", Version(run=_run_fast, key="autoattack_fast", label=FAST_LABEL,
-                                        short_name="fast (not standard AutoAttack)"))
+AUTOATTACK_VERSIONS.add(
+    "fast",
+    Version(
+        run=_run_fast, key="autoattack_fast", label=FAST_LABEL, short_name="fast (not standard AutoAttack)"
+    ),
+)
 
 
 def check_attacks(key: str, attacks: list[str]) -> None:
@@ -94,13 +108,17 @@ class AutoAttackConfig:
     """The reference evaluation, run through ``pyautoattack``."""
 
     enabled: bool = True  # run AutoAttack at evaluate.eps
-    version: str = "standard"  # standard | plus | rand | custom | fast (not standard AutoAttack: see fast_targets)
+    version: str = (
+        "standard"  # standard | plus | rand | custom | fast (not standard AutoAttack: see fast_targets)
+    )
     attacks: list[str] = field(
         default_factory=list
     )  # version=custom only: subset of apgd-ce apgd-dlr fab square apgd-t fab-t
     n_examples: int = 0  # attack the first k evaluated examples; 0 = all of evaluate.n_examples
     batch_size: int = 0  # pyautoattack batch size; 0 = evaluate.batch_size
-    fast_targets: int = 9  # version=fast: MALT-ranked targets per point for targeted APGD (9 as in MALT's code)
+    fast_targets: int = (
+        9  # version=fast: MALT-ranked targets per point for targeted APGD (9 as in MALT's code)
+    )
     # version=fast: share of the points the fast attacks leave robust that standard AutoAttack re-attacks
     # (its breaks count and are reported); 0 = no cross-check
     cross_check: float = 0.1
@@ -110,7 +128,12 @@ class AutoAttackConfig:
         check_min("n_examples", self.n_examples, 0)
         check_min("batch_size", self.batch_size, 0)
         check_min("fast_targets", self.fast_targets, 1)
-        check(0 <= self.cross_check <= 1, "cross_check", self.cross_check, "use a fraction in [0, 1] (0.1 = 10%)")
+        check(
+            0 <= self.cross_check <= 1,
+            "cross_check",
+            self.cross_check,
+            "use a fraction in [0, 1] (0.1 = 10%)",
+        )
         if self.version == "custom":
             check_not_empty(
                 "attacks", self.attacks, f"with {{at}}version=custom list some of: {', '.join(ATTACKS)}"
@@ -127,11 +150,17 @@ class AutoAttackChunk:
 
     attacks: list[str]  # sub-attacks in the order they ran
     pred_after: dict[str, list[int]]  # per sub-attack: prediction on its output; NOT_RUN where it did not run
-    final_pred: list[int]  # prediction on the final input: the clean one where misclassified, the label if unbroken
+    final_pred: list[
+        int
+    ]  # prediction on the final input: the clean one where misclassified, the label if unbroken
     cross_check: CrossCheck | None = None  # a version that is not standard AutoAttack: its check
 
     def write(self, record: dict, tensors: dict) -> None:
-        record["autoattack"] = {"attacks": self.attacks, "pred_after": self.pred_after, "final_pred": self.final_pred}
+        record["autoattack"] = {
+            "attacks": self.attacks,
+            "pred_after": self.pred_after,
+            "final_pred": self.final_pred,
+        }
         if self.cross_check is not None:
             record["autoattack"]["cross_check"] = self.cross_check.to_json()
 
@@ -189,15 +218,21 @@ class AutoAttack(Measurement):
     def check(self, cfg: EvaluateConfig) -> None:
         if cfg.autoattack.enabled and cfg.autoattack.version == "fast" and cfg.norm not in ("Linf", "L2"):
             # standard AutoAttack runs L1 with its large-epsilon schedule, which the MALT stage does not copy
-            raise InvalidValue("autoattack.version", "fast", f"it supports Linf and L2, not {{at}}norm={cfg.norm}; "
-                               "use {at}autoattack.version=standard for L1")
+            raise InvalidValue(
+                "autoattack.version",
+                "fast",
+                f"it supports Linf and L2, not {{at}}norm={cfg.norm}; "
+                "use {at}autoattack.version=standard for L1",
+            )
 
     def n_examples(self, cfg: EvaluateConfig, available: int) -> int:
         return first_n(cfg.autoattack.n_examples, available) if cfg.autoattack.enabled else 0
 
     def notes(self, cfg: EvaluateConfig, num_classes: int) -> list[str]:
         if cfg.autoattack.enabled and num_classes < 10:
-            return [f"with {num_classes} classes the targeted attacks use {num_classes - 1} target classes, not 9"]
+            return [
+                f"with {num_classes} classes the targeted attacks use {num_classes - 1} target classes, not 9"
+            ]
         return []
 
     def run(self, work: ChunkWork) -> AutoAttackChunk:
@@ -210,8 +245,9 @@ class AutoAttack(Measurement):
             work.add_cost(f"autoattack:{name}", res.seconds[name], res.passes[name])
         work.warn([f"[pyautoattack] {m}" for m in dict.fromkeys(res.warnings)])
         work.adversarial = res.x_adv
-        return AutoAttackChunk(res.attacks, {a: p.tolist() for a, p in res.pred_after.items()},
-                               res.final_pred.tolist(), cross)
+        return AutoAttackChunk(
+            res.attacks, {a: p.tolist() for a, p in res.pred_after.items()}, res.final_pred.tolist(), cross
+        )
 
     def merge(self, parts: list[AutoAttackChunk], merged: Merged, report: EvalReport) -> AutoAttackResult:
         cfg, y = merged.cfg, merged.label
@@ -248,11 +284,16 @@ class AutoAttack(Measurement):
         }
         report.autoattack["first_broken_by"]["none"] = report.autoattack["first_broken_by"].pop("")
         if version.label is not None:
-            report.autoattack.update(label=version.label, standard_autoattack=False,
-                                     cross_check=merge_cross_checks([p.cross_check for p in parts]))
+            report.autoattack.update(
+                label=version.label,
+                standard_autoattack=False,
+                cross_check=merge_cross_checks([p.cross_check for p in parts]),
+            )
         n = y.shape[0]
         for a in attacks:
-            report.per_sample[f"aa_{a}_pred"] = padded([None if v == NOT_RUN else v for v in pred_after[a].tolist()], n)
+            report.per_sample[f"aa_{a}_pred"] = padded(
+                [None if v == NOT_RUN else v for v in pred_after[a].tolist()], n
+            )
         report.per_sample["aa_final_pred"] = padded(final.tolist(), n)
         report.per_sample["first_broken_by"] = padded([b or "none" for b in broken_by], n)
         return AutoAttackResult(attacks, pred_after, final, broken_by, version.short_name)
@@ -260,15 +301,23 @@ class AutoAttack(Measurement):
     def checks(self, merged: Merged) -> tuple[list[str], list[str]]:
         return square_check(merged.results["autoattack"], merged.results["clean"].pred, merged.label)
 
-    def grey_runs(self, result: AutoAttackResult, cfg: EvaluateConfig) -> list[tuple[float, torch.Tensor, str]]:
+    def grey_runs(
+        self, result: AutoAttackResult, cfg: EvaluateConfig
+    ) -> list[tuple[float, torch.Tensor, str]]:
         return [(cfg.eps, result.final, result.short_name)]
 
     def summary_rows(self, report: EvalReport) -> list[list]:
         aa = report.autoattack
         if not aa:
             return []
-        name = f"{aa['label']} robust accuracy" if aa.get("label") else f"AutoAttack ({aa['version']}) robust accuracy"
-        rows = [[name, format_accuracy(aa["robust_accuracy"], aa.get("robust_accuracy_ci"), aa["n_examples"])]]
+        name = (
+            f"{aa['label']} robust accuracy"
+            if aa.get("label")
+            else f"AutoAttack ({aa['version']}) robust accuracy"
+        )
+        rows = [
+            [name, format_accuracy(aa["robust_accuracy"], aa.get("robust_accuracy_ci"), aa["n_examples"])]
+        ]
         if aa.get("cross_check"):
             rows.append(["cross-check: standard AutoAttack broke", cross_check_text(aa["cross_check"])])
         return rows
@@ -278,17 +327,25 @@ class AutoAttack(Measurement):
             return []
         aa, n = report.autoattack, report.autoattack["n_examples"]
         after_ci = aa.get("robust_accuracy_after_ci") or {}
-        rows = [["clean", format_accuracy(aa["clean_accuracy"], aa.get("clean_accuracy_ci"), n),
-                 aa["first_broken_by"]["clean"]]]
+        rows = [
+            [
+                "clean",
+                format_accuracy(aa["clean_accuracy"], aa.get("clean_accuracy_ci"), n),
+                aa["first_broken_by"]["clean"],
+            ]
+        ]
         rows += [
             [a, format_accuracy(aa["robust_accuracy_after"][a], after_ci.get(a), n), aa["first_broken_by"][a]]
             for a in aa["attacks"]
         ]
         caveat = [f"**Caveat:** {aa['attribution_caveat']}.", ""] if aa.get("attribution_caveat") else []
         if aa.get("cross_check"):
-            caveat += [f"**This is not standard AutoAttack.** Cross-check: standard AutoAttack re-attacked a random "
-                       f"subset of the points the fast attacks left robust and broke {cross_check_text(aa['cross_check'])}; "
-                       "those points count as broken above.", ""]
+            caveat += [
+                f"**This is not standard AutoAttack.** Cross-check: standard AutoAttack re-attacked a random "
+                f"subset of the points the fast attacks left robust and broke {cross_check_text(aa['cross_check'])}; "
+                "those points count as broken above.",
+                "",
+            ]
         return [
             f"## {aa['label']}" if aa.get("label") else f"## AutoAttack ({aa['version']}, pyautoattack)",
             "",
@@ -306,7 +363,9 @@ def cross_check_text(cc: dict) -> str:
     return f"{cc['broken']} of {cc['checked']} checked ({rate}) of {cc['robust_before']} left robust"
 
 
-def square_check(aa: AutoAttackResult, clean_pred: torch.Tensor, label: torch.Tensor) -> tuple[list[str], list[str]]:
+def square_check(
+    aa: AutoAttackResult, clean_pred: torch.Tensor, label: torch.Tensor
+) -> tuple[list[str], list[str]]:
     """Square (black-box) must not beat the white-box attacks.
 
     pyautoattack's ``check_square_sr`` needs the accuracies after every attack of one run, which our
@@ -327,5 +386,9 @@ def square_check(aa: AutoAttackResult, clean_pred: torch.Tensor, label: torch.Te
         aa_checks.check_square_sr(acc, logger=logging.getLogger(AA_LOGGER))
     warnings = [f"[pyautoattack] {m}" for m in messages]
     by_square = aa.first_broken_by.count("square")
-    notes = [f"Square broke {by_square} point(s) that every white-box attack before it missed"] if by_square else []
+    notes = (
+        [f"Square broke {by_square} point(s) that every white-box attack before it missed"]
+        if by_square
+        else []
+    )
     return warnings, notes

@@ -46,12 +46,21 @@ class EvalContext:
     num_classes: int
     status: Callable[[str], None] = lambda _: None  # progress display hook
 
-    def autoattack(self, version: str, attacks: list[str] | None, seed: int, *, eps: float | None = None) -> AutoAttack:
+    def autoattack(
+        self, version: str, attacks: list[str] | None, seed: int, *, eps: float | None = None
+    ) -> AutoAttack:
         """An AutoAttack on the counted model, this device and the threat model's norm, at ``eps``
         (default: the threat model's radius). The one place its arguments are spelled out."""
-        return make_autoattack(self.counter, eps=self.cfg.eps if eps is None else eps, norm=self.cfg.norm,
-                               version=version, attacks=attacks, seed=seed, device=self.device,
-                               num_classes=self.num_classes)
+        return make_autoattack(
+            self.counter,
+            eps=self.cfg.eps if eps is None else eps,
+            norm=self.cfg.norm,
+            version=version,
+            attacks=attacks,
+            seed=seed,
+            device=self.device,
+            num_classes=self.num_classes,
+        )
 
 
 def logits_of(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -98,7 +107,9 @@ class ChunkWork:
 
     def low_precision(self):
         """``evaluate.precision=bf16``: autocast for PGD and the sweep (never clean accuracy or AutoAttack)."""
-        return torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
+        return torch.autocast(
+            self.ctx.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"
+        )
 
     def add_cost(self, phase: str, seconds: float, passes: PassCount) -> None:
         """Add wall time and passes to ``phase``'s row of the cost table."""
@@ -133,7 +144,9 @@ class Measurement:
     """One thing the evaluation measures; a subclass sets the attributes and overrides what applies."""
 
     name: str = ""  # registry name; also its phase in the cost table
-    section: str | None = None  # its field of EvaluateConfig (evaluate.<section>.* in YAML); None: no settings
+    section: str | None = (
+        None  # its field of EvaluateConfig (evaluate.<section>.* in YAML); None: no settings
+    )
     # True: it measures only the first <section>.n_examples examples. Each chunk records how many of its own
     # it covers (Chunk.covered[name], which enters the chunk fingerprint)
     prefix: bool = False

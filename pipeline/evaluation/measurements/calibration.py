@@ -39,7 +39,9 @@ class CalibrationChunk:
     """Class probabilities on one chunk; stored as the chunk tensors ``probs_clean`` and ``probs_adv``."""
 
     probs_clean: torch.Tensor  # (n, K) on the clean inputs
-    probs_adv: torch.Tensor | None  # (k, K) on AutoAttack's final inputs (its prefix); None where it did not run
+    probs_adv: (
+        torch.Tensor | None
+    )  # (k, K) on AutoAttack's final inputs (its prefix); None where it did not run
 
     def write(self, record: dict, tensors: dict) -> None:
         tensors["probs_clean"] = self.probs_clean
@@ -88,8 +90,12 @@ class Calibration(Measurement):
         c = report.calibration
         if c and "clean" in c and "autoattack" in c:
             fast = report.autoattack and report.autoattack.get("label")
-            return [[f"ECE clean / under {'the fast attacks' if fast else 'AutoAttack'}",
-                     f"{format_accuracy(c['clean']['ece'])} / {format_accuracy(c['autoattack']['ece'])}"]]
+            return [
+                [
+                    f"ECE clean / under {'the fast attacks' if fast else 'AutoAttack'}",
+                    f"{format_accuracy(c['clean']['ece'])} / {format_accuracy(c['autoattack']['ece'])}",
+                ]
+            ]
         if c and "clean" in c:
             return [["ECE clean", format_accuracy(c["clean"]["ece"])]]
         return []
@@ -122,5 +128,7 @@ class Calibration(Measurement):
         for name, _ in INPUTS:
             stats = (report.calibration or {}).get(name)
             if stats and stats["n_examples"]:
-                files[f"reliability_{name}"] = plots.reliability_figure(stats, name, out / f"reliability_{name}.png")
+                files[f"reliability_{name}"] = plots.reliability_figure(
+                    stats, name, out / f"reliability_{name}.png"
+                )
         return files

@@ -65,7 +65,9 @@ class Clean(Measurement):
             grey = torch.full_like(work.x[:1], 0.5)
             grey_pred = int(logits_of(work.counter, grey, 1).argmax(dim=1))
         work.clean_logits, work.clean_pred = logits, logits.argmax(dim=1)
-        return CleanChunk(grey_pred, work.clean_pred.tolist(), distance_to_grey(work.x, work.cfg.norm).tolist())
+        return CleanChunk(
+            grey_pred, work.clean_pred.tolist(), distance_to_grey(work.x, work.cfg.norm).tolist()
+        )
 
     def merge(self, parts: list[CleanChunk], merged: Merged, report: EvalReport) -> CleanResult:
         pred, y = concat(parts, "clean_pred"), merged.label

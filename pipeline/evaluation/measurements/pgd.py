@@ -134,5 +134,9 @@ class PGD(Measurement):
         if not report.pgd:
             return []
         ci = (report.robust_accuracy_ci or {}).get("pgd")
-        return [[f"PGD-{report.pgd['steps']} robust accuracy",
-                 format_accuracy(report.robust_accuracy["pgd"], ci, report.pgd["n_examples"])]]
+        return [
+            [
+                f"PGD-{report.pgd['steps']} robust accuracy",
+                format_accuracy(report.robust_accuracy["pgd"], ci, report.pgd["n_examples"]),
+            ]
+        ]

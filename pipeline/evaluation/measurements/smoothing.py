@@ -55,8 +55,12 @@ class SmoothingChunk:
     n_top: list[int]  # count of the top class among the n estimation draws
 
     def write(self, record: dict, tensors: dict) -> None:
-        record["smoothing"] = {"prediction": self.prediction, "radius": self.radius, "p_lower": self.p_lower,
-                               "n_top": self.n_top}
+        record["smoothing"] = {
+            "prediction": self.prediction,
+            "radius": self.radius,
+            "p_lower": self.p_lower,
+            "n_top": self.n_top,
+        }
 
     @classmethod
     def read(cls, record: dict, tensors: dict) -> SmoothingChunk | None:
@@ -80,8 +84,12 @@ class Smoothing(Measurement):
         x = work.x[: work.covered(self.name)]
         with work.phase(self.name):
             certs = certify(work.counter, x, work.cfg.smoothing, work.ctx.num_classes, work.seed("smoothing"))
-        return SmoothingChunk([c.prediction for c in certs], [c.radius for c in certs],
-                              [c.p_lower for c in certs], [c.n_top for c in certs])
+        return SmoothingChunk(
+            [c.prediction for c in certs],
+            [c.radius for c in certs],
+            [c.p_lower for c in certs],
+            [c.n_top for c in certs],
+        )
 
     def merge(self, parts: list[SmoothingChunk], merged: Merged, report: EvalReport) -> None:
         sm, y = merged.cfg.smoothing, merged.label
@@ -111,10 +119,12 @@ class Smoothing(Measurement):
         if not s:
             return []
         cis = ci_list(s["certified_accuracy"], s.get("certified_accuracy_ci"))
-        return [[
-            f"certified accuracy (sigma={s['sigma']}, n={s['n_examples']}) at r={s['radii']}",
-            " / ".join(format_accuracy(a, c) for a, c in zip(s["certified_accuracy"], cis, strict=True)),
-        ]]
+        return [
+            [
+                f"certified accuracy (sigma={s['sigma']}, n={s['n_examples']}) at r={s['radii']}",
+                " / ".join(format_accuracy(a, c) for a, c in zip(s["certified_accuracy"], cis, strict=True)),
+            ]
+        ]
 
     def markdown(self, report: EvalReport, figures: dict[str, str]) -> list[str]:
         s = report.smoothing

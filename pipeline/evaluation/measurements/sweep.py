@@ -108,7 +108,9 @@ class Sweep(Measurement):
         for eps in radii:
             with work.phase(self.name):
                 work.ctx.status(f"sweep eps={eps:.4g}")
-                aa = work.ctx.autoattack("custom", list(cfg.sweep.attacks), work.seed(f"sweep:{eps!r}"), eps=eps)
+                aa = work.ctx.autoattack(
+                    "custom", list(cfg.sweep.attacks), work.seed(f"sweep:{eps!r}"), eps=eps
+                )
                 with work.low_precision():
                     y_adv, msgs = run_robust_flags(aa, x, y, cfg.attack_batch_size())
             preds.append(y_adv.tolist())
@@ -119,7 +121,9 @@ class Sweep(Measurement):
     def merge(self, parts: list[SweepChunk], merged: Merged, report: EvalReport) -> SweepResult:
         cfg, y = merged.cfg, merged.label
         eps = cfg.sweep_radii()
-        pred = torch.tensor([[v for p in parts for v in p.pred[j]] for j in range(len(eps))]).reshape(len(eps), -1)
+        pred = torch.tensor([[v for p in parts for v in p.pred[j]] for j in range(len(eps))]).reshape(
+            len(eps), -1
+        )
         k = pred.shape[1]
         report.sweep = {
             "eps": eps,
@@ -165,7 +169,9 @@ class Sweep(Measurement):
         return {"sweep": plots.sweep_figure(report.sweep, report.threat_model["norm"], path)}
 
 
-def sweep_checks(sweep: SweepResult, clean_pred: torch.Tensor, label: torch.Tensor) -> tuple[list[str], list[str]]:
+def sweep_checks(
+    sweep: SweepResult, clean_pred: torch.Tensor, label: torch.Tensor
+) -> tuple[list[str], list[str]]:
     """ε = 0 must reproduce the clean predictions (exactly); robust accuracy must not grow with ε beyond
     sampling noise (:func:`_rises`)."""
     if sweep.pred.shape[1] == 0:
