@@ -20,7 +20,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pipeline.io import atomic_file, atomic_write_text, sha256_file
-from pipeline.seeds import derive_seed as derive_seed  # re-exported: the evaluation's seed rule
 
 from .config import EvaluateConfig
 from .measurements import in_order

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+from pipeline.seeds import derive_seed as derive_seed  # the one seed rule (pipeline/seeds.py), re-exported
 
 
 def first_n(requested: int, available: int) -> int:
@@ -11,11 +11,3 @@ def first_n(requested: int, available: int) -> int:
     return available if requested == 0 else min(requested, available)
 
 
-def derive_seed(seed: int, chunk: int, purpose: str) -> int:
-    """A 31-bit seed from the run seed, a chunk index and what it is used for.
-
-    Hashing (rather than ``seed + chunk``) keeps seeds of different chunks, purposes and run seeds from
-    colliding. The AutoAttack seed of chunk ``i`` is ``derive_seed(cfg.seed, i, "autoattack")``.
-    """
-    digest = hashlib.sha256(f"{seed}:{chunk}:{purpose}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
