@@ -9,5 +9,3 @@ def first_n(requested: int, available: int) -> int:
     """How many of ``available`` examples an ``n_examples`` setting selects: 0 = all; never more than
     available. The one reading of every ``n_examples`` (evaluate, autoattack, sweep, smoothing)."""
     return available if requested == 0 else min(requested, available)
-
-
