@@ -66,7 +66,9 @@ def malt_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, norm: 
     return scores
 
 
-def malt_targets(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, n_targets: int) -> torch.Tensor:
+def malt_targets(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, n_targets: int
+) -> torch.Tensor:
     """(B, n_targets) classes to attack per point, the smallest MALT score first."""
     return malt_scores(model, x, y, norm).topk(n_targets, dim=1, largest=False).indices
 

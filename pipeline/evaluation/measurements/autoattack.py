@@ -131,7 +131,9 @@ class AutoAttackChunk:
     cross_check: CrossCheck | None = None  # a version that is not standard AutoAttack: its check
 
     def write(self, record: dict, tensors: dict) -> None:
-        record["autoattack"] = {"attacks": self.attacks, "pred_after": self.pred_after, "final_pred": self.final_pred}
+        record["autoattack"] = {
+            "attacks": self.attacks, "pred_after": self.pred_after, "final_pred": self.final_pred
+        }
         if self.cross_check is not None:
             record["autoattack"]["cross_check"] = self.cross_check.to_json()
 
@@ -252,7 +254,8 @@ class AutoAttack(Measurement):
                                      cross_check=merge_cross_checks([p.cross_check for p in parts]))
         n = y.shape[0]
         for a in attacks:
-            report.per_sample[f"aa_{a}_pred"] = padded([None if v == NOT_RUN else v for v in pred_after[a].tolist()], n)
+            column = [None if v == NOT_RUN else v for v in pred_after[a].tolist()]  # empty cell: did not run
+            report.per_sample[f"aa_{a}_pred"] = padded(column, n)
         report.per_sample["aa_final_pred"] = padded(final.tolist(), n)
         report.per_sample["first_broken_by"] = padded([b or "none" for b in broken_by], n)
         return AutoAttackResult(attacks, pred_after, final, broken_by, version.short_name)
@@ -287,8 +290,8 @@ class AutoAttack(Measurement):
         caveat = [f"**Caveat:** {aa['attribution_caveat']}.", ""] if aa.get("attribution_caveat") else []
         if aa.get("cross_check"):
             caveat += [f"**This is not standard AutoAttack.** Cross-check: standard AutoAttack re-attacked a random "
-                       f"subset of the points the fast attacks left robust and broke {cross_check_text(aa['cross_check'])}; "
-                       "those points count as broken above.", ""]
+                       "subset of the points the fast attacks left robust and broke "
+                       f"{cross_check_text(aa['cross_check'])}; those points count as broken above.", ""]
         return [
             f"## {aa['label']}" if aa.get("label") else f"## AutoAttack ({aa['version']}, pyautoattack)",
             "",
@@ -306,7 +309,9 @@ def cross_check_text(cc: dict) -> str:
     return f"{cc['broken']} of {cc['checked']} checked ({rate}) of {cc['robust_before']} left robust"
 
 
-def square_check(aa: AutoAttackResult, clean_pred: torch.Tensor, label: torch.Tensor) -> tuple[list[str], list[str]]:
+def square_check(
+    aa: AutoAttackResult, clean_pred: torch.Tensor, label: torch.Tensor
+) -> tuple[list[str], list[str]]:
     """Square (black-box) must not beat the white-box attacks.
 
     pyautoattack's ``check_square_sr`` needs the accuracies after every attack of one run, which our
@@ -327,5 +332,6 @@ def square_check(aa: AutoAttackResult, clean_pred: torch.Tensor, label: torch.Te
         aa_checks.check_square_sr(acc, logger=logging.getLogger(AA_LOGGER))
     warnings = [f"[pyautoattack] {m}" for m in messages]
     by_square = aa.first_broken_by.count("square")
-    notes = [f"Square broke {by_square} point(s) that every white-box attack before it missed"] if by_square else []
-    return warnings, notes
+    if not by_square:
+        return warnings, []
+    return warnings, [f"Square broke {by_square} point(s) that every white-box attack before it missed"]

@@ -46,7 +46,9 @@ class EvalContext:
     num_classes: int
     status: Callable[[str], None] = lambda _: None  # progress display hook
 
-    def autoattack(self, version: str, attacks: list[str] | None, seed: int, *, eps: float | None = None) -> AutoAttack:
+    def autoattack(
+        self, version: str, attacks: list[str] | None, seed: int, *, eps: float | None = None
+    ) -> AutoAttack:
         """An AutoAttack on the counted model, this device and the threat model's norm, at ``eps``
         (default: the threat model's radius). The one place its arguments are spelled out."""
         return make_autoattack(self.counter, eps=self.cfg.eps if eps is None else eps, norm=self.cfg.norm,

@@ -119,7 +119,8 @@ class Sweep(Measurement):
     def merge(self, parts: list[SweepChunk], merged: Merged, report: EvalReport) -> SweepResult:
         cfg, y = merged.cfg, merged.label
         eps = cfg.sweep_radii()
-        pred = torch.tensor([[v for p in parts for v in p.pred[j]] for j in range(len(eps))]).reshape(len(eps), -1)
+        per_radius = [[v for p in parts for v in p.pred[j]] for j in range(len(eps))]
+        pred = torch.tensor(per_radius).reshape(len(eps), -1)  # (n_eps, k); k = 0 keeps the shape
         k = pred.shape[1]
         report.sweep = {
             "eps": eps,
@@ -165,7 +166,9 @@ class Sweep(Measurement):
         return {"sweep": plots.sweep_figure(report.sweep, report.threat_model["norm"], path)}
 
 
-def sweep_checks(sweep: SweepResult, clean_pred: torch.Tensor, label: torch.Tensor) -> tuple[list[str], list[str]]:
+def sweep_checks(
+    sweep: SweepResult, clean_pred: torch.Tensor, label: torch.Tensor
+) -> tuple[list[str], list[str]]:
     """ε = 0 must reproduce the clean predictions (exactly); robust accuracy must not grow with ε beyond
     sampling noise (:func:`_rises`)."""
     if sweep.pred.shape[1] == 0:
