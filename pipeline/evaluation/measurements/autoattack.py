@@ -31,6 +31,7 @@ from ..autoattack_runner import (
     run_attributed,
 )
 from ..fast_autoattack import LABEL as FAST_LABEL
+from ..fast_autoattack import REVISION as FAST_REVISION
 from ..fast_autoattack import CrossCheck, merge_cross_checks, run_fast
 from ..intervals import format_accuracy, interval_of
 from ..sampling import first_n
@@ -69,6 +70,11 @@ def _run_fast(work: ChunkWork, x: torch.Tensor, y: torch.Tensor) -> tuple[Attrib
 def _status(work: ChunkWork) -> Callable[[str], None]:
     return lambda attack: work.ctx.status(f"autoattack:{attack}")
 
+
+# The settings only version=fast reads, at the values every chunk written before issue 22 was fingerprinted
+# with (the defaults then): the other versions fingerprint these, so changing the settings (or their
+# defaults) reuses their chunks
+FAST_ONLY = {"fast_targets": 3, "cross_check": 0.1}
 
 AUTOATTACK_VERSIONS = Registry[Version]("autoattack version")
 for _name in ("standard", "plus", "rand", "custom"):  # pyautoattack's own versions
@@ -196,6 +202,11 @@ class AutoAttack(Measurement):
 
     def n_examples(self, cfg: EvaluateConfig, available: int) -> int:
         return first_n(cfg.autoattack.n_examples, available) if cfg.autoattack.enabled else 0
+
+    def settings(self, cfg: EvaluateConfig) -> dict:
+        if cfg.autoattack.version == "fast":
+            return {**super().settings(cfg), "fast_revision": FAST_REVISION}
+        return {**super().settings(cfg), **FAST_ONLY}
 
     def notes(self, cfg: EvaluateConfig, num_classes: int) -> list[str]:
         if cfg.autoattack.enabled and num_classes < 10:
