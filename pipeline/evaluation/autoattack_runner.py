@@ -112,9 +112,8 @@ class AttributedResult:
     final_pred: torch.Tensor  # prediction on the final input: the label until some attack breaks the point
     x_adv: torch.Tensor  # final inputs (the clean input where no attack succeeded)
     attacks: list[str] = field(default_factory=list)  # sub-attacks in the order they ran
-    pred_after: dict[str, torch.Tensor] = field(
-        default_factory=dict
-    )  # per attack: prediction on its output; NOT_RUN
+    # per attack: the prediction on its output, NOT_RUN where it did not run
+    pred_after: dict[str, torch.Tensor] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     passes: dict[str, PassCount] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)

@@ -71,6 +71,5 @@ def _costs(records: list[dict]) -> tuple[dict, dict]:
         for k, (f, b) in r["passes"].items():
             passes[k][0] += f
             passes[k][1] += b
-    return {"compute_seconds": dict(seconds)}, {
-        k: {"forward": f, "backward": b} for k, (f, b) in passes.items()
-    }
+    timings = {"compute_seconds": dict(seconds)}
+    return timings, {k: {"forward": f, "backward": b} for k, (f, b) in passes.items()}

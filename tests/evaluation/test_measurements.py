@@ -16,11 +16,19 @@ from pipeline.evaluation.measurements import MEASUREMENTS, ChunkWork, Measuremen
 from pipeline.evaluation.measurements.base import accuracy, concat, interval
 
 # chunk_fingerprint of these plans, computed by the code before the registry (commit df67f69) with the
-# library versions below: a changed fingerprint would make every resumed evaluation recompute its chunks
+# library versions below: a changed fingerprint would make every resumed evaluation recompute its chunks.
+# version=fast computes something else since (MALT's own ranking, 9 targets): its old chunks must be stale
 VERSIONS = {"torch": "T", "pyautoattack": "A"}
 PINNED = {
     "default": ["3adb32ce95f98e383378a72836074f3ca7e71bd25036c7daa9ceae825151c65f"],
     "custom": [
+        "286475bd71a3aa5667d82f56c151f07876124bb7e90a3850dfed5b63058ccc3f",
+        "058c0f7481c36f946fe8217270ad1a4bbb5d7428f569d6f7da9cd12c17daac82",
+        "23716d301be96d03521fc34c33bbdb753a00701c696905c2b1b2b64fa6a10033",
+    ],
+}
+STALE = {
+    "fast": [
         "49f95b7a81c740a1abc6ff50c84a623ced543bc291fc6132552dec2d6c4a7867",
         "b5cdcf81ef62c0345c891269d65ceb8263e4dc4a45cdd7ef4b3a0d9cb76c4119",
         "9a0d64ceedfbe59ddbbc8e650e382088f0a9b86de638da2c72795ddde9e39773",
@@ -28,25 +36,43 @@ PINNED = {
 }
 
 
-def _custom() -> EvaluateConfig:
+def _cfg(version: str) -> EvaluateConfig:
     c = EvaluateConfig(norm="L2", eps=0.5, seed=3, chunk_size=10, precision="bf16")
-    c.autoattack.version, c.autoattack.n_examples = "fast", 15
+    c.autoattack.version, c.autoattack.n_examples = version, 15
+    if version == "custom":
+        c.autoattack.attacks = ["apgd-ce", "square"]
     c.sweep.eps, c.smoothing.enabled, c.smoothing.n_examples, c.pgd.step_size = [0.0, 1.0], True, 5, 0.1
     return c
 
 
-@pytest.mark.parametrize(("name", "cfg"), [("default", EvaluateConfig()), ("custom", _custom())])
-def test_chunk_fingerprints_are_those_of_the_fixed_layout(monkeypatch, name, cfg):
+def _fingerprints(monkeypatch, cfg: EvaluateConfig) -> list[str]:
     monkeypatch.setattr(chunks, "library_versions", lambda: VERSIONS)
-    plan = chunks.plan_chunks(23, cfg)
-    fps = [chunks.chunk_fingerprint(cfg, c, model_fp="m", data_fp="d", num_classes=10) for c in plan]
-    assert fps == PINNED[name]
+    return [
+        chunks.chunk_fingerprint(cfg, c, model_fp="m", data_fp="d", num_classes=10)
+        for c in chunks.plan_chunks(23, cfg)
+    ]
+
+
+@pytest.mark.parametrize(("name", "cfg"), [("default", EvaluateConfig()), ("custom", _cfg("custom"))])
+def test_chunk_fingerprints_are_those_of_the_fixed_layout(monkeypatch, name, cfg):
+    assert _fingerprints(monkeypatch, cfg) == PINNED[name]
+    cfg.autoattack.fast_targets, cfg.autoattack.cross_check = 5, 0.5  # settings these versions do not read
+    assert _fingerprints(monkeypatch, cfg) == PINNED[name]
     if name == "custom":
-        assert [c.covered for c in plan] == [
+        assert [c.covered for c in chunks.plan_chunks(23, cfg)] == [
             {"autoattack": 10, "sweep": 10, "smoothing": 5},
             {"autoattack": 5, "sweep": 10, "smoothing": 0},
             {"autoattack": 0, "sweep": 3, "smoothing": 0},
         ]
+
+
+def test_fast_chunks_of_the_earlier_ranking_are_stale(monkeypatch):
+    cfg = _cfg("fast")
+    cfg.autoattack.fast_targets = 3  # even with the old default: the ranking changed
+    new = _fingerprints(monkeypatch, cfg)
+    assert not set(new) & set(STALE["fast"])
+    cfg.autoattack.fast_targets = 9
+    assert not set(_fingerprints(monkeypatch, cfg)) & set(new)  # fast reads it
 
 
 def test_registry_order_and_sections():

@@ -31,6 +31,7 @@ from ..autoattack_runner import (
     run_attributed,
 )
 from ..fast_autoattack import LABEL as FAST_LABEL
+from ..fast_autoattack import REVISION as FAST_REVISION
 from ..fast_autoattack import CrossCheck, merge_cross_checks, run_fast
 from ..intervals import format_accuracy, interval_of
 from ..sampling import first_n
@@ -79,6 +80,11 @@ def _run_fast(work: ChunkWork, x: torch.Tensor, y: torch.Tensor) -> tuple[Attrib
 def _status(work: ChunkWork) -> Callable[[str], None]:
     return lambda attack: work.ctx.status(f"autoattack:{attack}")
 
+
+# The settings only version=fast reads, at the values every chunk written before issue 22 was fingerprinted
+# with (the defaults then): the other versions fingerprint these, so changing the settings (or their
+# defaults) reuses their chunks
+FAST_ONLY = {"fast_targets": 3, "cross_check": 0.1}
 
 AUTOATTACK_VERSIONS = Registry[Version]("autoattack version")
 for _name in ("standard", "plus", "rand", "custom"):  # pyautoattack's own versions
@@ -228,6 +234,11 @@ class AutoAttack(Measurement):
     def n_examples(self, cfg: EvaluateConfig, available: int) -> int:
         return first_n(cfg.autoattack.n_examples, available) if cfg.autoattack.enabled else 0
 
+    def settings(self, cfg: EvaluateConfig) -> dict:
+        if cfg.autoattack.version == "fast":
+            return {**super().settings(cfg), "fast_revision": FAST_REVISION}
+        return {**super().settings(cfg), **FAST_ONLY}
+
     def notes(self, cfg: EvaluateConfig, num_classes: int) -> list[str]:
         if cfg.autoattack.enabled and num_classes < 10:
             return [
@@ -291,9 +302,8 @@ class AutoAttack(Measurement):
             )
         n = y.shape[0]
         for a in attacks:
-            report.per_sample[f"aa_{a}_pred"] = padded(
-                [None if v == NOT_RUN else v for v in pred_after[a].tolist()], n
-            )
+            column = [None if v == NOT_RUN else v for v in pred_after[a].tolist()]  # empty cell: did not run
+            report.per_sample[f"aa_{a}_pred"] = padded(column, n)
         report.per_sample["aa_final_pred"] = padded(final.tolist(), n)
         report.per_sample["first_broken_by"] = padded([b or "none" for b in broken_by], n)
         return AutoAttackResult(attacks, pred_after, final, broken_by, version.short_name)
@@ -342,8 +352,8 @@ class AutoAttack(Measurement):
         if aa.get("cross_check"):
             caveat += [
                 f"**This is not standard AutoAttack.** Cross-check: standard AutoAttack re-attacked a random "
-                f"subset of the points the fast attacks left robust and broke {cross_check_text(aa['cross_check'])}; "
-                "those points count as broken above.",
+                "subset of the points the fast attacks left robust and broke "
+                f"{cross_check_text(aa['cross_check'])}; those points count as broken above.",
                 "",
             ]
         return [
@@ -386,9 +396,6 @@ def square_check(
         aa_checks.check_square_sr(acc, logger=logging.getLogger(AA_LOGGER))
     warnings = [f"[pyautoattack] {m}" for m in messages]
     by_square = aa.first_broken_by.count("square")
-    notes = (
-        [f"Square broke {by_square} point(s) that every white-box attack before it missed"]
-        if by_square
-        else []
-    )
-    return warnings, notes
+    if not by_square:
+        return warnings, []
+    return warnings, [f"Square broke {by_square} point(s) that every white-box attack before it missed"]

@@ -128,7 +128,6 @@ class Calibration(Measurement):
         for name, _ in INPUTS:
             stats = (report.calibration or {}).get(name)
             if stats and stats["n_examples"]:
-                files[f"reliability_{name}"] = plots.reliability_figure(
-                    stats, name, out / f"reliability_{name}.png"
-                )
+                path = out / f"reliability_{name}.png"
+                files[f"reliability_{name}"] = plots.reliability_figure(stats, name, path)
         return files

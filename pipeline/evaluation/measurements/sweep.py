@@ -121,9 +121,8 @@ class Sweep(Measurement):
     def merge(self, parts: list[SweepChunk], merged: Merged, report: EvalReport) -> SweepResult:
         cfg, y = merged.cfg, merged.label
         eps = cfg.sweep_radii()
-        pred = torch.tensor([[v for p in parts for v in p.pred[j]] for j in range(len(eps))]).reshape(
-            len(eps), -1
-        )
+        per_radius = [[v for p in parts for v in p.pred[j]] for j in range(len(eps))]
+        pred = torch.tensor(per_radius).reshape(len(eps), -1)  # (n_eps, k); k = 0 keeps the shape
         k = pred.shape[1]
         report.sweep = {
             "eps": eps,
