@@ -540,8 +540,10 @@ def _air(script_lines=(37, 38)) -> list[V]:
     ]
 
 
-def _rcs(script: str, L: dict, *, deviation_val: tuple | None = None) -> list[V]:
+def _rcs(script: str, L: dict, *, train_on_validation: tuple[bool, int, str, str]) -> list[V]:
+    """``train_on_validation``: (value, line, cited text, note) — whether the script trains on the 1% it draws."""
     s = f"RCS {script}"
+    tov, tov_line, tov_match, tov_note = train_on_validation
     return [
         V(
             "pretrain.rcs.fraction",
@@ -558,8 +560,8 @@ def _rcs(script: str, L: dict, *, deviation_val: tuple | None = None) -> list[V]
             f"{s}:{L['split']}",
             "* 0.99",
             "1% of the training images drawn as RCS's validation set",
-            **_dev(deviation_val),
         ),
+        V("pretrain.rcs.train_on_validation", tov, f"{s}:{tov_line}", tov_match, tov_note),
         V("pretrain.rcs.val_attack_steps", 3, f"{s}:37", "default=3"),
         V(
             "pretrain.rcs.lr",
@@ -1123,16 +1125,6 @@ FT_ACL_RCS = _setup(
     ),
 )
 
-RCS_DYNACL_HELD_OUT = (
-    "the 1% validation images are held out of pretraining, as ACL_RCS.py does; DynACL_RCS.py also trains on them "
-    "and offers them as candidates (needs a coreset option, not a recipe value)",
-    "DynACL_RCS.py rebuilds its loader over all 50,000 images every epoch (DynACL_RCS.py:297, get_trainset:145) "
-    "and hands that full set to the selection (:298): the 1% drawn as validation (:221-223) is also trained on and "
-    "among the candidates, and the budget stays int(0.99·50,000·0.2) (RCS.py:169). Ours holds the 1% out as "
-    "ACL_RCS.py does (pipeline/train/coreset.py); matching needs an option there (not a recipe value)",
-)
-
-
 TRADES_INIT = (
     "PyTorch's default initialisation; TRADES' WideResNet draws N(0, 2/n) convolutions and zero "
     "biases (an architecture choice, not a recipe value)",
@@ -1303,7 +1295,16 @@ TABLE: dict[str, list[V]] = {
     "cifar10_acl_rcs_gpu.yaml": [
         *_common("RCS", mean_line=233, conv_line=249, init_line=265),
         *_acl_pretrain("RCS", "ACL_RCS.py", RCS_LINES, "acl"),
-        *_rcs("ACL_RCS.py", dict(split=194, coreset_lr=270, val_loader=217)),
+        *_rcs(
+            "ACL_RCS.py",
+            dict(split=194, coreset_lr=270, val_loader=217),
+            train_on_validation=(
+                False,
+                261,
+                "coreset_class = RCS(train_datasets",
+                "full epochs and the selection see only the 99% (train_datasets = Subset(…, train_indices), :197)",
+            ),
+        ),
         *_no_lpaft("RCS ACL_RCS.py:293", "train(train_loader"),
         *_finetune(
             "ACL_RCS", "RCS", FT_ACL_RCS, ft="finetuning.py", utils="finetuning_utils.py", lines=AIR_RCS_FT
@@ -1327,7 +1328,14 @@ TABLE: dict[str, list[V]] = {
         *_rcs(
             "DynACL_RCS.py",
             dict(split=221, coreset_lr=302, val_loader=244),
-            deviation_val=RCS_DYNACL_HELD_OUT,
+            train_on_validation=(
+                True,
+                298,
+                "coreset_class.dataset = train_loader.dataset",
+                "every epoch rebuilds its loader over all 50,000 images (get_trainset, :297) and hands that set "
+                "to the selection: the 1% drawn as validation (:221-223) is trained on and among the candidates; "
+                "the budget stays int(0.99·50,000·0.2) (RCS.py:169)",
+            ),
         ),
         *_no_lpaft("RCS DynACL_RCS.py:325", "train(train_loader"),
         *_finetune("DynACL-RCS", "RobustSSL", FT_DYNACL_RCS),

@@ -59,6 +59,10 @@ class RCSConfig:
     # the reference's validation loader batch (ACL_RCS.py: --batch_size, 512): RCS.py keeps the first half of
     # each batch's images, each twice (validation_rows)
     val_batch_size: int = 512
+    # DynACL_RCS.py draws the 1% but rebuilds its loader over the whole training set every epoch and hands that
+    # set to the selection: the validation images are trained on in full epochs and are candidates too, while
+    # the budget stays fraction × the other 99%. False = ACL_RCS.py (held out, never trained on).
+    train_on_validation: bool = False
 
     def check(self) -> None:
         check(

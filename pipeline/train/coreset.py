@@ -51,12 +51,14 @@ class Coreset:
         self.drop_last = drop_last
         self.folder = Path(folder)
         order = np.random.default_rng(seed).permutation(len(ids))
-        n_val = max(
-            1, round(len(ids) * cfg.val_fraction)
-        )  # ACL_RCS.py: 1% of the training set, never trained on
+        n_val = max(1, round(len(ids) * cfg.val_fraction))  # the reference's 1% of the training set
         self.val_ids = frozenset(ids[i] for i in order[:n_val])
-        self.train_ids = frozenset(ids) - self.val_ids
-        self.budget = int(len(self.train_ids) * cfg.fraction)
+        # what full epochs train on and selections pick from: the rest (ACL_RCS.py), or every sample
+        # (DynACL_RCS.py, cfg.train_on_validation); the budget counts the rest either way (RCS.py:169 sizes it
+        # from the 99% set the Coreset is built with)
+        held_out = frozenset(ids) - self.val_ids
+        self.train_ids = frozenset(ids) if cfg.train_on_validation else held_out
+        self.budget = int(len(held_out) * cfg.fraction)
         self.n_pick = self.budget // world_batch  # RCS.py: batch_num = int(budget / batch_size)
         if self.n_pick < 1 or len(self.train_ids) // world_batch < 1:
             raise UsageError(
@@ -67,7 +69,7 @@ class Coreset:
         pick = np.random.default_rng(seed + 1).choice(sorted(self.train_ids), size=self.budget, replace=False)
         self.subset, self.subset_epoch = frozenset(pick.tolist()), -1
         self.selector_args: tuple | None = None
-        if acc.is_main_process:  # what was held out: never streamed for training
+        if acc.is_main_process:  # the validation images (also trained on under train_on_validation)
             atomic_write_text(self.folder / "validation.json", json.dumps(sorted(self.val_ids)))
 
     @classmethod
