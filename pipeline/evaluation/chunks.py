@@ -100,6 +100,11 @@ def _cfg_without_sizes(cfg: EvaluateConfig) -> dict[str, Any]:
     for m in in_order():
         if m.section is not None:
             d[m.section] = m.settings(cfg)
+            if d[m.section] is None:
+                d.pop(m.section)
+    extra_threats = d.pop("threats")[1:]  # the first one is norm/eps: one threat listed = the shorthand
+    if extra_threats:
+        d["threats"] = extra_threats
     if d["precision"] == "fp32":  # added later: fp32 chunks written before it existed stay valid
         d.pop("precision")
     return d

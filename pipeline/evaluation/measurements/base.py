@@ -45,6 +45,15 @@ class EvalContext:
     cfg: EvaluateConfig
     num_classes: int
     status: Callable[[str], None] = lambda _: None  # progress display hook
+    surrogate: PassCounter | None = None  # the transfer check's surrogate model (counted, eval mode)
+    indices: torch.Tensor | None = None  # each evaluated point's position in its dataset; None = 0, 1, ...
+    state: dict[str, Any] = field(default_factory=dict)  # what a measurement prepares once (check_inputs)
+
+    def positions(self, start: int, stop: int) -> list[int]:
+        """The dataset positions of evaluated points ``[start, stop)`` (per-image seeds, pre-computed files)."""
+        if self.indices is None:
+            return list(range(start, stop))
+        return [int(i) for i in self.indices[start:stop]]
 
     def autoattack(
         self, version: str, attacks: list[str] | None, seed: int, *, eps: float | None = None
@@ -169,10 +178,15 @@ class Measurement:
         """Facts about this configuration worth a line in the report's notes (not failures)."""
         return []
 
-    def settings(self, cfg: EvaluateConfig) -> dict:
+    def check_inputs(self, ctx: EvalContext, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Checks of the inputs (files, models, libraries) before any compute, when it is enabled; may keep
+        what it opened in ``ctx.state[name]``. Raises :class:`~pipeline.errors.UsageError`."""
+
+    def settings(self, cfg: EvaluateConfig) -> dict | None:
         """Its section as it enters the chunk fingerprint: without ``n_examples`` (which decides only which
         chunks exist and what they cover, recorded in the chunk), and with the values actually used where
-        the setting spells a default (so an explicit default reuses the same chunks)."""
+        the setting spells a default (so an explicit default reuses the same chunks). ``None``: the section
+        stays out of the fingerprint (a measurement added later, while it is off)."""
         d = asdict(getattr(cfg, self.section))
         d.pop("n_examples", None)
         return d
