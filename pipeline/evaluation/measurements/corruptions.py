@@ -17,7 +17,7 @@ import torch
 from scipy.stats import bootstrap
 
 from pipeline.errors import UsageError
-from pipeline.validation import check_choice, check_min
+from pipeline.validation import check, check_choice, check_min
 
 from ..corruption_sources import CORRUPTIONS, SEVERITIES, open_source
 from ..intervals import accuracy_interval, format_accuracy
@@ -49,7 +49,7 @@ class CorruptionsConfig:
         for i, name in enumerate(self.names):
             check_choice(f"names[{i}]", name, CORRUPTIONS)
         for i, s in enumerate(self.severities):
-            check_choice(f"severities[{i}]", s, SEVERITIES)
+            check(s in SEVERITIES, f"severities[{i}]", s, "use severities from 1 to 5")
 
     def corruption_names(self) -> list[str]:
         return list(self.names) or list(CORRUPTIONS)

@@ -14,8 +14,6 @@ from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
-import torch
-
 from pipeline.attacks.pgd import PGD_NORMS
 
 from ..intervals import format_accuracy

@@ -202,7 +202,7 @@ class Transfer(Measurement):
             ]
         ]
         if "n_compared" in s:
-            rows.append(["transfer: broken only by transfer", _only_text(s)])
+            rows.append(["transfer: broken only by transfer", only_text(s)])
         return rows
 
     def markdown(self, report: EvalReport, figures: dict[str, str]) -> list[str]:
@@ -219,13 +219,13 @@ class Transfer(Measurement):
         ]
         if "n_compared" in s:
             lines += [
-                f"Points the transfer attack broke but white-box {s['compared_with']} did not: {_only_text(s)} "
+                f"Points the transfer attack broke but white-box {s['compared_with']} did not: {only_text(s)} "
                 f"— a masking signal when the interval lies above the tolerance ({s['tolerance']:.0%}).",
                 "",
             ]
         return lines
 
 
-def _only_text(s: dict) -> str:
+def only_text(s: dict) -> str:
     rate = format_accuracy(s["broken_only_by_transfer_rate"], s.get("broken_only_by_transfer_ci"))
     return f"{s['broken_only_by_transfer']} of {s['n_compared']} ({rate})"
