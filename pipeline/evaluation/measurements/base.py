@@ -147,6 +147,8 @@ class Merged:
     num_classes: int
     label: torch.Tensor  # the labels of every evaluated point, in order
     results: dict[str, Any] = field(default_factory=dict)
+    # the results at each further threat model (evaluate.threats), by its name: checked like these
+    other_threats: dict[str, Merged] = field(default_factory=dict)
 
 
 class Measurement:
@@ -160,6 +162,9 @@ class Measurement:
     # it covers (Chunk.covered[name], which enters the chunk fingerprint)
     prefix: bool = False
     headline: str | None = None  # its key in report.robust_accuracy (None there when it does not run)
+    # False for a measurement added after chunks were first written (corruptions, transfer): while it is off,
+    # its section and its coverage stay out of the chunk fingerprint, so the chunks written before it stay valid
+    fingerprint_when_off: bool = True
     Record: type  # its chunk record: write(record, tensors) and the classmethod read(record, tensors)
 
     # -- settings ----------------------------------------------------------------------------------------
@@ -182,16 +187,18 @@ class Measurement:
         """Checks of the inputs (files, models, libraries) before any compute, when it is enabled; may keep
         what it opened in ``ctx.state[name]``. Raises :class:`~pipeline.errors.UsageError`."""
 
-    def settings(self, cfg: EvaluateConfig) -> dict | None:
+    def settings(self, cfg: EvaluateConfig) -> dict:
         """Its section as it enters the chunk fingerprint: without ``n_examples`` (which decides only which
         chunks exist and what they cover, recorded in the chunk), and with the values actually used where
-        the setting spells a default (so an explicit default reuses the same chunks). ``None``: the section
-        stays out of the fingerprint (a measurement added later, while it is off)."""
+        the setting spells a default (so an explicit default reuses the same chunks)."""
         d = asdict(getattr(cfg, self.section))
         d.pop("n_examples", None)
         return d
 
     # -- one chunk -----------------------------------------------------------------------------------------
+    def in_fingerprint(self, cfg: EvaluateConfig) -> bool:
+        return self.fingerprint_when_off or self.enabled(cfg)
+
     def runs_on(self, chunk: Chunk, cfg: EvaluateConfig) -> bool:
         return self.enabled(cfg) and (not self.prefix or chunk.covered[self.name] > 0)
 

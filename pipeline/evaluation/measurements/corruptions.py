@@ -94,6 +94,7 @@ class Corruptions(Measurement):
     name = "corruptions"
     section = "corruptions"
     prefix = True
+    fingerprint_when_off = False  # added with issue 24
     Record = CorruptionsChunk
 
     def enabled(self, cfg: EvaluateConfig) -> bool:
@@ -102,9 +103,7 @@ class Corruptions(Measurement):
     def n_examples(self, cfg: EvaluateConfig, available: int) -> int:
         return first_n(cfg.corruptions.n_examples, available) if self.enabled(cfg) else 0
 
-    def settings(self, cfg: EvaluateConfig) -> dict | None:
-        if not self.enabled(cfg):
-            return None  # off: not in the fingerprint (chunks written before it existed stay valid)
+    def settings(self, cfg: EvaluateConfig) -> dict:
         c = cfg.corruptions
         source = open_source(c.source, cfg.seed, KEY)
         return {"names": c.corruption_names(), "severities": c.severity_levels(), **source.fingerprint()}

@@ -57,13 +57,6 @@ class ThreatsChunk:
         return cls(record["threats"]) if record.get("threats") is not None else None
 
 
-@dataclass
-class ThreatResult:
-    norm: str
-    eps: float
-    merged: Merged  # clean / autoattack / pgd results at this threat model (what its checks read)
-
-
 class Threats(Measurement):
     name = "threats"
     Record = ThreatsChunk
@@ -104,10 +97,9 @@ class Threats(Measurement):
             entries.append(entry)
         return ThreatsChunk(entries)
 
-    def merge(self, parts: list[ThreatsChunk], merged: Merged, report: EvalReport) -> list[ThreatResult]:
+    def merge(self, parts: list[ThreatsChunk], merged: Merged, report: EvalReport) -> list[dict]:
         cfg = merged.cfg
         rows = [_entry(report, cfg.norm, cfg.eps)]
-        results = []
         for j, threat in enumerate(cfg.extra_threats()):
             sub_cfg, entries = threat_config(cfg, threat), [p.entries[j] for p in parts]
             scratch = _scratch_report(report, threat)
@@ -123,20 +115,9 @@ class Threats(Measurement):
             for column, values in scratch.per_sample.items():  # L2@0.5:aa_final_pred
                 report.per_sample[f"{threat.norm}@{threat.eps:.4g}:{column}"] = values
             rows.append(_entry(scratch, threat.norm, threat.eps))
-            results.append(ThreatResult(threat.norm, threat.eps, sub))
+            merged.other_threats[threat_tag(threat.norm, threat.eps)] = sub  # the masking checks run on it
         report.sections["threats"] = rows
-        return results
-
-    def checks(self, merged: Merged) -> tuple[list[str], list[str]]:
-        from ..masking import run_checks  # masking imports this package: import when checking
-
-        warnings, notes = [], []
-        for result in merged.results["threats"]:
-            tag = threat_tag(result.norm, result.eps)
-            w, n = run_checks(result.merged, [])
-            warnings += [f"[{tag}] {m}" for m in w]
-            notes += [f"[{tag}] {m}" for m in n]
-        return warnings, notes
+        return rows
 
     def summary_rows(self, report: EvalReport) -> list[list]:
         rows = report.sections.get("threats") or []

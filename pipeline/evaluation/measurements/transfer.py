@@ -91,6 +91,7 @@ class Transfer(Measurement):
     name = "transfer"
     section = "transfer"
     prefix = True
+    fingerprint_when_off = False  # added with issue 24; when on, the surrogate's weights enter it (runner)
     Record = TransferChunk
 
     def enabled(self, cfg: EvaluateConfig) -> bool:
@@ -98,10 +99,6 @@ class Transfer(Measurement):
 
     def n_examples(self, cfg: EvaluateConfig, available: int) -> int:
         return first_n(cfg.transfer.n_examples, available) if self.enabled(cfg) else 0
-
-    def settings(self, cfg: EvaluateConfig) -> dict | None:
-        # off: not in the fingerprint; on: the surrogate's weights enter it too (runner: surrogate digest)
-        return super().settings(cfg) if self.enabled(cfg) else None
 
     def check_inputs(self, ctx: EvalContext, x: torch.Tensor, y: torch.Tensor) -> None:
         if ctx.surrogate is None:
