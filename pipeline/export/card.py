@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..evaluation.intervals import format_accuracy, interval_of
+from ..evaluation.measurements.corruptions import corruption_table
 from ..evaluation.measurements.threats import threat_table
 from ..evaluation.measurements.transfer import only_text as _only_text
 from ..models import ModelConfig
@@ -99,7 +100,10 @@ def _extra_lines(report: dict) -> list[str]:
         mean = format_accuracy(c["mean_accuracy"], c.get("mean_accuracy_ci"), c["n_examples"])
         lines += [
             f"Common corruptions ({len(c['names'])} × {len(c['severities'])} severities, {c['source']}): "
-            f"mean accuracy {mean}; the table per corruption and severity is in the evaluation's report.md.",
+            f"mean accuracy {mean} (its interval: {c.get('mean_interval_method', 'n/a')}). Accuracy in % [95% "
+            "Clopper–Pearson interval]:",
+            "",
+            *corruption_table(c),
             "",
         ]
     if t:

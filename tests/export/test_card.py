@@ -72,8 +72,14 @@ def test_card_shows_one_row_per_threat_model_the_corruption_mean_and_the_transfe
         "robust_accuracy": {"pgd": None, "autoattack": 0.2},
         "threats": [row("Linf", 8 / 255, 20), row("L2", 0.5, 30)],
         "corruptions": {
-            "names": ["fog"] * 15,
+            "names": ["fog", "snow"],
             "severities": [1, 2, 3, 4, 5],
+            "accuracy": {"fog": [0.5] * 5, "snow": [0.3] * 5},
+            "accuracy_ci": {
+                "fog": [accuracy_interval(50, 100)] * 5,
+                "snow": [accuracy_interval(30, 100)] * 5,
+            },
+            "corruption_mean": {"fog": 0.5, "snow": 0.3},
             "source": "generated",
             "n_examples": 100,
             "mean_accuracy": 0.4,

@@ -103,6 +103,15 @@ class Corruptions(Measurement):
     def n_examples(self, cfg: EvaluateConfig, available: int) -> int:
         return first_n(cfg.corruptions.n_examples, available) if self.enabled(cfg) else 0
 
+    def notes(self, cfg: EvaluateConfig, num_classes: int) -> list[str]:
+        if not self.enabled(cfg) or cfg.corruptions.source:
+            return []
+        return [
+            "the corruptions were generated with imagecorruptions' ImageNet-C parameters, whatever the image "
+            "size: at 32 px they are not CIFAR-10-C's (its make_cifar_c.py uses other constants), so compare "
+            "them with CIFAR-10-C numbers only after evaluating on its files (evaluate.corruptions.source)"
+        ]
+
     def settings(self, cfg: EvaluateConfig) -> dict:
         c = cfg.corruptions
         source = open_source(c.source, cfg.seed, KEY)
@@ -186,15 +195,6 @@ class Corruptions(Measurement):
         s = report.sections.get(self.name)
         if not s:
             return []
-        rows = [
-            [
-                n,
-                *(_cell(a, ci) for a, ci in zip(s["accuracy"][n], s["accuracy_ci"][n], strict=True)),
-                f"{100 * s['corruption_mean'][n]:.1f}",
-            ]
-            for n in s["names"]
-        ]
-        header = ["corruption", *(f"severity {v}" for v in s["severities"]), "mean"]
         return [
             "## Common corruptions",
             "",
@@ -203,7 +203,7 @@ class Corruptions(Measurement):
             f"**{format_accuracy(s['mean_accuracy'], s.get('mean_accuracy_ci'), s['n_examples'])}** "
             f"(interval: {s['mean_interval_method']}).",
             "",
-            *table(header, rows),
+            *corruption_table(s),
             "",
             *figure_line(figures, self.name, "accuracy per corruption and severity"),
             "",
@@ -216,6 +216,19 @@ class Corruptions(Measurement):
         from pipeline import plots  # matplotlib is imported only when figures are written
 
         return {self.name: plots.corruption_figure(s, out / "corruptions.png")}
+
+
+def corruption_table(s: dict) -> list[str]:
+    """Markdown: one row per corruption, one column per severity (accuracy % [interval]), and its mean."""
+    rows = [
+        [
+            n,
+            *(_cell(a, ci) for a, ci in zip(s["accuracy"][n], s["accuracy_ci"][n], strict=True)),
+            f"{100 * s['corruption_mean'][n]:.1f}",
+        ]
+        for n in s["names"]
+    ]
+    return table(["corruption", *(f"severity {v}" for v in s["severities"]), "mean"], rows)
 
 
 def _cell(acc: float, ci: list[float] | None) -> str:
