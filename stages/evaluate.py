@@ -16,6 +16,7 @@ from pipeline.config import ExperimentConfig
 from pipeline.errors import UsageError
 from pipeline.evaluation import evaluate_model, summary_table, write_report
 from pipeline.evaluation.measurements.transfer import SURROGATE_FORMS
+from pipeline.evaluation.runner import check_inputs
 from pipeline.evaluation.test_split import EVAL_ORDER_SEED, load_test_split
 from pipeline.export import load_timm_folder, load_timm_weights
 from pipeline.models.speed import speed_up
@@ -91,6 +92,9 @@ def run_evaluate(cfg: ExperimentConfig) -> dict:
     )  # auto: training only
     surrogate, surrogate_name = load_surrogate(cfg)
     x, y, order, skipped = load_test_split(stage.split("test"), e.n_examples, cfg.data.num_classes)
+    images = x.float().div(255.0)
+    # corruption files, the optional library, the surrogate: refused before anything is written
+    check_inputs(e, images, y, num_classes=cfg.data.num_classes, surrogate=surrogate, indices=order)
     with StageRun(
         stage.run_dir,
         cfg.finetune.stage("evaluate"),
@@ -100,7 +104,7 @@ def run_evaluate(cfg: ExperimentConfig) -> dict:
     ) as run:
         report = evaluate_model(
             model,
-            x.float().div(255.0),
+            images,
             y,
             e,
             num_classes=cfg.data.num_classes,

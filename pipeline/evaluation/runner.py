@@ -109,9 +109,7 @@ def evaluate_model(
     with eval_mode(model, freeze_params=True), _frozen(surrogate):  # attacks need input gradients only
         counted = PassCounter(surrogate) if surrogate is not None else None
         ctx = EvalContext(PassCounter(model), device, cfg, num_classes, surrogate=counted, indices=indices)
-        for m in in_order():  # files, libraries and models the measurements need, before any compute
-            if m.enabled(cfg):
-                m.check_inputs(ctx, x, y)
+        _check_measurement_inputs(ctx, x, y)
         fps = _fingerprints(model, x, y, cfg, chunks, num_classes, surrogate, indices)
         reused = _run_my_chunks(ctx, x, y, chunks, fps, store, rank, world, progress)
     if accelerator is not None:
@@ -158,6 +156,33 @@ def evaluate_batches(
         raise UsageError("the evaluation loader produced no batches; check the test split path")
     x, y = torch.cat(xs)[:wanted], torch.cat(ys)[:wanted]
     return evaluate_model(model, x, y, cfg, num_classes=num_classes, **kwargs)
+
+
+def check_inputs(
+    cfg: EvaluateConfig,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    num_classes: int,
+    surrogate: torch.nn.Module | None = None,
+    indices: torch.Tensor | None = None,
+) -> None:
+    """What :func:`evaluate_model` checks before any compute — the inputs, and the files, libraries and
+    models the enabled measurements need — for a caller that must fail before it writes anything (the
+    evaluate stage). Raises :class:`UsageError`."""
+    _check_config(cfg)
+    _check_inputs(x, y, num_classes)
+    device = _model_device(surrogate) if surrogate is not None else torch.device("cpu")
+    with _frozen(surrogate):
+        counted = PassCounter(surrogate) if surrogate is not None else None
+        ctx = EvalContext(None, device, cfg, num_classes, surrogate=counted, indices=indices)
+        _check_measurement_inputs(ctx, x, y)
+
+
+def _check_measurement_inputs(ctx: EvalContext, x: torch.Tensor, y: torch.Tensor) -> None:
+    for m in in_order():  # files, libraries and models the measurements need, before any compute
+        if m.enabled(ctx.cfg):
+            m.check_inputs(ctx, x, y)
 
 
 def _count_logits(model: torch.nn.Module, x: torch.Tensor) -> int:

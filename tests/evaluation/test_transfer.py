@@ -58,3 +58,12 @@ def test_a_bad_surrogate_name_is_refused():
     cfg.transfer.surrogate = "runs/x"
     with pytest.raises(UsageError, match="evaluate.transfer.surrogate='runs/x' is invalid"):
         cfg.validate()
+
+
+def test_the_stage_can_check_before_it_writes_anything(tiny_data):
+    from pipeline.evaluation.runner import check_inputs
+
+    x, y = tiny_data
+    with pytest.raises(UsageError, match="needs a surrogate model"):
+        check_inputs(_cfg(), x[:4], y[:4], num_classes=10)
+    check_inputs(_cfg(), x[:4], y[:4], num_classes=10, surrogate=train_tiny(steps=1))  # passes
