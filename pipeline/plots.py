@@ -221,3 +221,21 @@ def certified_figure(smoothing: dict, path: Path) -> Path:
     ax.set_ylim(0, 100)
     ax.set_title(f"randomized smoothing, sigma={smoothing['sigma']}")
     return _save_report_figure(fig, path)
+
+
+def corruption_figure(section: dict, path: Path) -> Path:
+    """Accuracy per corruption (rows) and severity (columns), a heat map with each cell's value in %
+    (``section``: report.json's ``corruptions``)."""
+    names, severities = section["names"], section["severities"]
+    values = np.array([[100 * a for a in section["accuracy"][n]] for n in names])
+    fig = _figure((1.2 + 0.9 * len(severities), 0.8 + 0.35 * len(names)))
+    ax = fig.add_subplot()
+    image = ax.imshow(values, vmin=0, vmax=100, cmap="viridis", aspect="auto")
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7, color="white" if v < 60 else "black")
+    ax.set_xticks(range(len(severities)), [str(s) for s in severities])
+    ax.set_yticks(range(len(names)), [n.replace("_", " ") for n in names])
+    ax.set_xlabel("severity")
+    ax.set_title(f"accuracy (%), mean {100 * section['mean_accuracy']:.1f}% (n={section['n_examples']})")
+    fig.colorbar(image, ax=ax, label="accuracy (%)")
+    return _save_report_figure(fig, path)

@@ -15,6 +15,8 @@ from torch import nn
 from pipeline.config import ExperimentConfig
 from pipeline.errors import UsageError
 from pipeline.evaluation import evaluate_model, summary_table, write_report
+from pipeline.evaluation.measurements.transfer import SURROGATE_FORMS
+from pipeline.evaluation.runner import check_inputs
 from pipeline.evaluation.test_split import EVAL_ORDER_SEED, load_test_split
 from pipeline.export import load_timm_folder, load_timm_weights
 from pipeline.models.speed import speed_up
@@ -25,13 +27,17 @@ from ._cli import main
 from ._runtime import open_stage
 
 
-def load_model_to_evaluate(cfg: ExperimentConfig) -> tuple[nn.Module, dict]:
-    """The classifier named by ``evaluate.model`` and a description of where it came from."""
-    source, run_dir = cfg.evaluate.model, RunDir.of(cfg.run)
+def load_model_to_evaluate(
+    cfg: ExperimentConfig, source: str | None = None, checkpoint: str | None = None
+) -> tuple[nn.Module, dict]:
+    """The classifier named by ``evaluate.model`` (or by ``source``, in the same forms) and a description
+    of where it came from."""
+    source, run_dir = source or cfg.evaluate.model, RunDir.of(cfg.run)
     if source == "finetune":
+        checkpoint = checkpoint or cfg.evaluate.checkpoint
         finetuned, manifest = FinetuneOutputs.read(run_dir, cfg.finetune.stage(), "finetune")
-        folder = run_dir.stage(cfg.finetune.stage()) / finetuned.folder(cfg.evaluate.checkpoint)
-        return load_timm_folder(folder), {**upstream_summary(manifest), "checkpoint": cfg.evaluate.checkpoint}
+        folder = run_dir.stage(cfg.finetune.stage()) / finetuned.folder(checkpoint)
+        return load_timm_folder(folder), {**upstream_summary(manifest), "checkpoint": checkpoint}
     if source.startswith("local-dir:"):
         return load_timm_folder(Path(source.split(":", 1)[1])), {"model": source}
     name, weights = source[len("timm:") :].split("@", 1)
@@ -42,6 +48,28 @@ def load_model_to_evaluate(cfg: ExperimentConfig) -> tuple[nn.Module, dict]:
         name, Path(weights), cfg.data.num_classes, m.mean, m.std, m.kwargs
     )
     return model, {"model": source, "normalisation": normalisation}
+
+
+def load_surrogate(cfg: ExperimentConfig) -> tuple[nn.Module | None, str]:
+    """The transfer check's surrogate (``evaluate.transfer.surrogate``) and how the report names it. The
+    default is the run's other fine-tuning checkpoint: the best epoch is chosen by validation PGD accuracy,
+    which favours a checkpoint whose gradients mislead PGD; the final one is not chosen that way (and both
+    are at hand in every run)."""
+    e = cfg.evaluate
+    if not e.transfer.enabled:
+        return None, ""
+    name = e.transfer.surrogate
+    if not name:
+        if e.model != "finetune":
+            raise UsageError(
+                f"evaluate.transfer.surrogate='' means the run's other fine-tuning checkpoint, but "
+                f"evaluate.model={e.model}; set evaluate.transfer.surrogate to a model ({SURROGATE_FORMS})"
+            )
+        name = "finetune:" + ("final" if e.checkpoint == "best" else "best")
+    source, _, checkpoint = name.partition(":") if name.startswith("finetune:") else (name, "", "")
+    model, _ = load_model_to_evaluate(cfg, source, checkpoint or None)
+    check_num_classes(model, cfg.data.num_classes, f"evaluate.transfer.surrogate={name}")
+    return model, name
 
 
 def check_num_classes(model: nn.Module, num_classes: int, origin: str) -> None:
@@ -62,7 +90,11 @@ def run_evaluate(cfg: ExperimentConfig) -> dict:
     speed_up(
         model, acc.device, channels_last=str(cfg.run.channels_last).lower() == "true"
     )  # auto: training only
+    surrogate, surrogate_name = load_surrogate(cfg)
     x, y, order, skipped = load_test_split(stage.split("test"), e.n_examples, cfg.data.num_classes)
+    images = x.float().div(255.0)
+    # corruption files, the optional library, the surrogate: refused before anything is written
+    check_inputs(e, images, y, num_classes=cfg.data.num_classes, surrogate=surrogate, indices=order)
     with StageRun(
         stage.run_dir,
         cfg.finetune.stage("evaluate"),
@@ -72,14 +104,18 @@ def run_evaluate(cfg: ExperimentConfig) -> dict:
     ) as run:
         report = evaluate_model(
             model,
-            x.float().div(255.0),
+            images,
             y,
             e,
             num_classes=cfg.data.num_classes,
             work_dir=run.dir,
             accelerator=acc,
             progress=show_progress(cfg.run),
+            surrogate=surrogate,
+            indices=order,  # positions in the test split: per-image corruption seeds, pre-computed files
         )
+        if "transfer" in report.sections:
+            report.sections["transfer"]["surrogate"] = surrogate_name
         report.per_sample["index"] = order.tolist()  # position in the test split, not in the sample
         report.notes.append(
             f"examples are evaluated in a fixed random order of the test split (seed {EVAL_ORDER_SEED}), "

@@ -29,6 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
         ("pretrain.nope=1", "unknown config key"),
         ("pretrain.epochs=many", "config key 'pretrain.epochs'"),
         ("finetune.protocol=slf", None),  # valid: objective defaults to the protocol's (ce)
+        ("evaluate.threats=[{norm: L2, eps: -1}]", "evaluate.threats[0].eps=-1.0 is invalid"),
+        ("evaluate.threats=[{norm: L2, epsilon: 1}]", "unknown config key 'epsilon'"),  # omegaconf: no path
+        ("evaluate.corruptions.names=[rain]", "evaluate.corruptions.names[0]='rain' is invalid"),
+        ("evaluate.transfer.tolerance=2", "evaluate.transfer.tolerance=2.0 is invalid"),
     ],
 )
 def test_config_errors_are_one_line(override, expected):
@@ -39,6 +43,24 @@ def test_config_errors_are_one_line(override, expected):
         load_config(None, [override])
     assert expected in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_threats_corruptions_and_transfer_from_yaml_or_overrides(tmp_path):
+    """The issue's YAML and the same keys as key=value overrides give the same config; threats[0] is
+    what evaluate.norm/eps then say."""
+    y = tmp_path / "x.yaml"
+    y.write_text(
+        "evaluate:\n  threats: [{norm: Linf, eps: 0.0314}, {norm: L2, eps: 0.5}]\n"
+        "  corruptions: {enabled: true}\n  transfer: {enabled: true}\n"
+    )
+    overrides = [
+        "evaluate.threats=[{norm: Linf, eps: 0.0314}, {norm: L2, eps: 0.5}]",
+        "evaluate.corruptions.enabled=true",
+        "evaluate.transfer.enabled=true",
+    ]
+    a, b = load_config(y).evaluate, load_config(None, overrides).evaluate
+    assert a == b and (a.norm, a.eps) == ("Linf", 0.0314) and a.extra_threats()[0].norm == "L2"
+    assert a.corruptions.enabled and a.transfer.enabled
 
 
 def test_yaml_then_dotlist_precedence(tmp_path):

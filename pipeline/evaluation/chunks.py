@@ -62,7 +62,7 @@ class Chunk:
 
 def plan_chunks(n_examples: int, cfg: EvaluateConfig) -> list[Chunk]:
     """Split ``n_examples`` into chunks of ``cfg.chunk_size`` (the last may be shorter)."""
-    limits = {m.name: m.n_examples(cfg, n_examples) for m in in_order() if m.prefix}
+    limits = {m.name: m.n_examples(cfg, n_examples) for m in in_order() if m.prefix and m.in_fingerprint(cfg)}
     chunks = []
     for index, start in enumerate(range(0, n_examples, cfg.chunk_size)):
         stop = min(start + cfg.chunk_size, n_examples)
@@ -98,8 +98,13 @@ def _cfg_without_sizes(cfg: EvaluateConfig) -> dict[str, Any]:
     d = asdict(cfg)
     d.pop("n_examples")
     for m in in_order():
-        if m.section is not None:
+        if m.section is not None and m.in_fingerprint(cfg):
             d[m.section] = m.settings(cfg)
+        elif m.section is not None:
+            d.pop(m.section)
+    extra_threats = d.pop("threats")[1:]  # the first one is norm/eps: one threat listed = the shorthand
+    if extra_threats:
+        d["threats"] = extra_threats
     if d["precision"] == "fp32":  # added later: fp32 chunks written before it existed stay valid
         d.pop("precision")
     return d

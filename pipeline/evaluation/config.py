@@ -14,14 +14,16 @@ from dataclasses import dataclass, field
 
 from pipeline import validation
 from pipeline.attacks.threat import ThreatModel
-from pipeline.validation import check_choice, check_min
+from pipeline.validation import InvalidValue, check_choice, check_min
 
 from .measurements import (
     AutoAttackConfig,
     CalibrationConfig,
+    CorruptionsConfig,
     PGDEvalConfig,
     SmoothingConfig,
     SweepConfig,
+    TransferConfig,
     in_order,
 )
 from .sampling import first_n
@@ -29,10 +31,12 @@ from .sampling import first_n
 __all__ = [
     "AutoAttackConfig",
     "CalibrationConfig",
+    "CorruptionsConfig",
     "EvaluateConfig",
     "PGDEvalConfig",
     "SmoothingConfig",
     "SweepConfig",
+    "TransferConfig",
     "first_n",
 ]
 
@@ -51,13 +55,41 @@ class EvaluateConfig(ThreatModel):
     sweep: SweepConfig = field(default_factory=SweepConfig)  # epsilon sweep settings
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)  # ECE settings
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)  # certification settings
+    # several threat models in one evaluation: [{norm: Linf, eps: 0.0314}, {norm: L2, eps: 0.5}]; when set,
+    # the first replaces norm/eps (every existing key describes it) and each other one gets AutoAttack (and
+    # PGD when on) at its own radius, with its masking checks. [] = the one threat norm/eps
+    threats: list[ThreatModel] = field(default_factory=list)
+    corruptions: CorruptionsConfig = field(default_factory=CorruptionsConfig)  # common corruptions
+    transfer: TransferConfig = field(default_factory=TransferConfig)  # transfer attack from a surrogate
     masking_checks: bool = True  # run the gradient-masking sanity checks
     # fp32 | bf16: autocast for the PGD attack and its predictions and for the sweep's attacks. Clean
     # accuracy and AutoAttack stay fp32 whatever this says (the reference number is never a bf16 one)
     precision: str = "fp32"
 
+    def __post_init__(self) -> None:
+        self.adopt_first_threat()
+
+    def adopt_first_threat(self) -> None:
+        """``threats[0]`` is the threat model ``norm``/``eps`` describe (the shorthand for one threat)."""
+        if self.threats:
+            self.norm, self.eps = self.threats[0].norm, self.threats[0].eps
+
+    def extra_threats(self) -> list[ThreatModel]:
+        """The threat models after the first (``norm``/``eps``), in the order listed."""
+        return list(self.threats[1:])
+
     def check(self) -> None:
         """This node's fields and what depends on the norm (the sections check their own fields)."""
+        self.adopt_first_threat()  # threats may have been set after construction (the Python API)
+        for i, threat in enumerate(self.threats):
+            try:
+                threat.check()
+            except InvalidValue as exc:
+                raise exc.under(f"threats[{i}]") from None
+        seen = [(t.norm, t.eps) for t in self.threats]
+        for i, key in enumerate(seen):
+            if key in seen[:i]:
+                raise InvalidValue(f"threats[{i}]", f"{key[0]} {key[1]}", "list each threat model once")
         super().check()
         check_choice("precision", self.precision, ("fp32", "bf16"))
         for key in ("n_examples", "seed"):

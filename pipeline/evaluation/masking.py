@@ -8,7 +8,7 @@ chance in a sound evaluation become notes.
 A check that needs one measurement's results lives in that measurement's module (``Measurement.checks``:
 the sweep's ε = 0 and monotonicity checks, AutoAttack's Square check); this module holds pyautoattack's
 own warnings and the checks that compare measurements: AutoAttack against PGD, and every attack that
-declares ``grey_runs`` against the grey-image bound.
+declares ``grey_runs`` against the grey-image bound — at every threat model of ``evaluate.threats``.
 """
 
 from __future__ import annotations
@@ -80,4 +80,8 @@ def run_checks(merged: Merged, chunk_messages: list[list[str]]) -> tuple[list[st
         warnings += w
         notes += n
     warnings += grey_checks(merged)
+    for tag, other in merged.other_threats.items():  # the checks that apply to each further threat model
+        w, n = run_checks(other, [])
+        warnings += [f"[{tag}] {m}" for m in w]
+        notes += [f"[{tag}] {m}" for m in n]
     return warnings, notes

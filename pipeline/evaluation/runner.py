@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable
+from contextlib import nullcontext
 
 import torch
 from tqdm.auto import tqdm
@@ -55,6 +56,8 @@ def evaluate_model(
     work_dir: str | os.PathLike | None = None,
     accelerator=None,
     progress: bool = True,
+    surrogate: torch.nn.Module | None = None,
+    indices: torch.Tensor | None = None,
 ) -> EvalReport:
     """Evaluate any classifier mapping [0, 1] NCHW images to logits.
 
@@ -75,6 +78,9 @@ def evaluate_model(
         accelerator: an ``accelerate.Accelerator`` to split chunks over its processes (the model is moved
             to ``accelerator.device``); ``None`` runs in this process alone.
         progress: show tqdm progress bars.
+        surrogate: the model the transfer check (``cfg.transfer``) crafts its attacks on; [0, 1] inputs.
+        indices: each row's position in its dataset (per-image corruption seeds, pre-computed corruption
+            files); ``None`` = 0, 1, ...
 
     Returns:
         The same :class:`EvalReport` on every rank; write it from the main process only.
@@ -98,9 +104,13 @@ def evaluate_model(
     device = torch.device(accelerator.device if accelerator is not None else _model_device(model))
     chunks = plan_chunks(first_n(cfg.n_examples, x.shape[0]), cfg)
     store = ChunkStore(work_dir)
-    with eval_mode(model, freeze_params=True):  # attacks need input gradients only
-        ctx = EvalContext(PassCounter(model), device, cfg, num_classes)
-        fps = _fingerprints(model, x, y, cfg, chunks, num_classes)
+    if surrogate is not None:
+        surrogate.to(device)
+    with eval_mode(model, freeze_params=True), _frozen(surrogate):  # attacks need input gradients only
+        counted = PassCounter(surrogate) if surrogate is not None else None
+        ctx = EvalContext(PassCounter(model), device, cfg, num_classes, surrogate=counted, indices=indices)
+        _check_measurement_inputs(ctx, x, y)
+        fps = _fingerprints(model, x, y, cfg, chunks, num_classes, surrogate, indices)
         reused = _run_my_chunks(ctx, x, y, chunks, fps, store, rank, world, progress)
     if accelerator is not None:
         accelerator.wait_for_everyone()  # every chunk file exists once all ranks pass this point
@@ -146,6 +156,33 @@ def evaluate_batches(
         raise UsageError("the evaluation loader produced no batches; check the test split path")
     x, y = torch.cat(xs)[:wanted], torch.cat(ys)[:wanted]
     return evaluate_model(model, x, y, cfg, num_classes=num_classes, **kwargs)
+
+
+def check_inputs(
+    cfg: EvaluateConfig,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    num_classes: int,
+    surrogate: torch.nn.Module | None = None,
+    indices: torch.Tensor | None = None,
+) -> None:
+    """What :func:`evaluate_model` checks before any compute — the inputs, and the files, libraries and
+    models the enabled measurements need — for a caller that must fail before it writes anything (the
+    evaluate stage). Raises :class:`UsageError`."""
+    _check_config(cfg)
+    _check_inputs(x, y, num_classes)
+    device = _model_device(surrogate) if surrogate is not None else torch.device("cpu")
+    with _frozen(surrogate):
+        counted = PassCounter(surrogate) if surrogate is not None else None
+        ctx = EvalContext(None, device, cfg, num_classes, surrogate=counted, indices=indices)
+        _check_measurement_inputs(ctx, x, y)
+
+
+def _check_measurement_inputs(ctx: EvalContext, x: torch.Tensor, y: torch.Tensor) -> None:
+    for m in in_order():  # files, libraries and models the measurements need, before any compute
+        if m.enabled(ctx.cfg):
+            m.check_inputs(ctx, x, y)
 
 
 def _count_logits(model: torch.nn.Module, x: torch.Tensor) -> int:
@@ -208,14 +245,27 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def _fingerprints(model, x, y, cfg: EvaluateConfig, chunks: list[Chunk], num_classes: int) -> list[str]:
+def _frozen(model: torch.nn.Module | None):
+    return eval_mode(model, freeze_params=True) if model is not None else nullcontext()
+
+
+def _fingerprints(
+    model, x, y, cfg: EvaluateConfig, chunks: list[Chunk], num_classes: int, surrogate, indices
+) -> list[str]:
+    # the surrogate's weights and the points' dataset positions matter only to the measurements that read
+    # them: an evaluation without those keeps its fingerprints
     model_fp = model_digest(model)
+    if cfg.transfer.enabled and surrogate is not None:
+        model_fp += ":" + model_digest(surrogate)
+    positions = cfg.corruptions.enabled and indices is not None
     return [
         chunk_fingerprint(
             cfg,
             c,
             model_fp=model_fp,
-            data_fp=tensor_digest(x[c.start : c.stop], y[c.start : c.stop]),
+            data_fp=tensor_digest(
+                x[c.start : c.stop], y[c.start : c.stop], *([indices[c.start : c.stop]] if positions else [])
+            ),
             num_classes=num_classes,
         )
         for c in chunks

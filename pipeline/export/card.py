@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..evaluation.intervals import format_accuracy, interval_of
+from ..evaluation.measurements.corruptions import corruption_table
+from ..evaluation.measurements.threats import threat_table
+from ..evaluation.measurements.transfer import only_text as _only_text
 from ..models import ModelConfig
 from ..run import git_commit
 
@@ -67,18 +70,46 @@ def _evaluation_lines(report: dict | None) -> list[str]:
         # evaluate.autoattack.version=fast: its number, labelled, never passed off as AutoAttack's
         fast = _with_interval(ra["autoattack_fast"], ci.get("autoattack_fast"), n_aa)
         cells[2] = f"not run; **fast (not standard AutoAttack)**: {fast}"
+    if len(report.get("threats") or []) > 1:  # evaluate.threats: one row per threat model
+        rows = threat_table(report["threats"])
+    else:
+        rows = [
+            "| norm | ε | clean | PGD | AutoAttack |",
+            "|---|---|---|---|---|",
+            f"| {tm.get('norm')} | {tm.get('eps', 0):.4f} | {' | '.join(cells)} |",
+        ]
     lines = [
-        "| norm | ε | clean | PGD | AutoAttack |",
-        "|---|---|---|---|---|",
-        f"| {tm.get('norm')} | {tm.get('eps', 0):.4f} | {' | '.join(cells)} |",
+        *rows,
         "",
         "Accuracy [95% Clopper–Pearson interval] (n = points evaluated).",
         "",
+        *_extra_lines(report),
     ]
     for note in (n for n in report.get("notes", []) if "bf16" in n):  # evaluate.precision=bf16
         lines += [f"Note: {note}", ""]
     if report.get("warnings"):
         lines += ["**Evaluation warnings:** " + "; ".join(map(str, report["warnings"])), ""]
+    return lines
+
+
+def _extra_lines(report: dict) -> list[str]:
+    """The common-corruption mean and the transfer check, when the evaluation measured them."""
+    lines = []
+    c, t = report.get("corruptions"), report.get("transfer")
+    if c:
+        mean = format_accuracy(c["mean_accuracy"], c.get("mean_accuracy_ci"), c["n_examples"])
+        lines += [
+            f"Common corruptions ({len(c['names'])} × {len(c['severities'])} severities, {c['source']}): "
+            f"mean accuracy {mean} (its interval: {c.get('mean_interval_method', 'n/a')}). Accuracy in % [95% "
+            "Clopper–Pearson interval]:",
+            "",
+            *corruption_table(c),
+            "",
+        ]
+    if t:
+        robust = format_accuracy(t["robust_accuracy"], t.get("robust_accuracy_ci"), t["n_examples"])
+        only = f"; broken only by it: {_only_text(t)}" if "n_compared" in t else ""
+        lines += [f"Transfer attack from `{t['surrogate']}`: robust accuracy {robust}{only}.", ""]
     return lines
 
 

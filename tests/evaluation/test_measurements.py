@@ -77,7 +77,17 @@ def test_fast_chunks_of_the_earlier_ranking_are_stale(monkeypatch):
 
 def test_registry_order_and_sections():
     names = [m.name for m in in_order()]
-    assert names == ["clean", "pgd", "autoattack", "calibration", "sweep", "smoothing"]
+    assert names == [
+        "clean",
+        "pgd",
+        "autoattack",
+        "threats",
+        "transfer",
+        "calibration",
+        "sweep",
+        "smoothing",
+        "corruptions",
+    ]
     # every section of EvaluateConfig belongs to exactly one measurement, and the prefix ones have n_examples
     cfg = EvaluateConfig()
     sections = [m.section for m in in_order() if m.section]

@@ -11,18 +11,24 @@ from .autoattack import AUTOATTACK_VERSIONS, AutoAttack, AutoAttackConfig
 from .base import ChunkWork, EvalContext, Measurement, Merged
 from .calibration import Calibration, CalibrationConfig
 from .clean import Clean
+from .corruptions import Corruptions, CorruptionsConfig
 from .pgd import PGD, PGDEvalConfig
 from .smoothing import Smoothing, SmoothingConfig
 from .sweep import Sweep, SweepConfig
+from .threats import Threats
+from .transfer import Transfer, TransferConfig
 
 MEASUREMENTS = Registry[Measurement]("measurement")
 for _measurement in (
     Clean(),
     PGD(),
     AutoAttack(),  # its versions: AUTOATTACK_VERSIONS
+    Threats(),  # evaluate.threats after the first: PGD and AutoAttack at their radii; report.json's threats
+    Transfer(),  # reads AutoAttack's results (the masking signal)
     Calibration(),  # reads the clean logits and AutoAttack's adversarial inputs
     Sweep(),
     Smoothing(),
+    Corruptions(),
 ):
     MEASUREMENTS.add(_measurement.name, _measurement)
 
@@ -38,6 +44,7 @@ __all__ = [
     "AutoAttackConfig",
     "CalibrationConfig",
     "ChunkWork",
+    "CorruptionsConfig",
     "EvalContext",
     "Measurement",
     "Merged",
@@ -45,4 +52,5 @@ __all__ = [
     "PGDEvalConfig",
     "SmoothingConfig",
     "SweepConfig",
+    "TransferConfig",
 ]

@@ -45,6 +45,15 @@ class EvalContext:
     cfg: EvaluateConfig
     num_classes: int
     status: Callable[[str], None] = lambda _: None  # progress display hook
+    surrogate: PassCounter | None = None  # the transfer check's surrogate model (counted, eval mode)
+    indices: torch.Tensor | None = None  # each evaluated point's position in its dataset; None = 0, 1, ...
+    state: dict[str, Any] = field(default_factory=dict)  # what a measurement prepares once (check_inputs)
+
+    def positions(self, start: int, stop: int) -> list[int]:
+        """The dataset positions of evaluated points ``[start, stop)`` (per-image seeds, pre-computed files)."""
+        if self.indices is None:
+            return list(range(start, stop))
+        return [int(i) for i in self.indices[start:stop]]
 
     def autoattack(
         self, version: str, attacks: list[str] | None, seed: int, *, eps: float | None = None
@@ -138,6 +147,8 @@ class Merged:
     num_classes: int
     label: torch.Tensor  # the labels of every evaluated point, in order
     results: dict[str, Any] = field(default_factory=dict)
+    # the results at each further threat model (evaluate.threats), by its name: checked like these
+    other_threats: dict[str, Merged] = field(default_factory=dict)
 
 
 class Measurement:
@@ -151,6 +162,9 @@ class Measurement:
     # it covers (Chunk.covered[name], which enters the chunk fingerprint)
     prefix: bool = False
     headline: str | None = None  # its key in report.robust_accuracy (None there when it does not run)
+    # False for a measurement added after chunks were first written (corruptions, transfer): while it is off,
+    # its section and its coverage stay out of the chunk fingerprint, so the chunks written before it stay valid
+    fingerprint_when_off: bool = True
     Record: type  # its chunk record: write(record, tensors) and the classmethod read(record, tensors)
 
     # -- settings ----------------------------------------------------------------------------------------
@@ -169,6 +183,10 @@ class Measurement:
         """Facts about this configuration worth a line in the report's notes (not failures)."""
         return []
 
+    def check_inputs(self, ctx: EvalContext, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Checks of the inputs (files, models, libraries) before any compute, when it is enabled; may keep
+        what it opened in ``ctx.state[name]``. Raises :class:`~pipeline.errors.UsageError`."""
+
     def settings(self, cfg: EvaluateConfig) -> dict:
         """Its section as it enters the chunk fingerprint: without ``n_examples`` (which decides only which
         chunks exist and what they cover, recorded in the chunk), and with the values actually used where
@@ -178,6 +196,9 @@ class Measurement:
         return d
 
     # -- one chunk -----------------------------------------------------------------------------------------
+    def in_fingerprint(self, cfg: EvaluateConfig) -> bool:
+        return self.fingerprint_when_off or self.enabled(cfg)
+
     def runs_on(self, chunk: Chunk, cfg: EvaluateConfig) -> bool:
         return self.enabled(cfg) and (not self.prefix or chunk.covered[self.name] > 0)
 
