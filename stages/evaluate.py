@@ -19,7 +19,7 @@ from pipeline.evaluation.test_split import EVAL_ORDER_SEED, load_test_split
 from pipeline.export import load_timm_folder, load_timm_weights
 from pipeline.models.speed import speed_up
 from pipeline.records import FinetuneOutputs
-from pipeline.run import RunDir, StageRun, show_progress, upstream_summary
+from pipeline.run import RunDir, StageRun, upstream_summary
 
 from ._cli import main
 from ._runtime import open_stage
@@ -78,7 +78,7 @@ def run_evaluate(cfg: ExperimentConfig) -> dict:
             num_classes=cfg.data.num_classes,
             work_dir=run.dir,
             accelerator=acc,
-            progress=show_progress(cfg.run),
+            progress=cfg.run.progress,  # a bar on a terminal, plain lines in a log
         )
         report.per_sample["index"] = order.tolist()  # position in the test split, not in the sample
         report.notes.append(
