@@ -54,7 +54,9 @@ class PretrainOutputs(_Record):
     projection_head: str  # safetensors file of the head
     steps: int
     sampling: str = ""  # exact (every sample once per epoch) | resampled (shards drawn with replacement)
-    skipped_samples: int = 0  # bad samples skipped while training (data.on_bad_sample=skip)
+    # bad samples left out (data.on_bad_sample=skip): by the data stage's conversion (dataset.json names them)
+    # plus those skipped while training, so it agrees with the data manifest
+    skipped_samples: int = 0
     loss_curve: str = ""
     coreset: str = ""  # RCS: the folder of its selections
     lpaft: dict | None = None  # DynACL++'s post-processing summary

@@ -93,7 +93,7 @@ def run_evaluate(cfg: ExperimentConfig) -> dict:
                 report_md="report.md",
                 per_sample="per_sample.csv",
                 n_examples=len(y),
-                skipped_samples=skipped,
+                skipped_samples=skipped + stage.skipped_when_converting("test"),
             )
             print(summary_table(report))
         acc.wait_for_everyone()

@@ -138,7 +138,7 @@ def run_pretrain(cfg: ExperimentConfig) -> dict:
                 projection_head="projection_head/head.safetensors",
                 steps=state.global_step,
                 sampling=train.sampling,
-                skipped_samples=batches.skipped,
+                skipped_samples=stage.skipped_when_converting("train") + batches.skipped,
                 loss_curve=run.rel(png) if png else "",
                 coreset="coreset/" if coreset else "",
                 lpaft=lpaft,
