@@ -60,6 +60,9 @@ class PretrainOutputs(_Record):
     loss_curve: str = ""
     coreset: str = ""  # RCS: the folder of its selections
     lpaft: dict | None = None  # DynACL++'s post-processing summary
+    model: dict = field(
+        default_factory=dict
+    )  # what was pretrained (ModelFacts): architecture, normalisation, ...
 
 
 @dataclass
@@ -82,6 +85,9 @@ class FinetuneOutputs(_Record):
     collapse_epoch: int | None = None  # first epoch of a robustness collapse (a warning was printed)
     collapse_warning: str = ""
     accuracy_curve: str = ""
+    # what was fine-tuned: architecture, weights, normalisation and its source, head (ModelFacts)
+    model: dict = field(default_factory=dict)
+    skipped_samples: int = 0  # as PretrainOutputs.skipped_samples, for the training split
 
     def folder(self, checkpoint: str) -> str:
         """``best`` | ``final`` → its folder name."""

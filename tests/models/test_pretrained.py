@@ -125,7 +125,8 @@ def test_evaluate_external_timm_model_normalised_with_its_head(tmp_path, suffix)
         )
     else:
         save_file(plain.state_dict(), str(file))
-    model, source = load_timm_weights("resnet10t", file, 10, *IMAGENET)
+    model, facts = load_timm_weights("resnet10t", file, 10, *IMAGENET)
+    source = facts.normalization_source
     assert source == "evaluate.model.mean/std" or "mean/std" in source
     x = torch.rand(3, 3, 32, 32)
     m, s = torch.tensor(IMAGENET[0]).view(1, 3, 1, 1), torch.tensor(IMAGENET[1]).view(1, 3, 1, 1)
