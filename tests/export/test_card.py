@@ -50,3 +50,31 @@ def test_card_labels_a_fast_evaluation_and_a_bf16_pgd():
     text = "\n".join(_evaluation_lines(report))
     assert "**fast (not standard AutoAttack)**: 15.00%" in text and "(n=20)" in text
     assert "Note: PGD and the sweep ran under bf16 autocast" in text
+
+
+def test_card_names_the_real_architecture_and_the_normalisation_source():
+    from pipeline.export.card import CardFacts, model_card
+    from pipeline.models import ModelConfig
+
+    facts = CardFacts(
+        run_name="r",
+        arch="resnet18",
+        model=ModelConfig("timm:resnet18", mean=[0.5] * 3, std=[0.5] * 3),
+        image_size=32,
+        num_classes=10,
+        training=[],
+        dataset="imagefolder",
+        registered_as="timm_any",
+        normalization=(
+            [0.485, 0.456, 0.406],
+            [0.229, 0.224, 0.225],
+            "weights/r18/config.json (pretrained_cfg)",
+        ),
+    )
+    card = model_card(facts)
+    assert card.startswith("# resnet18 — robust backbone")
+    assert "architecture: `resnet18` (timm, inside this project's normalising wrapper `timm_any`)" in card
+    assert (
+        "mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225], from weights/r18/config.json (pretrained_cfg)"
+        in card
+    )
