@@ -2,6 +2,7 @@
 #   make pretrain finetune evaluate                       # the quickstart, end to end on a CPU
 #   make pretrain ARGS="pretrain.epochs=2 run.name=try1"  # dot-list overrides
 #   make data CONFIG=configs/cifar10_shared.yaml          # another experiment
+#   make export ARGS="run.from_run=runs/try1"             # reuse that run's resolved config (README)
 
 CONFIG ?= configs/quickstart.yaml
 ARGS ?=
