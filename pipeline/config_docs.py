@@ -141,7 +141,8 @@ def explain(resolved: dict, yaml_file: str | None, yaml: dict, overrides: list[s
             if _lookup(tree, key) is not _ABSENT:
                 source = f"override {typed.get(key, key)}"
             elif _lookup(yaml, key) is not _ABSENT:
-                source = str(yaml_file)
+                raw = _lookup(yaml, key)  # an interpolation says what it refers to
+                source = str(yaml_file) + (f" as {raw}" if isinstance(raw, str) and "${" in raw else "")
             else:
                 source = "default"
             if source != "default" and value != default:

@@ -250,4 +250,7 @@ def test_print_config_explain_names_each_keys_source(capsys, tmp_path):
         "pretrain.attack.steps: 3  # configs/quickstart.yaml (default 5) — iterations"
     )
     assert by_key["evaluate.seed"].startswith("evaluate.seed: 0  # default")
+    assert by_key["finetune.attack.eps"].startswith(
+        "finetune.attack.eps: 0.03137254901960784  # configs/quickstart.yaml as ${pretrain.attack.eps}"
+    )
     assert len(by_key) == sum(len(s["keys"]) for s in key_table())  # every key, once
