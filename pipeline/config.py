@@ -277,12 +277,15 @@ class ConfigLayers:
 
 
 def config_layers(path: str | Path | None, overrides: list[str] | None = None) -> ConfigLayers:
-    """The YAML (``path``; replaced by a run's resolved ``config.yaml`` when ``run.from_run`` is set, in the
-    overrides or in that YAML) and the overrides, each checked for unknown keys and clear type mistakes."""
+    """The YAML (``path``; replaced by a run's resolved ``config.yaml`` when an override sets ``run.from_run``)
+    and the overrides, each checked for unknown keys and clear type mistakes."""
     keys, dot = config_keys(), _overrides(list(overrides or []))
     yaml_file = Path(path) if path else None
     yaml = resolve_fractions(_load_yaml(yaml_file), keys) if yaml_file else {}
+    # an override only: a run's config.yaml records the run.from_run it was made with, and reading that file
+    # as --config must give that config, not jump to the run it came from
     from_run, root = from_run_of(dot, yaml)
+    from_run = from_run if (dot.get("run") or {}).get("from_run") else ""
     if from_run:
         try:
             yaml_file = run_config_file(from_run, root)

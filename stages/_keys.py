@@ -171,7 +171,7 @@ def precheck(config: str | None, overrides: list[str]) -> str | None:
         node[key.split(".")[-1]] = value
     layer = tree(Path(config)) if config else {}
     from_run, root = ck.from_run_of(dot, layer if isinstance(layer, dict) else {})
-    if from_run:
+    if (dot.get("run") or {}).get("from_run"):  # an override only, as pipeline.config.config_layers
         try:
             layer = tree(ck.run_config_file(from_run, root))
         except ValueError as exc:

@@ -148,7 +148,10 @@ def test_run_from_run_reuses_a_runs_resolved_config(tmp_path):
     )
     assert (cfg.run.name, cfg.pretrain.method, cfg.finetune.epochs) == ("dyn1", "dynacl", 4)
     assert cfg.export.checkpoint == "final"  # overrides still apply on top
-    by_name = load_config(
-        None, ["run.from_run=dyn1", f"run.root={tmp_path / 'runs'}"]
-    )  # a name under run.root
+    by_name = load_config(None, ["run.from_run=dyn1", f"run.root={tmp_path / 'runs'}"])  # under run.root
     assert by_name.finetune.epochs == 4
+    # the new stage's config.yaml records run.from_run; read as --config it is that config, not the old run's
+    (tmp_path / "new.yaml").write_text(
+        to_yaml(load_config(None, [f"run.from_run={stage}", "finetune.epochs=9"]))
+    )
+    assert load_config(tmp_path / "new.yaml").finetune.epochs == 9
