@@ -41,6 +41,8 @@ def main(stage: str, run: Callable, argv: list[str] | None = None, prog: str | N
         if args.print_config:
             sys.stdout.write(_explained(cfg, args.config, args.overrides) if args.explain else to_yaml(cfg))
             return
+        for line in _fractions(args.overrides):
+            print(f"[{stage}] {line}")
         if cfg.run.from_run:
             print(
                 f"[{stage}] config: {config_layers(args.config, args.overrides).yaml_file} (run.from_run; "
@@ -53,6 +55,15 @@ def main(stage: str, run: Callable, argv: list[str] | None = None, prog: str | N
     except KeyboardInterrupt:
         print(f"\n{stage}: interrupted; re-run the same command to resume", file=sys.stderr)
         sys.exit(130)
+
+
+def _fractions(overrides: list[str]) -> list[str]:
+    """``evaluate.eps=8/255 = 0.03137``: each fraction given on the command line, resolved (the YAML's show in
+    ``--print-config``)."""
+    from pipeline.config_keys import fraction
+
+    resolved = [(item, fraction(item.partition("=")[2])) for item in overrides]
+    return [f"{item} = {value:.6g}" for item, value in resolved if value is not None]
 
 
 def _explained(cfg, config: str, overrides: list[str]) -> str:

@@ -254,3 +254,10 @@ def test_print_config_explain_names_each_keys_source(capsys, tmp_path):
         "finetune.attack.eps: 0.03137254901960784  # configs/quickstart.yaml as ${pretrain.attack.eps}"
     )
     assert len(by_key) == sum(len(s["keys"]) for s in key_table())  # every key, once
+
+
+def test_a_fraction_runs_resolved_and_says_so(capsys):
+    seen = []
+    main("evaluate", lambda cfg: seen.append(cfg.evaluate.eps), ["evaluate.eps=8/255"])
+    assert seen == [8 / 255] and f"{seen[0]:.4f}" == "0.0314"
+    assert "[evaluate] evaluate.eps=8/255 = 0.0313725\n" in capsys.readouterr().out
