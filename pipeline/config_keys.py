@@ -169,8 +169,8 @@ def _fits(value: object, kind: str) -> bool:
 def from_run_of(*layers: dict) -> tuple[str, str]:
     """``(run.from_run, run.root)`` as the first of ``layers`` (overrides, then the YAML) sets each."""
     runs = [layer.get("run") or {} for layer in layers]
-    pick = lambda key, default: next((str(r[key]) for r in runs if r.get(key)), default)  # noqa: E731
-    return pick("from_run", ""), pick("root", "runs")
+    from_run = next((str(r["from_run"]) for r in runs if r.get("from_run")), "")
+    return from_run, next((str(r["root"]) for r in runs if r.get("root")), "runs")
 
 
 def run_config_file(spec: str, root: str = "runs") -> Path:
