@@ -2,6 +2,7 @@
 #   make pretrain finetune evaluate                       # the quickstart, end to end on a CPU
 #   make pretrain ARGS="pretrain.epochs=2 run.name=try1"  # dot-list overrides
 #   make data CONFIG=configs/cifar10_shared.yaml          # another experiment
+#   make export ARGS="run.from_run=runs/try1"             # reuse that run's resolved config (README)
 
 CONFIG ?= configs/quickstart.yaml
 ARGS ?=
@@ -42,25 +43,25 @@ lock: ## re-resolve constraints.txt: the newest versions pyproject.toml allows, 
 	rm -rf $(LOCK_VENV)
 
 data: $(STAMP) ## convert the dataset of CONFIG into webdataset shards
-	$(RUN) stages.data --config $(CONFIG) $(ARGS)
+	$(RUN) stages data --config $(CONFIG) $(ARGS)
 
 index: $(STAMP) ## write shards.index.json next to your shards (data.*_urls): fast start-up for big shard sets
-	$(RUN) stages.index --config $(CONFIG) $(ARGS)
+	$(RUN) stages index --config $(CONFIG) $(ARGS)
 
 pretrain: $(STAMP) ## self-supervised adversarial pretraining (SimCLR / ACL / DynACL / *-AIR; DynACL++ post-processing)
-	$(RUN) stages.pretrain --config $(CONFIG) $(ARGS)
+	$(RUN) stages pretrain --config $(CONFIG) $(ARGS)
 
 finetune: $(STAMP) ## adversarial fine-tuning (SLF / ALF / AFF with TRADES, PGD-AT or CE)
-	$(RUN) stages.finetune --config $(CONFIG) $(ARGS)
+	$(RUN) stages finetune --config $(CONFIG) $(ARGS)
 
 evaluate: $(STAMP) ## clean, PGD, AutoAttack (+ sweep, calibration, smoothing); writes report.md/json
-	$(RUN) stages.evaluate --config $(CONFIG) $(ARGS)
+	$(RUN) stages evaluate --config $(CONFIG) $(ARGS)
 
 protocols: $(STAMP) ## SLF, ALF and AFF from one pretrained backbone, each evaluated; prints RobustSSL's table
-	$(RUN) stages.protocols --config $(CONFIG) $(ARGS)
+	$(RUN) stages protocols --config $(CONFIG) $(ARGS)
 
 export: $(STAMP) ## robust backbone + classifier as timm folders with a model card
-	$(RUN) stages.export --config $(CONFIG) $(ARGS)
+	$(RUN) stages export --config $(CONFIG) $(ARGS)
 
 test: $(STAMP) ## the test suite (fast; slow tests excluded)
 	$(PY) -m pytest -q

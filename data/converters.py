@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import tarfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +41,7 @@ class ConvertedDataset:
     val: Callable[[], Iterator[RawSample]] | None  # None: the source has no such split (unlabeled images)
     test: Callable[[], Iterator[RawSample]] | None
     ignored_files: int = 0  # files in the source that are not images by name
+    sizes: dict[str, int] = field(default_factory=dict)  # samples per split, for the progress lines' ETA
 
 
 SHARDS = "shards"  # the describer's name: shards the user converted already
@@ -60,6 +61,10 @@ def _holdout(n: int, val_size: int) -> tuple[np.ndarray, np.ndarray]:
         )
     perm = np.random.default_rng(SPLIT_SEED).permutation(n)
     return perm[val_size:], np.sort(perm[:val_size])
+
+
+def _sizes(train: np.ndarray, val: np.ndarray, test: np.ndarray) -> dict[str, int]:
+    return {"train": len(train), "val": len(val), "test": len(test)}
 
 
 def _from_arrays(
@@ -91,6 +96,7 @@ def digits(cfg: DataConfig) -> ConvertedDataset:
         _from_arrays(rgb, labels, train_idx),
         _from_arrays(rgb, labels, val_idx),
         _from_arrays(rgb, labels, test_idx),
+        sizes=_sizes(train_idx, val_idx, test_idx),
     )
 
 
@@ -169,6 +175,7 @@ def imagefolder(cfg: DataConfig) -> ConvertedDataset:
         lambda: train_src.samples(train_idx, index, "data.train_source"),
         lambda: train_src.samples(val_idx, index, "data.train_source"),
         lambda: test_src.samples(all_test, index, "data.test_source"),
+        sizes=_sizes(train_idx, val_idx, all_test),
     )
 
 
@@ -205,6 +212,7 @@ def _torchvision(name: str, cfg: DataConfig) -> ConvertedDataset:
         _from_arrays(x_tr, y_tr, train_idx),
         _from_arrays(x_tr, y_tr, val_idx),
         _from_arrays(x_te, y_te, np.arange(len(y_te))),
+        sizes=_sizes(train_idx, val_idx, y_te),
     )
 
 
@@ -219,7 +227,14 @@ def images(cfg: DataConfig) -> ConvertedDataset:
     or evaluate on without labels); files that are not images by name are counted and ignored."""
     source = _ImagePile(cfg.train_source, "data.train_source")
     order = np.random.default_rng(SPLIT_SEED).permutation(len(source.names))  # shards in a fixed random order
-    return ConvertedDataset([], lambda: source.samples(order), None, None, ignored_files=source.ignored)
+    return ConvertedDataset(
+        [],
+        lambda: source.samples(order),
+        None,
+        None,
+        ignored_files=source.ignored,
+        sizes={"train": len(order)},
+    )
 
 
 class _ImagePile(_FileSource):

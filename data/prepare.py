@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from pipeline.errors import DataError, UpstreamMissing
 from pipeline.io import atomic_dir, atomic_write_json
+from pipeline.progress import counted, lines_wanted
 from pipeline.run import RunDir, StageRun
 
 from .config import DataConfig
@@ -73,6 +74,10 @@ def convert(cfg: DataConfig, out_dir: Path, progress: bool = True) -> dict:
             if source is None or (split == "val" and cfg.val_size == 0):
                 continue
             samples = tqdm(source(), desc=f"convert {split}", disable=not progress, leave=False)
+            # a log gets a line every 10 s instead (the bar's frames would be carriage returns there)
+            samples = counted(
+                samples, f"[data] converting {split}", ds.sizes.get(split), enabled=lines_wanted()
+            )
             splits[split] = write_split(
                 samples, tmp, split, cfg.image_size, cfg.shard_size, cfg.wrong_size, cfg.on_bad_sample
             )
@@ -83,6 +88,30 @@ def convert(cfg: DataConfig, out_dir: Path, progress: bool = True) -> dict:
             info["ignored_files"] = ds.ignored_files  # not images by name
         atomic_write_json(tmp / "dataset.json", info)
     return info
+
+
+SKIPS_NAMED = 3  # the console names this many skipped files per split; dataset.json lists up to 20
+
+
+def conversion_summary(splits: dict, dataset_json: Path) -> list[str]:
+    """One line per converted split: how many samples were written, which files were skipped (named, with
+    where the full list is) and how many images were re-encoded, by reason:
+    ``[data] train: 599 converted, 1 skipped: trip1/bad.jpg (see …/dataset.json); re-encoded: 12 resized``."""
+    out = []
+    for split, info in splits.items():
+        line = f"[data] {split}: {info['count']:,} converted"
+        skipped = info.get("skipped")
+        if skipped:
+            names = [f["file"] for f in skipped["files"][:SKIPS_NAMED]]
+            more = skipped["count"] - len(names)
+            line += f", {skipped['count']:,} skipped: {', '.join(names)}" + (
+                f" and {more:,} more" if more else ""
+            )
+            line += f" (see {dataset_json})"
+        if info.get("converted"):
+            line += "; re-encoded: " + ", ".join(f"{n:,} {why}" for why, n in info["converted"].items())
+        out.append(line)
+    return out
 
 
 def data_fingerprint(cfg: DataConfig) -> dict:
@@ -101,6 +130,8 @@ def prepare_run_data(d: DataConfig, run_dir: RunDir, config_yaml: str, progress:
         out_dir = None if d.dataset == "shards" else (Path(d.out_dir) if d.out_dir else run.dir / "shards")
         info = prepare_dataset(d, out_dir, progress)
         if out_dir is not None:
+            for line in conversion_summary(info["splits"], out_dir / "dataset.json"):
+                print(line, flush=True)
             for split in info["splits"].values():
                 split.pop("shards", None)  # the checksums live in dataset.json
             run.outputs["dataset_json"] = str(out_dir / "dataset.json")

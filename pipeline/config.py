@@ -14,6 +14,7 @@ unknown key, wrong type, missing value, and invalid values (ranges, unknown name
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,15 @@ from omegaconf.errors import (
 
 from data.config import DataConfig
 
+from .config_keys import (
+    from_run_of,
+    problems,
+    resolve_fractions,
+    run_config_file,
+    schema_keys,
+    unknown_key,
+    wrong_type,
+)
 from .errors import UsageError
 from .evaluation.config import EvaluateConfig
 from .models import ModelConfig
@@ -47,6 +57,7 @@ __all__ = [
     "PretrainConfig",
     "RunConfig",
     "checkpoint_fingerprint",
+    "config_layers",
     "load_config",
     "to_yaml",
     "with_overrides",
@@ -214,40 +225,89 @@ class ExperimentConfig:
     protocols: ProtocolsConfig = field(default_factory=ProtocolsConfig)
 
 
+@functools.cache
+def config_keys() -> dict[str, dict]:
+    """Every leaf key of the schema with its type and the dataclass (file) that declares it."""
+    return schema_keys(ExperimentConfig)
+
+
 def _one_line(exc: OmegaConfBaseException) -> str:
     msg = str(exc).splitlines()[0]
     key = getattr(exc, "full_key", None)
     if isinstance(exc, (ConfigKeyError, ConfigAttributeError)):
-        return f"unknown config key {key!r}; check the spelling against configs/quickstart.yaml or pipeline/config.py"
+        return unknown_key(str(key), config_keys())
     if isinstance(exc, MissingMandatoryValue):
         return f"config key {key!r} has no value; set it in the YAML or as {key}=..."
     if isinstance(exc, ValidationError):
-        return f"config key {key!r}: {msg}; give a value of the type declared in pipeline/config.py"
+        return wrong_type(str(key), None, config_keys(), detail=msg)
     return f"config error at {key!r}: {msg}"
 
 
-def _load_yaml(path: Path) -> DictConfig:
+def _load_yaml(path: Path) -> dict:
+    """A YAML layer as nested dicts, interpolations (``${...}``) kept as written."""
     if not path.is_file():
         raise UsageError(
             f"config file {str(path)!r} does not exist; pass CONFIG=configs/quickstart.yaml or another YAML"
         )
     try:
-        return OmegaConf.load(path)
+        return OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
     except Exception as exc:  # yaml syntax errors come from several classes
         raise UsageError(f"config file {str(path)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Schema ← YAML ← dot-list overrides, validated. Raises UsageError (one line)."""
-    layers = [OmegaConf.structured(ExperimentConfig)]
-    if path:
-        layers.append(_load_yaml(Path(path)))
-    for item in overrides or []:
+def _overrides(overrides: list[str]) -> dict:
+    """``key=value`` items as nested dicts (fractions such as ``8/255`` made floats where a float is declared)."""
+    for item in overrides:
         if "=" not in item:
             raise UsageError(f"override {item!r} is not key=value; write e.g. pretrain.epochs=2")
     try:
-        layers.append(OmegaConf.from_dotlist(list(overrides or [])))
-        merged: DictConfig = OmegaConf.merge(*layers)
+        tree = OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)), resolve=False)
+    except OmegaConfBaseException as exc:
+        raise UsageError(_one_line(exc)) from None
+    return resolve_fractions(tree, config_keys())
+
+
+@dataclass
+class ConfigLayers:
+    """What a config is made of, above the schema's defaults: the YAML actually read and the overrides."""
+
+    yaml_file: Path | None  # --config's, or the run's config.yaml with run.from_run
+    yaml: dict
+    overrides: dict
+
+
+def config_layers(path: str | Path | None, overrides: list[str] | None = None) -> ConfigLayers:
+    """The YAML (``path``; replaced by a run's resolved ``config.yaml`` when an override sets ``run.from_run``)
+    and the overrides, each checked for unknown keys and clear type mistakes."""
+    keys, dot = config_keys(), _overrides(list(overrides or []))
+    yaml_file = Path(path) if path else None
+    yaml = resolve_fractions(_load_yaml(yaml_file), keys) if yaml_file else {}
+    # an override only: a run's config.yaml records the run.from_run it was made with, and reading that file
+    # as --config must give that config, not jump to the run it came from
+    from_run, root = from_run_of(dot, yaml)
+    from_run = from_run if (dot.get("run") or {}).get("from_run") else ""
+    if from_run:
+        try:
+            yaml_file = run_config_file(from_run, root)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        yaml = resolve_fractions(_load_yaml(yaml_file), keys)
+    for layer in (yaml, dot):
+        problem = problems(layer, keys)
+        if problem:
+            raise UsageError(problem)
+    return ConfigLayers(yaml_file, yaml, dot)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Schema ← YAML ← dot-list overrides, validated. Raises UsageError (one line)."""
+    layers = config_layers(path, overrides)
+    try:
+        merged: DictConfig = OmegaConf.merge(
+            OmegaConf.structured(ExperimentConfig),
+            OmegaConf.create(layers.yaml),
+            OmegaConf.create(layers.overrides),
+        )
         cfg: ExperimentConfig = OmegaConf.to_object(merged)  # resolves ${...} interpolations too
     except OmegaConfBaseException as exc:
         raise UsageError(_one_line(exc)) from None
@@ -258,7 +318,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def with_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
     """A copy of ``cfg`` with dot-list overrides applied and validated (e.g. one protocol's settings)."""
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(cfg), OmegaConf.from_dotlist(list(overrides)))
+        merged = OmegaConf.merge(OmegaConf.structured(cfg), OmegaConf.create(_overrides(overrides)))
         out: ExperimentConfig = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         raise UsageError(_one_line(exc)) from None

@@ -12,33 +12,17 @@ import json
 import textwrap
 import tokenize
 import typing
-from pathlib import Path
 
-_ROOT = Path(__file__).resolve().parents[1]
-
-
-def _where(cls: type) -> str:
-    """``path/relative/to/repo.py ClassName`` of a config dataclass."""
-    path = Path(inspect.getsourcefile(cls) or "?").resolve()
-    try:
-        path = path.relative_to(_ROOT)
-    except ValueError:
-        pass
-    return f"{path.as_posix()} {cls.__name__}"
+from .config_keys import declared_in, source_of, type_name
 
 
 def _composition(cls: type) -> str:
     """Where a section's keys are declared: the class, and the component dataclasses it inherits from."""
     bases = [b for b in reversed(cls.__mro__[1:]) if dataclasses.is_dataclass(b)]
     if not bases:
-        return _where(cls)
+        return source_of(cls)
     own = bool(cls.__dict__.get("__annotations__"))
-    return f"{_where(cls)} {'+' if own else '='} " + " + ".join(_where(b) for b in bases)
-
-
-def _type_name(hint: object) -> str:
-    """``int``, ``list[str]``, ``dict[str, Any]``: the annotation as it is written in the schema."""
-    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+    return f"{source_of(cls)} {'+' if own else '='} " + " + ".join(source_of(b) for b in bases)
 
 
 def _field_comments(cls: type) -> dict[str, str]:
@@ -87,7 +71,7 @@ def _comment(cls: type, name: str) -> str:
 
 
 def key_table() -> list[dict]:
-    """Every config key, by section: ``[{"section", "where", "comment", "keys": [[key, type, default, comment]]}]``
+    """Every config key, by section: ``[{"section", "where", "comment", "keys": [[key, type, default, comment, where]]}]``
     with the schema's defaults (as ``--print-config`` renders them, JSON-encoded) and the comments its fields
     carry. Generated from :class:`pipeline.config.ExperimentConfig`; the command line's ``--help`` shows it."""
     from omegaconf import OmegaConf
@@ -111,7 +95,8 @@ def key_table() -> list[dict]:
             shown = (
                 "???" if value == "???" else json.dumps(value, ensure_ascii=False)
             )  # ??? = required (OmegaConf's MISSING)
-            section["keys"].append([f"{prefix}.{f.name}", _type_name(hint), shown, note])
+            where = declared_in(cls, f.name)  # the file a misspelt key's suggestion names
+            section["keys"].append([f"{prefix}.{f.name}", type_name(hint), shown, note, where])
         for args in nested:  # sub-sections after the section's own keys
             walk(*args)
 
@@ -123,3 +108,44 @@ def key_table() -> list[dict]:
             _comment(ExperimentConfig, f.name),
         )
     return sections
+
+
+def _lookup(tree: dict, key: str):
+    """``tree``'s value at the dotted ``key``, or ``_ABSENT``."""
+    node = tree
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _ABSENT
+        node = node[part]
+    return node
+
+
+_ABSENT = object()
+
+
+def explain(resolved: dict, yaml_file: str | None, yaml: dict, overrides: list[str], tree: dict) -> str:
+    """``--print-config --explain``: every key's resolved value, where it came from and the schema's comment::
+
+        pretrain.attack.steps: 3  # configs/quickstart.yaml (default 10) — iterations; …
+
+    ``resolved``: the validated config as nested dicts; ``yaml``/``tree``: the YAML layer and the overrides as
+    :func:`pipeline.config.config_layers` read them (fractions already resolved); ``overrides``: as typed."""
+    typed = {item.partition("=")[0]: item for item in overrides}
+    out = []
+    for section in key_table():
+        if not section["keys"]:
+            continue
+        out.append(f"# {section['section']}: {section['where']}")
+        for key, _typ, default, comment, _where in section["keys"]:
+            value = json.dumps(_lookup(resolved, key), ensure_ascii=False)
+            if _lookup(tree, key) is not _ABSENT:
+                source = f"override {typed.get(key, key)}"
+            elif _lookup(yaml, key) is not _ABSENT:
+                raw = _lookup(yaml, key)  # an interpolation says what it refers to
+                source = str(yaml_file) + (f" as {raw}" if isinstance(raw, str) and "${" in raw else "")
+            else:
+                source = "default"
+            if source != "default" and value != default:
+                source += f" (default {default})"
+            out.append(f"{key}: {value}  # {source}" + (f" — {comment}" if comment else ""))
+    return "\n".join(out) + "\n"

@@ -54,10 +54,15 @@ class PretrainOutputs(_Record):
     projection_head: str  # safetensors file of the head
     steps: int
     sampling: str = ""  # exact (every sample once per epoch) | resampled (shards drawn with replacement)
-    skipped_samples: int = 0  # bad samples skipped while training (data.on_bad_sample=skip)
+    # bad samples left out (data.on_bad_sample=skip): by the data stage's conversion (dataset.json names them)
+    # plus those skipped while training, so it agrees with the data manifest
+    skipped_samples: int = 0
     loss_curve: str = ""
     coreset: str = ""  # RCS: the folder of its selections
     lpaft: dict | None = None  # DynACL++'s post-processing summary
+    model: dict = field(
+        default_factory=dict
+    )  # what was pretrained (ModelFacts): architecture, normalisation, ...
 
 
 @dataclass
@@ -80,6 +85,9 @@ class FinetuneOutputs(_Record):
     collapse_epoch: int | None = None  # first epoch of a robustness collapse (a warning was printed)
     collapse_warning: str = ""
     accuracy_curve: str = ""
+    # what was fine-tuned: architecture, weights, normalisation and its source, head (ModelFacts)
+    model: dict = field(default_factory=dict)
+    skipped_samples: int = 0  # as PretrainOutputs.skipped_samples, for the training split
 
     def folder(self, checkpoint: str) -> str:
         """``best`` | ``final`` → its folder name."""

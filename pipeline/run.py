@@ -46,6 +46,10 @@ class RunConfig:
     # experiment trackers that get step and epoch metrics: tensorboard | wandb | mlflow (accelerate's);
     # <section>.tensorboard=true is the older spelling of adding tensorboard for one stage
     log_with: list[str] = field(default_factory=list)
+    # as a key=value override: start from a run's resolved config instead of --config's YAML — runs/<name> (its
+    # last finished stage's config.yaml), a stage folder or a config.yaml; the other overrides apply on top. In
+    # a YAML it only records where that config came from
+    from_run: str = ""
 
     def check(self) -> None:
         for i, name in enumerate(self.log_with):

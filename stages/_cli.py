@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Callable
 
 from ._help import STAGES, parser_for
+from ._keys import precheck
 
 __all__ = ["STAGES", "cli", "main", "stage_runner"]
 
@@ -27,15 +28,26 @@ def main(stage: str, run: Callable, argv: list[str] | None = None, prog: str | N
     warnings.filterwarnings("ignore", message=".*shardshuffle.*")
     logging.getLogger("timm").setLevel(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    mistake = precheck(args.config, args.overrides)  # from the cached key table: torch is not imported yet
+    if mistake:
+        print(f"error: {mistake}", file=sys.stderr)
+        sys.exit(2)
     from pipeline.errors import UsageError  # not at the top: `robustpretrain` alone answers without torch
 
     try:
-        from pipeline.config import load_config, to_yaml
+        from pipeline.config import config_layers, load_config, to_yaml
 
         cfg = load_config(args.config, args.overrides)
         if args.print_config:
-            sys.stdout.write(to_yaml(cfg))
+            sys.stdout.write(_explained(cfg, args.config, args.overrides) if args.explain else to_yaml(cfg))
             return
+        for line in _fractions(args.overrides):
+            print(f"[{stage}] {line}")
+        if cfg.run.from_run:
+            print(
+                f"[{stage}] config: {config_layers(args.config, args.overrides).yaml_file} (run.from_run; "
+                f"--config {args.config} not read), then the key=value overrides"
+            )
         run(cfg)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -43,6 +55,27 @@ def main(stage: str, run: Callable, argv: list[str] | None = None, prog: str | N
     except KeyboardInterrupt:
         print(f"\n{stage}: interrupted; re-run the same command to resume", file=sys.stderr)
         sys.exit(130)
+
+
+def _fractions(overrides: list[str]) -> list[str]:
+    """``evaluate.eps=8/255 = 0.03137``: each fraction given on the command line, resolved (the YAML's show in
+    ``--print-config``)."""
+    from pipeline.config_keys import fraction
+
+    resolved = [(item, fraction(item.partition("=")[2])) for item in overrides]
+    return [f"{item} = {value:.6g}" for item, value in resolved if value is not None]
+
+
+def _explained(cfg, config: str, overrides: list[str]) -> str:
+    """``--print-config --explain``: each key's value, its source (default, which YAML, an override) and comment."""
+    from omegaconf import OmegaConf
+
+    from pipeline.config import config_layers
+    from pipeline.config_docs import explain
+
+    layers = config_layers(config, overrides)
+    resolved = OmegaConf.to_container(OmegaConf.structured(cfg))
+    return explain(resolved, layers.yaml_file, layers.yaml, overrides, layers.overrides)
 
 
 def stage_runner(stage: str) -> Callable:

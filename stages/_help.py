@@ -29,7 +29,8 @@ def _epilog(prog: str, stage: str | None) -> str:
         "config keys (key  type  = default  # comment; the schema's, under the dataclasses that declare them):\n"
         f"{listing(stage, None)}\n\n"
         f"{prog} --help <section> lists one section (e.g. attack, optim, or any section's full name).\n"
-        "--print-config shows the values actually used (defaults <- YAML <- key=value, validated) and exits.\n"
+        "--print-config shows the values actually used (defaults <- YAML <- key=value, validated) and exits;\n"
+        "--print-config --explain says for each key where its value came from, with the key's comment.\n"
         "The make targets (`make help`) run the same stages and stay the documented way.\n\n"
         "examples:\n"
         f"  {prog} --config {DEFAULT_CONFIG} --print-config {key}\n"
@@ -101,6 +102,12 @@ def parser_for(prog: str, stage: str | None) -> argparse.ArgumentParser:
         "--print-config",
         action="store_true",
         help="print the resolved config as YAML and exit; runs and writes nothing",
+    )
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="with --print-config: every key's value, where it came from (default, the YAML, an override) "
+        "and its comment",
     )
     parser.add_argument(
         "overrides",

@@ -10,6 +10,7 @@ with a fresh cache imports neither torch nor the schema. This module imports onl
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import sys
@@ -99,7 +100,7 @@ def render(sections: list[dict]) -> str:
             continue
         kw, tw = (max(len(k[i]) for k in s["keys"]) for i in (0, 1))
         dw = min(DEFAULT_WIDTH, max(len(k[2]) for k in s["keys"]))
-        for key, typ, default, comment in s["keys"]:
+        for key, typ, default, comment, *_ in s["keys"]:
             line = f"  {key:<{kw}}  {typ:<{tw}}  = {default:<{dw}}"
             out.append((f"{line}  # {comment}" if comment else line).rstrip())
     return "\n".join(out)
@@ -123,3 +124,58 @@ def write(text: str) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _config_keys():
+    """``pipeline/config_keys.py``, loaded by path: ``import pipeline.config_keys`` would first run
+    ``pipeline/__init__.py``, which imports torch (seconds). The module imports only the standard library."""
+    spec = importlib.util.spec_from_file_location("_config_keys", ROOT / "pipeline" / "config_keys.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def precheck(config: str | None, overrides: list[str]) -> str | None:
+    """The first mistake in the YAML or the overrides that the key table shows — a missing or unreadable
+    YAML, an item that is not key=value, an unknown key (with the likely one and the file that declares it),
+    a number that is not one — as the one-line message ``pipeline.config.load_config`` would give, but without
+    importing torch. None: nothing seen (the schema's own checks still run after)."""
+    import yaml  # omegaconf's YAML parser; the schema parses the same text again after this check
+
+    ck = _config_keys()
+    try:
+        keys = {row[0]: {"type": row[1], "where": row[4]} for s in key_table() for row in s["keys"]}
+    except Exception:  # the table could not be built: leave every check to the schema
+        return None
+
+    def tree(path: Path) -> dict | str:
+        if not path.is_file():
+            return f"config file {str(path)!r} does not exist; pass CONFIG=configs/quickstart.yaml or another YAML"
+        try:
+            return yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            return f"config file {str(path)!r} is not valid YAML: {str(exc).splitlines()[0]}"
+
+    dot: dict = {}
+    for item in overrides:
+        if "=" not in item:
+            return f"override {item!r} is not key=value; write e.g. pretrain.epochs=2"
+        key, _, text = item.partition("=")
+        try:
+            value = yaml.safe_load(text) if text else None
+        except yaml.YAMLError:
+            value = text
+        node = dot
+        for part in key.split(".")[:-1]:
+            node = node.setdefault(part, {}) if isinstance(node.get(part, {}), dict) else {}
+        node[key.split(".")[-1]] = value
+    layer = tree(Path(config)) if config else {}
+    from_run, root = ck.from_run_of(dot, layer if isinstance(layer, dict) else {})
+    if (dot.get("run") or {}).get("from_run"):  # an override only, as pipeline.config.config_layers
+        try:
+            layer = tree(ck.run_config_file(from_run, root))
+        except ValueError as exc:
+            return str(exc)
+    if isinstance(layer, str):
+        return layer
+    return ck.problems(layer, keys) or ck.problems(dot, keys)

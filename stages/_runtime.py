@@ -79,6 +79,11 @@ class Stage:
             )
         return ShardSpec.from_manifest(name, splits[name], self.cfg.data, self.image_size)
 
+    def skipped_when_converting(self, name: str) -> int:
+        """The samples of split ``name`` the data stage left out (``data.on_bad_sample=skip``; named in
+        dataset.json): part of every later manifest's ``skipped_samples``, so the counts agree."""
+        return int((self.dataset.splits.get(name, {}).get("skipped") or {}).get("count", 0))
+
     def training(self) -> TrainingContext:
         """What every training run of this stage shares (pipeline/train/skeleton.py)."""
         return TrainingContext(

@@ -18,10 +18,10 @@ from pipeline.evaluation import evaluate_model, summary_table, write_report
 from pipeline.evaluation.measurements.transfer import SURROGATE_FORMS
 from pipeline.evaluation.runner import check_inputs
 from pipeline.evaluation.test_split import EVAL_ORDER_SEED, load_test_split
-from pipeline.export import load_timm_folder, load_timm_weights
+from pipeline.export import folder_facts, load_timm_folder, load_timm_weights
 from pipeline.models.speed import speed_up
 from pipeline.records import FinetuneOutputs
-from pipeline.run import RunDir, StageRun, show_progress, upstream_summary
+from pipeline.run import RunDir, StageRun, upstream_summary
 
 from ._cli import main
 from ._runtime import open_stage
@@ -37,17 +37,19 @@ def load_model_to_evaluate(
         checkpoint = checkpoint or cfg.evaluate.checkpoint
         finetuned, manifest = FinetuneOutputs.read(run_dir, cfg.finetune.stage(), "finetune")
         folder = run_dir.stage(cfg.finetune.stage()) / finetuned.folder(checkpoint)
-        return load_timm_folder(folder), {**upstream_summary(manifest), "checkpoint": checkpoint}
+        # the fine-tune's own account of its normalisation's source, where it has one (newer manifests)
+        facts = {**folder_facts(folder), **{k: v for k, v in finetuned.model.items() if k != "architecture"}}
+        origin = {**upstream_summary(manifest), "checkpoint": checkpoint, "facts": facts}
+        return load_timm_folder(folder), origin
     if source.startswith("local-dir:"):
-        return load_timm_folder(Path(source.split(":", 1)[1])), {"model": source}
+        folder = Path(source.split(":", 1)[1])
+        return load_timm_folder(folder), {"model": source, "facts": folder_facts(folder)}
     name, weights = source[len("timm:") :].split("@", 1)
     m = (
         cfg.model
     )  # model.mean/std/kwargs describe the external model too (normalisation rule: models/pretrained.py)
-    model, normalisation = load_timm_weights(
-        name, Path(weights), cfg.data.num_classes, m.mean, m.std, m.kwargs
-    )
-    return model, {"model": source, "normalisation": normalisation}
+    model, facts = load_timm_weights(name, Path(weights), cfg.data.num_classes, m.mean, m.std, m.kwargs)
+    return model, {"model": source, "normalisation": facts.normalization_source, "facts": facts.to_json()}
 
 
 def load_surrogate(cfg: ExperimentConfig) -> tuple[nn.Module | None, str]:
@@ -110,13 +112,14 @@ def run_evaluate(cfg: ExperimentConfig) -> dict:
             num_classes=cfg.data.num_classes,
             work_dir=run.dir,
             accelerator=acc,
-            progress=show_progress(cfg.run),
+            progress=cfg.run.progress,  # a bar on a terminal, plain lines in a log
             surrogate=surrogate,
             indices=order,  # positions in the test split: per-image corruption seeds, pre-computed files
         )
         if "transfer" in report.sections:
             report.sections["transfer"]["surrogate"] = surrogate_name
         report.per_sample["index"] = order.tolist()  # position in the test split, not in the sample
+        report.model = origin.get("facts", {})  # architecture, normalisation and its source (report.md)
         report.notes.append(
             f"examples are evaluated in a fixed random order of the test split (seed {EVAL_ORDER_SEED}), "
             "so every 'first k' subset is a uniform sample; per_sample.csv's index is the "
@@ -129,7 +132,7 @@ def run_evaluate(cfg: ExperimentConfig) -> dict:
                 report_md="report.md",
                 per_sample="per_sample.csv",
                 n_examples=len(y),
-                skipped_samples=skipped,
+                skipped_samples=skipped + stage.skipped_when_converting("test"),
             )
             print(summary_table(report))
         acc.wait_for_everyone()

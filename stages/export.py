@@ -13,7 +13,14 @@ import json
 import torch
 
 from pipeline.config import ExperimentConfig, to_yaml
-from pipeline.export import CardFacts, load_timm_folder, max_logit_diff, model_card, save_timm_folder
+from pipeline.export import (
+    CardFacts,
+    folder_facts,
+    load_timm_folder,
+    max_logit_diff,
+    model_card,
+    save_timm_folder,
+)
 from pipeline.io import atomic_write_text
 from pipeline.records import FinetuneOutputs, PretrainOutputs
 from pipeline.run import RunDir, StageRun, upstream_summary
@@ -46,7 +53,8 @@ def run_export(cfg: ExperimentConfig) -> dict:
     ft, finetune = FinetuneOutputs.read(run_dir, cfg.finetune.stage(), "finetune")
     source = run_dir.stage(cfg.finetune.stage()) / ft.folder(cfg.export.checkpoint)
     classifier = load_timm_folder(source)
-    arch = json.loads((source / "config.json").read_text())["architecture"]
+    registered = json.loads((source / "config.json").read_text())["architecture"]
+    arch = folder_facts(source)["architecture"]  # resnet18, not the timm_any wrapper it is registered as
     evaluate = cfg.finetune.stage("evaluate")
     report_file = run_dir.stage(evaluate) / "report.json"
     report = (
@@ -68,6 +76,11 @@ def run_export(cfg: ExperimentConfig) -> dict:
         dataset=cfg.data.dataset,
         data_manifest=data["outputs"] if data else None,
         report=report,
+        registered_as=registered if registered != arch else "",
+        # the fine-tune's account of its normalisation (manifests before it: the config's rule again)
+        normalization=(ft.model["mean"], ft.model["std"], ft.model["normalization_source"])
+        if ft.model
+        else None,
     )
     with StageRun(run_dir, cfg.finetune.stage("export"), to_yaml(cfg), upstream_summary(finetune)) as run:
         save_timm_folder(classifier, run.dir / "classifier")

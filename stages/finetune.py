@@ -46,7 +46,7 @@ def run_finetune(cfg: ExperimentConfig) -> dict:
         )
 
     frozen = PROTOCOLS.get(f.protocol).frozen_backbone
-    net, upstream, dual = initial_classifier(
+    net, upstream, dual, facts = initial_classifier(
         cfg.model,
         num_classes,
         init=f.init,
@@ -55,6 +55,7 @@ def run_finetune(cfg: ExperimentConfig) -> dict:
         bn_branch=f.bn_branch,
         run_dir=RunDir.of(cfg.run),
     )
+    acc.print(f"[finetune] {facts.line()}")
     steps = steps_per_epoch(f, train, f.batch_size, "finetune", acc.num_processes)
     with TrainingRun(
         stage.training(),
@@ -120,6 +121,8 @@ def run_finetune(cfg: ExperimentConfig) -> dict:
                 num_classes=num_classes,
                 dual_bn=dual,
                 sampling=train.sampling,
+                model=facts.to_json(),
+                skipped_samples=stage.skipped_when_converting("train") + batches.skipped,
             )
             job.run.outputs.update(outputs.to_json())
             print(selection_summary(job.run, state))

@@ -34,7 +34,8 @@ def run_pretrain(cfg: ExperimentConfig) -> dict:
     acc, train = stage.acc, stage.split("train")
     # the method (simclr/acl/dynacl/…_air) decides, by epoch, the loader's augmentation strength and the loss weights
     method = pretrain_method(p, p.epochs)
-    backbone = cfg.model.build(0)
+    backbone, facts = cfg.model.build_with_facts(0)
+    acc.print(f"[pretrain] {facts.line()}")
     if dual := p.dual_bn and method.adversarial and has_batch_norm(backbone):
         convert_to_dual_bn(backbone)
     # the head's BN sees clean and adversarial inputs even without a backbone BN (ViT): dual if attacked
@@ -138,10 +139,11 @@ def run_pretrain(cfg: ExperimentConfig) -> dict:
                 projection_head="projection_head/head.safetensors",
                 steps=state.global_step,
                 sampling=train.sampling,
-                skipped_samples=batches.skipped,
+                skipped_samples=stage.skipped_when_converting("train") + batches.skipped,
                 loss_curve=run.rel(png) if png else "",
                 coreset="coreset/" if coreset else "",
                 lpaft=lpaft,
+                model=facts.to_json(),
             )
             run.outputs.update(outputs.to_json())
             print(

@@ -131,3 +131,49 @@ def test_lpaft_is_not_in_the_contrastive_phase_fingerprint():
     other = load_config(None, ["pretrain.method=dynacl", "pretrain.epochs=7"])
     assert checkpoint_fingerprint(base, "pretrain")[0] == checkpoint_fingerprint(pp, "pretrain")[0]
     assert checkpoint_fingerprint(base, "pretrain")[0] != checkpoint_fingerprint(other, "pretrain")[0]
+
+
+def test_a_misspelt_key_gets_the_likely_one_and_its_file():
+    with pytest.raises(UsageError) as exc:
+        load_config("configs/quickstart.yaml", ["pretrain.epoch=1"])
+    assert str(exc.value) == (
+        "unknown config key 'pretrain.epoch'; did you mean 'pretrain.epochs'? "
+        "(declared in pipeline/train/loop.py TrainLoopConfig)"
+    )
+
+
+def test_fractions_are_accepted_where_a_float_is_declared(tmp_path):
+    yaml = tmp_path / "x.yaml"
+    yaml.write_text("pretrain:\n  attack: {eps: 4/255, step_size: 1/255}\n")
+    cfg = load_config(yaml, ["evaluate.eps=8/255", "evaluate.sweep.eps=[2/255,0.05]"])
+    assert cfg.evaluate.eps == 8 / 255 and f"{cfg.evaluate.eps:.4f}" == "0.0314"
+    assert cfg.evaluate.sweep.eps == [2 / 255, 0.05]
+    assert cfg.pretrain.attack.eps == 4 / 255 and cfg.pretrain.attack.step_size == 1 / 255
+    with pytest.raises(UsageError, match=r"'pretrain.epochs'.*give an int"):  # an int is not a fraction
+        load_config(None, ["pretrain.epochs=8/2"])
+
+
+def test_run_from_run_reuses_a_runs_resolved_config(tmp_path):
+    from pipeline.config import to_yaml
+
+    stage = tmp_path / "runs" / "dyn1" / "finetune"
+    stage.mkdir(parents=True)
+    earlier = load_config(
+        "configs/quickstart.yaml", ["run.name=dyn1", "pretrain.method=dynacl", "finetune.epochs=4"]
+    )
+    (stage / "config.yaml").write_text(to_yaml(earlier))
+    with pytest.raises(UsageError, match="no finished stage there"):  # no complete manifest yet
+        load_config("configs/quickstart.yaml", [f"run.from_run={tmp_path / 'runs' / 'dyn1'}"])
+    (stage / "manifest.json").write_text('{"status": "complete"}')
+    cfg = load_config(
+        "configs/quickstart.yaml", [f"run.from_run={tmp_path / 'runs' / 'dyn1'}", "export.checkpoint=final"]
+    )
+    assert (cfg.run.name, cfg.pretrain.method, cfg.finetune.epochs) == ("dyn1", "dynacl", 4)
+    assert cfg.export.checkpoint == "final"  # overrides still apply on top
+    by_name = load_config(None, ["run.from_run=dyn1", f"run.root={tmp_path / 'runs'}"])  # under run.root
+    assert by_name.finetune.epochs == 4
+    # the new stage's config.yaml records run.from_run; read as --config it is that config, not the old run's
+    (tmp_path / "new.yaml").write_text(
+        to_yaml(load_config(None, [f"run.from_run={stage}", "finetune.epochs=9"]))
+    )
+    assert load_config(tmp_path / "new.yaml").finetune.epochs == 9

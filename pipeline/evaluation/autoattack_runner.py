@@ -117,10 +117,14 @@ class AttributedResult:
     seconds: dict[str, float] = field(default_factory=dict)
     passes: dict[str, PassCount] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # progress display: (attack, seconds, points still robust, n) after each sub-attack
+    on_finish: Callable[[str, float, int, int], None] | None = None
 
     @classmethod
-    def start(cls, x: torch.Tensor, y: torch.Tensor) -> AttributedResult:
-        return cls(y=y, final_pred=y.clone(), x_adv=x.clone())
+    def start(
+        cls, x: torch.Tensor, y: torch.Tensor, on_finish: Callable[[str, float, int, int], None] | None = None
+    ) -> AttributedResult:
+        return cls(y=y, final_pred=y.clone(), x_adv=x.clone(), on_finish=on_finish)
 
     def robust(self) -> torch.Tensor:
         """Indices of the points no attack has broken yet, in their original order (before the first
@@ -137,6 +141,8 @@ class AttributedResult:
         yield
         self.seconds[name] = time.perf_counter() - start
         self.passes[name] = counter.snapshot() - before
+        if self.on_finish is not None:
+            self.on_finish(name, self.seconds[name], int((self.final_pred == self.y).sum()), self.y.numel())
 
     def record(self, name: str, idx: torch.Tensor, pred: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
         """Sub-attack ``name`` returned ``pred`` / ``x_adv`` on the points ``idx``; returns those of ``idx``
@@ -155,6 +161,7 @@ def run_attributed(
     y: torch.Tensor,
     batch_size: int,
     on_attack: Callable[[str], None] | None = None,
+    on_finish: Callable[[str, float, int, int], None] | None = None,
 ) -> AttributedResult:
     """Run ``aa``'s attacks one at a time on the still-robust points (see the module docstring).
 
@@ -165,9 +172,10 @@ def run_attributed(
         y: labels.
         batch_size: pyautoattack's batch size (part of what makes results reproducible).
         on_attack: called with each sub-attack's name before it runs (progress display).
+        on_finish: called after each sub-attack (see :class:`AttributedResult`).
     """
     attacks = list(aa.attacks_to_run)
-    result = AttributedResult.start(x, y)
+    result = AttributedResult.start(x, y, on_finish)
     with capture_autoattack_warnings() as messages:
         try:
             for attack in attacks:

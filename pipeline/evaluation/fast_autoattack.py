@@ -82,6 +82,7 @@ def run_fast(
     seeds: Callable[[str], int],
     on_attack: Callable[[str], None] = lambda _: None,
     first_index: int = 0,
+    on_finish: Callable[[str, float, int, int], None] | None = None,
 ) -> tuple[AttributedResult, CrossCheck]:
     """The fast version on ``x``/``y`` (see the module docstring).
 
@@ -99,7 +100,7 @@ def run_fast(
         are :data:`FAST_ATTACKS`), and what the cross-check did.
     """
     res = run_attributed(
-        make_aa("custom", ["apgd-ce"], seeds("apgd-ce")), counter, x, y, batch_size, on_attack
+        make_aa("custom", ["apgd-ce"], seeds("apgd-ce")), counter, x, y, batch_size, on_attack, on_finish
     )
 
     on_attack(FAST_ATTACKS[1])

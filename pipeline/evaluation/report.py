@@ -33,6 +33,8 @@ class EvalReport:
     sections: dict[str, dict] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # failed checks: the report gets a banner
     notes: list[str] = field(default_factory=list)  # facts worth knowing that are not failures
+    # what was evaluated, when the caller knows (the evaluate stage): architecture, mean, std, normalization_source
+    model: dict = field(default_factory=dict)
     timings: dict = field(
         default_factory=dict
     )  # compute seconds per phase (summed over chunks) and wall time

@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from contextlib import nullcontext
 
 import torch
-from tqdm.auto import tqdm
 
 from pipeline.errors import UsageError
 from pipeline.models.modes import eval_mode
+from pipeline.progress import lines_wanted
 
 from .chunk_eval import evaluate_chunk
 from .chunks import (
@@ -35,6 +35,7 @@ from .config import EvaluateConfig, PGDEvalConfig, SweepConfig
 from .counting import PassCounter
 from .measurements import EvalContext, in_order
 from .merge import build_report
+from .progress import EvalProgress
 from .report import EvalReport
 from .sampling import first_n
 
@@ -77,7 +78,8 @@ def evaluate_model(
             memory, which is only allowed in a single process.
         accelerator: an ``accelerate.Accelerator`` to split chunks over its processes (the model is moved
             to ``accelerator.device``); ``None`` runs in this process alone.
-        progress: show tqdm progress bars.
+        progress: show progress — a tqdm bar when stderr is a terminal, and one plain line per phase and
+            chunk (elapsed time, ETA, running accuracies) when stdout is not (a log); ``False``: silent.
         surrogate: the model the transfer check (``cfg.transfer``) crafts its attacks on; [0, 1] inputs.
         indices: each row's position in its dataset (per-image corruption seeds, pre-computed corruption
             files); ``None`` = 0, 1, ...
@@ -277,20 +279,23 @@ def _run_my_chunks(
 ) -> int:
     """Compute this rank's chunks that are not already on disk; returns how many were reused."""
     mine = [c for c in chunks if c.index % world == rank]
-    bar = tqdm(
-        mine, desc=f"evaluate [rank {rank}/{world}]", position=rank, disable=not progress, unit="chunk"
+    done = [_load(store, c, fps[c.index], ctx.cfg) is not None for c in mine]
+    shown = EvalProgress(
+        mine, len(chunks), rank, world, bar=progress and sys.stderr.isatty(), lines=lines_wanted(progress)
     )
-    reused = 0
-    for chunk in bar:
-        if _load(store, chunk, fps[chunk.index], ctx.cfg) is not None:
-            reused += 1
+    ctx.status, ctx.finished = shown.status, shown.finished
+    shown.begin(chunks[-1].stop if chunks else 0, sum(done))
+    for chunk, reused in zip(mine, done, strict=True):
+        if reused:
+            shown.reused(chunk)
             continue
-        ctx.status = lambda phase, i=chunk.index: bar.set_postfix_str(f"chunk {i}: {phase}", refresh=True)
+        shown.start_chunk(chunk)
         record, tensors = evaluate_chunk(ctx, x[chunk.start : chunk.stop], y[chunk.start : chunk.stop], chunk)
         record["fingerprint"] = fps[chunk.index]
         store.save(chunk.index, record, tensors)
-    bar.close()
-    return reused
+        shown.end_chunk(chunk)
+    shown.close()
+    return sum(done)
 
 
 def _load(store: ChunkStore, chunk: Chunk, fingerprint: str, cfg: EvaluateConfig):

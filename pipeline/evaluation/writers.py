@@ -84,13 +84,25 @@ def render_markdown(report: EvalReport, figures: dict[str, str]) -> str:
     if report.warnings:
         lines += [f"> **{BANNER}** — {len(report.warnings)} check(s) failed:", ">"]
         lines += [f"> - {w}" for w in report.warnings] + [""]
-    lines += ["# Evaluation report", "", summary_table(report), ""]
+    lines += ["# Evaluation report", "", *_model_lines(report.model), summary_table(report), ""]
     for m in in_order():
         lines += m.markdown(report, figures)
     lines += _section_costs(report)
     if report.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in report.notes] + [""]
     return "\n".join(lines)
+
+
+def _model_lines(model: dict) -> list[str]:
+    """``Model: `resnet18`; normalisation mean […] std […] (from …), inside the model.``"""
+    if not model:
+        return []
+    line = f"Model: `{model.get('architecture', '?')}`"
+    if model.get("mean"):
+        line += f"; normalisation mean {model['mean']} std {model['std']}"
+        line += f" (from {model['normalization_source']})" if model.get("normalization_source") else ""
+        line += ", inside the model"
+    return [line + ".", ""]
 
 
 def _section_costs(r: EvalReport) -> list[str]:

@@ -3,6 +3,7 @@
 from .card import CardFacts, model_card
 from .folders import (
     folder_architecture,
+    folder_facts,
     load_backbone_weights,
     load_file,
     load_safetensors_into,
@@ -17,6 +18,7 @@ from .folders import (
 __all__ = [
     "CardFacts",
     "folder_architecture",
+    "folder_facts",
     "load_backbone_weights",
     "load_file",
     "load_safetensors_into",

@@ -31,6 +31,8 @@ class CardFacts:
     data_manifest: dict | None = None  # the data stage's manifest outputs, if there is one
     report: dict | None = None  # the evaluation's report.json, if evaluated
     extra: dict = field(default_factory=dict)
+    registered_as: str = ""  # the timm name the folder loads as, when not the architecture (timm_any)
+    normalization: tuple | None = None  # (mean, std, source) as the fine-tune recorded it; None: model's rule
 
 
 def _pct(v) -> str:
@@ -114,7 +116,10 @@ def _extra_lines(report: dict) -> list[str]:
 
 
 def model_card(facts: CardFacts) -> str:
-    mean, std, source = facts.model.normalization()
+    mean, std, source = facts.normalization or facts.model.normalization()
+    wrapper = (
+        f", inside this project's normalising wrapper `{facts.registered_as}`" if facts.registered_as else ""
+    )
     lines = [
         f"# {facts.arch} — robust backbone and classifier ({facts.run_name})",
         "",
@@ -127,7 +132,7 @@ def model_card(facts: CardFacts) -> str:
         "",
         "## Model",
         "",
-        f"- architecture: `{facts.arch}` (timm), input {facts.image_size}×{facts.image_size} RGB in **[0,1]**; "
+        f"- architecture: `{facts.arch}` (timm{wrapper}), input {facts.image_size}×{facts.image_size} RGB in **[0,1]**; "
         f"normalisation (mean {list(mean)}, std {list(std)}, from {source}) is inside the model",
         f"- `backbone/`: pooled features (`num_classes=0`); `classifier/`: {facts.num_classes}-class logits",
         "",

@@ -29,7 +29,44 @@ def save_timm_folder(model: nn.Module, folder: Path) -> Path:
         model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     with atomic_dir(Path(folder)) as tmp:
         timm.models.save_for_hf(model, str(tmp), safe_serialization=True)
+        _state_the_normalization(tmp / "config.json")
     return Path(folder)
+
+
+def _state_the_normalization(config_json: Path) -> None:
+    """Say in ``config.json`` which mean/std the model applies, once and unmistakably.
+
+    timm writes two pairs: ``model_args`` (our constructor's: the normalisation *inside* the model) and
+    ``pretrained_cfg`` (what timm's data pipeline would apply *before* it). The second must stay 0 / 1 —
+    ``timm.data.resolve_data_config`` + ``create_transform`` would otherwise normalise a second time — so a
+    top-level ``input_normalization`` (ignored by timm's loader) states the one normalisation that happens."""
+    cfg = json.loads(config_json.read_text())
+    args = cfg.get("model_args") or {}
+    if "mean" not in args or "std" not in args:
+        return
+    cfg["input_normalization"] = {
+        "mean": list(args["mean"]),
+        "std": list(args["std"]),
+        "applied": "inside the model (its first layer); inputs are RGB in [0,1]",
+        "pretrained_cfg": "mean 0 / std 1 there means: timm's transforms add no normalisation of their own",
+    }
+    config_json.write_text(json.dumps(cfg, indent=2))
+
+
+def folder_facts(folder: Path) -> dict:
+    """The real architecture (``resnet18``, not the ``timm_any`` wrapper) and the normalisation inside an
+    exported folder, from its ``config.json``."""
+    cfg = json.loads((Path(folder) / "config.json").read_text())
+    args = cfg.get("model_args") or {}
+    arch = cfg.get("architecture", "?")
+    facts = {"architecture": args.get("base", arch) if arch == "timm_any" else arch}
+    if "mean" in args and "std" in args:
+        facts.update(
+            mean=list(args["mean"]),
+            std=list(args["std"]),
+            normalization_source=f"{folder}/config.json (model_args)",
+        )
+    return facts
 
 
 def load_file(path: str) -> dict:
@@ -62,9 +99,7 @@ def load_timm_folder(folder: Path, **kwargs) -> nn.Module:
 def _checked_state(folder: Path, expected_arch: str, key: str) -> dict:
     arch = folder_architecture(folder)
     if arch == "timm_any":  # any-timm wrapper: the folder records the wrapped architecture
-        arch = "timm:" + json.loads((Path(folder) / "config.json").read_text()).get("model_args", {}).get(
-            "base", "?"
-        )
+        arch = "timm:" + folder_facts(folder)["architecture"]
     if arch != expected_arch:
         raise UsageError(
             f"{key}: {folder} holds a {arch!r} but model.name={expected_arch!r}; "
@@ -123,17 +158,17 @@ def load_timm_weights(
     std=(),
     kwargs: dict | None = None,
     key: str = "evaluate.model",
-) -> tuple[nn.Module, str]:
+) -> tuple[nn.Module, models.ModelFacts]:
     """``timm:<name>@<weights>``: the classifier ``name`` (ours, or any timm architecture behind our
-    normalisation) with every weight from the file, head included; and where its normalisation came from
-    (``mean``/``std`` when given, else the weights' pretrained_cfg, else our registry default, else an error).
+    normalisation) with every weight from the file, head included; and what it is (its normalisation came from
+    ``mean``/``std`` when given, else the weights' pretrained_cfg, else our registry default, else an error).
     Weights: safetensors, or a plain state dict read with ``weights_only=True``."""
     spec = name if name in models.MODELS else f"timm:{name}"
     if name not in models.MODELS and not timm.is_model(name):
         raise UsageError(f"{key}: {name!r} is not a timm model; check the name (timm.list_models())")
     cfg = models.ModelConfig(spec, list(mean), list(std), pretrained=str(weights), kwargs=dict(kwargs or {}))
-    source = cfg.normalization(key)[2]
-    return cfg.build(num_classes, key=key, whole=True).eval(), source
+    model, facts = cfg.build_with_facts(num_classes, key=key, whole=True)
+    return model.eval(), facts
 
 
 def load_safetensors_into(model: nn.Module, file: Path) -> nn.Module:

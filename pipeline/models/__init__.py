@@ -8,11 +8,20 @@ module imported below.
 from . import any_timm, cifar_resnet, vit, wide_resnet  # noqa: F401  (registers the architectures)
 from .dual_bn import bn_branch, convert_to_dual_bn, has_batch_norm, is_dual_bn, resolve_dual_bn
 from .modes import eval_mode
-from .registry import MODELS, ModelConfig, ModelInfo, build_model, check_model_name, register_architecture
+from .registry import (
+    MODELS,
+    ModelConfig,
+    ModelFacts,
+    ModelInfo,
+    build_model,
+    check_model_name,
+    register_architecture,
+)
 
 __all__ = [
     "MODELS",
     "ModelConfig",
+    "ModelFacts",
     "ModelInfo",
     "build_model",
     "check_model_name",

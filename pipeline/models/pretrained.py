@@ -127,14 +127,16 @@ def load_pretrained_into(
     arch_kwargs: dict,
     key: str,
     whole: bool = False,
-) -> None:
+) -> str:
     """Copy ``file``'s weights into ``network`` (built as ``timm.create_model(arch, **arch_kwargs)``), through
     timm's pretrained loading: architecture-specific filters (ViT position-embedding resampling), every key
     strict except the classifier, which ``network`` keeps fresh when the file's class count differs (or the
     file is a backbone without one).
 
     ``whole``: the classifier must be loaded too (evaluating the weights as they are: a fresh head would
-    give a silently meaningless accuracy), so another class count is an error."""
+    give a silently meaningless accuracy), so another class count is an error.
+
+    Returns what became of the classifier, for the start line and the manifest (``head`` of :class:`ModelFacts`)."""
     state = read_state_dict(file, key)
     classifier = timm.models.get_pretrained_cfg_value(arch.split(".")[0], "classifier") or None
     file_classes = _file_classes(state, classifier)
@@ -169,3 +171,18 @@ def load_pretrained_into(
             f"{key}: {file} does not fit {arch} as configured (missing {missing[:3]}, unexpected "
             f"{unexpected[:3]}); check {key.split('.')[0]}.kwargs"
         )
+    return head_fate(file_classes, num_classes)
+
+
+def fresh_head(num_classes: int) -> str:
+    return f"a fresh {num_classes}-class classifier" if num_classes else "no classifier (a backbone)"
+
+
+def head_fate(file_classes: int | None, num_classes: int) -> str:
+    """``the weights' 1000-class classifier replaced by a fresh 10-class classifier`` and the like."""
+    fresh = fresh_head(num_classes)
+    if not file_classes:
+        return f"{fresh} (the weights have none)"
+    if file_classes == num_classes:
+        return f"the weights' {file_classes}-class classifier kept"
+    return f"the weights' {file_classes}-class classifier replaced by {fresh}"

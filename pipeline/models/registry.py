@@ -8,6 +8,7 @@ Any other timm architecture is reachable as ``timm:<name>`` (``any_timm.py``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from torch import nn
 
 from ..registry import Registry
 from ..validation import InvalidValue, check
-from .pretrained import load_pretrained_into, resolve_normalization, weights_path
+from .pretrained import fresh_head, load_pretrained_into, resolve_normalization, weights_path
 
 
 @dataclass(frozen=True)
@@ -80,19 +81,56 @@ class ModelConfig:
     def build(self, num_classes: int, key: str = "model.pretrained", whole: bool = False) -> nn.Module:
         """The configured network: ``num_classes=0`` gives the backbone; ``model.pretrained`` loaded when set
         (its classifier kept only when its class count is ``num_classes``; with ``whole`` it must be)."""
-        mean, std, _ = self.normalization(key)
+        return self.build_with_facts(num_classes, key, whole)[0]
+
+    def build_with_facts(
+        self, num_classes: int, key: str = "model.pretrained", whole: bool = False
+    ) -> tuple[nn.Module, ModelFacts]:
+        """:meth:`build`, and what was built (architecture, weights, normalisation and its source, head)."""
+        mean, std, source = self.normalization(key)
         model = build_model(self.name, num_classes, mean, std, self.kwargs)
+        head = fresh_head(num_classes)
         if self.pretrained:
             file = weights_path(self.pretrained, key)
             if self.name.startswith("timm:"):  # the wrapper's base is a plain timm network
-                load_pretrained_into(
+                head = load_pretrained_into(
                     model.model, self.name[5:], file, num_classes, dict(self.kwargs), key, whole
                 )
             else:
-                load_pretrained_into(
+                head = load_pretrained_into(
                     model, self.name, file, num_classes, dict(self.kwargs, mean=mean, std=std), key, whole
                 )
-        return model
+        weights = f"{key}={self.pretrained}" if self.pretrained else "random initialisation"
+        return model, ModelFacts(self.architecture(), weights, list(mean), list(std), source, head)
+
+    def architecture(self) -> str:
+        """The real architecture: ``resnet18`` for ``timm:resnet18`` (built inside our normalising wrapper)."""
+        return self.name.removeprefix("timm:")
+
+
+@dataclass
+class ModelFacts:
+    """What a stage says about the network it starts from: one line at start, the same in its manifest."""
+
+    architecture: str  # the real one (resnet18), not the wrapper timm registers it under (timm_any)
+    weights: str  # model.pretrained=<file or folder>, a pretrained backbone, or random initialisation
+    mean: list[float]  # the normalisation inside the model ([0,1] inputs)
+    std: list[float]
+    normalization_source: str  # which rule gave them (pipeline/models/pretrained.py)
+    head: str  # what became of the classifier: kept, replaced by a fresh one, ...
+
+    def line(self) -> str:
+        return (
+            f"model {self.architecture}, weights {self.weights}, normalisation mean {_short(self.mean)} "
+            f"std {_short(self.std)} from {self.normalization_source}, head: {self.head}"
+        )
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _short(values: Sequence[float]) -> str:
+    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
 
 
 def check_model_name(name: str, key: str = "model.name") -> ModelInfo:

@@ -143,3 +143,18 @@ def test_declared_size_and_remote_urls(tmp_path):
     }
     remote = count_split(["pipe:cat " + urls[0]], "error", progress=False)
     assert remote.count == 0 and "cannot be counted without streaming" in remote.unknown
+
+
+def test_the_console_names_skipped_files_and_the_counts(image_pile, tmp_path, capsys):
+    from data.prepare import prepare_run_data
+    from pipeline.run import RunDir
+
+    cfg = DataConfig(dataset="images", train_source=str(image_pile), on_bad_sample="skip", shard_size=4)
+    manifest = prepare_run_data(cfg, RunDir(tmp_path / "runs", "r"), "{}", progress=False)
+    dataset_json = tmp_path / "runs" / "r" / "data" / "shards" / "dataset.json"
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("[data] train:"))
+    assert line.startswith(
+        f"[data] train: 7 converted, 1 skipped: c/broken.png (see {dataset_json}); re-encoded: "
+    )
+    assert line.endswith("re-encoded: 4 resized, 1 mode P->RGB, 1 format gif->png, 1 mode RGBA->RGB")
+    assert manifest["outputs"]["splits"]["train"]["skipped"]["count"] == 1  # what later stages add up

@@ -103,3 +103,31 @@ def test_card_shows_one_row_per_threat_model_the_corruption_mean_and_the_transfe
     assert "Common corruptions (2 × 5 severities, generated): mean accuracy 40.00% [35.0, 45.0]" in text
     assert "| snow | 30.0 [21.2, 40.0] |" in text
     assert "Transfer attack from `finetune:final`: robust accuracy 30.00%" in text and "2 of 100" in text
+
+
+def test_card_names_the_real_architecture_and_the_normalisation_source():
+    from pipeline.export.card import CardFacts, model_card
+    from pipeline.models import ModelConfig
+
+    facts = CardFacts(
+        run_name="r",
+        arch="resnet18",
+        model=ModelConfig("timm:resnet18", mean=[0.5] * 3, std=[0.5] * 3),
+        image_size=32,
+        num_classes=10,
+        training=[],
+        dataset="imagefolder",
+        registered_as="timm_any",
+        normalization=(
+            [0.485, 0.456, 0.406],
+            [0.229, 0.224, 0.225],
+            "weights/r18/config.json (pretrained_cfg)",
+        ),
+    )
+    card = model_card(facts)
+    assert card.startswith("# resnet18 — robust backbone")
+    assert "architecture: `resnet18` (timm, inside this project's normalising wrapper `timm_any`)" in card
+    assert (
+        "mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225], from weights/r18/config.json (pretrained_cfg)"
+        in card
+    )

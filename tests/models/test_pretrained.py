@@ -125,7 +125,8 @@ def test_evaluate_external_timm_model_normalised_with_its_head(tmp_path, suffix)
         )
     else:
         save_file(plain.state_dict(), str(file))
-    model, source = load_timm_weights("resnet10t", file, 10, *IMAGENET)
+    model, facts = load_timm_weights("resnet10t", file, 10, *IMAGENET)
+    source = facts.normalization_source
     assert source == "evaluate.model.mean/std" or "mean/std" in source
     x = torch.rand(3, 3, 32, 32)
     m, s = torch.tensor(IMAGENET[0]).view(1, 3, 1, 1), torch.tensor(IMAGENET[1]).view(1, 3, 1, 1)
@@ -150,3 +151,38 @@ def test_our_exported_backbone_as_pretrained_start(tmp_path):
     assert torch.equal(clf.layer1[0].conv1.weight, backbone.layer1[0].conv1.weight) and clf.num_classes == 10
     with pytest.raises(UsageError, match=r"has no classifier \(fc.weight\) but data.num_classes=10"):
         load_timm_weights("resnet10_cifar_tiny", tmp_path / "backbone" / "model.safetensors", 10)
+
+
+def test_the_built_model_says_what_it_is(tmp_path):
+    """The start line and the manifests' `model`: the real architecture, where the weights and the
+    normalisation came from, and that the 7-class head of the weights was replaced."""
+    folder, _ = _hf_folder(tmp_path)
+    cfg = ModelConfig(f"timm:{VIT}", pretrained=str(folder), kwargs=dict(TINY, img_size=32))
+    _, facts = cfg.build_with_facts(5)
+    assert facts.architecture == VIT and facts.weights == f"model.pretrained={folder}"
+    assert (facts.mean, facts.std) == IMAGENET and facts.normalization_source.endswith("(pretrained_cfg)")
+    assert facts.head == "the weights' 7-class classifier replaced by a fresh 5-class classifier"
+    assert cfg.build_with_facts(7)[1].head == "the weights' 7-class classifier kept"
+    line = facts.line()
+    assert line.startswith(
+        f"model {VIT}, weights model.pretrained={folder}, normalisation mean [0.485, 0.456"
+    )
+    assert "from " + facts.normalization_source in line
+    _, scratch = ModelConfig("resnet10_cifar_tiny").build_with_facts(10)
+    assert scratch.weights == "random initialisation" and scratch.head == "a fresh 10-class classifier"
+    assert scratch.normalization_source.startswith("the registry default of resnet10_cifar_tiny")
+
+
+def test_a_saved_folder_states_one_normalisation(tmp_path):
+    import json
+
+    from pipeline.export import folder_facts, save_timm_folder
+
+    folder, _ = _hf_folder(tmp_path)
+    cfg = ModelConfig(f"timm:{VIT}", pretrained=str(folder), kwargs=dict(TINY, img_size=32))
+    save_timm_folder(cfg.build(5), tmp_path / "best")
+    saved = json.loads((tmp_path / "best" / "config.json").read_text())
+    assert saved["input_normalization"]["mean"] == saved["model_args"]["mean"] == IMAGENET[0]
+    assert saved["pretrained_cfg"]["mean"] == [0, 0, 0]  # timm's transforms must not normalise again
+    facts = folder_facts(tmp_path / "best")
+    assert facts["architecture"] == VIT and facts["std"] == IMAGENET[1]  # not timm_any

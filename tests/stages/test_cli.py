@@ -58,7 +58,7 @@ def _help(capsys, *argv: str) -> tuple[int, str, str]:
 def test_key_table_is_the_schema():
     """Every leaf of the schema once, with its default as --print-config resolves it; files that exist."""
     sections = key_table()
-    listed = {key: default for s in sections for key, _typ, default, _c in s["keys"]}
+    listed = {key: default for s in sections for key, _typ, default, _c, _where in s["keys"]}
     assert len(listed) == sum(len(s["keys"]) for s in sections)  # no key twice
 
     def leaves(node, prefix=""):
@@ -74,9 +74,12 @@ def test_key_table_is_the_schema():
     assert listed["pretrain.attack.steps"] == str(schema["pretrain.attack.steps"]) == "5"
     assert listed["finetune.init"] == '"pretrain"' and listed["finetune.objective"] == '""'
     for s in sections:
-        for word in s["where"].split():
+        for word in s["where"].split() + [w for k in s["keys"] for w in k[4].split()]:
             if word.endswith(".py"):
                 assert (ROOT / word).is_file(), s
+    where = {k[0]: k[4] for s in sections for k in s["keys"]}  # the class that declares each key
+    assert where["pretrain.epochs"] == "pipeline/train/loop.py TrainLoopConfig"
+    assert where["pretrain.attack.eps"] == "pipeline/attacks/threat.py ThreatModel"
 
 
 def test_stage_help_lists_its_keys_with_type_default_and_comment(capsys, key_cache):
@@ -214,3 +217,47 @@ def test_usage_error_and_interrupt_keep_their_exit_codes(capsys):
         main("pretrain", interrupted, ["--config", str(ROOT / "configs/quickstart.yaml")])
     assert exc.value.code == 130
     assert "pretrain: interrupted; re-run the same command to resume" in capsys.readouterr().err
+
+
+def test_config_mistakes_are_answered_without_torch(key_cache):
+    """A misspelt key and a mistyped number: the one-line error comes from the cached key table, before
+    torch is imported; the suggestion names the file that declares the key."""
+    _keys.key_table()
+    probe = (
+        "import sys\nfrom stages._cli import cli\ntry:\n    cli(sys.argv[1:])\nexcept SystemExit as e:\n"
+        "    print('exit', e.code, 'torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr)"
+    )
+    cases = {
+        "pretrain.epoch=1": "error: unknown config key 'pretrain.epoch'; did you mean 'pretrain.epochs'? "
+        "(declared in pipeline/train/loop.py TrainLoopConfig)",
+        "pretrain.epochs=many": "error: config key 'pretrain.epochs': Value 'many' could not be converted",
+        "run.from_run=/nonexistent": "error: run.from_run=/nonexistent: no finished stage there",
+    }
+    for arg, expected in cases.items():
+        proc = _run(sys.executable, "-c", probe, "pretrain", arg, env={"XDG_CACHE_HOME": str(key_cache)})
+        first, last = proc.stderr.strip().splitlines()
+        assert first.startswith(expected) and last == "exit 2 no torch", proc.stderr
+
+
+def test_print_config_explain_names_each_keys_source(capsys, tmp_path):
+    main("evaluate", lambda cfg: None, ["--print-config", "--explain", "evaluate.eps=8/255"])
+    lines = capsys.readouterr().out.splitlines()
+    by_key = {line.split(":")[0]: line for line in lines if not line.startswith("#")}
+    assert by_key["evaluate.eps"] == (
+        "evaluate.eps: 0.03137254901960784  # override evaluate.eps=8/255 — radius, pixel units"
+    )
+    assert by_key["pretrain.attack.steps"].startswith(
+        "pretrain.attack.steps: 3  # configs/quickstart.yaml (default 5) — iterations"
+    )
+    assert by_key["evaluate.seed"].startswith("evaluate.seed: 0  # default")
+    assert by_key["finetune.attack.eps"].startswith(
+        "finetune.attack.eps: 0.03137254901960784  # configs/quickstart.yaml as ${pretrain.attack.eps}"
+    )
+    assert len(by_key) == sum(len(s["keys"]) for s in key_table())  # every key, once
+
+
+def test_a_fraction_runs_resolved_and_says_so(capsys):
+    seen = []
+    main("evaluate", lambda cfg: seen.append(cfg.evaluate.eps), ["evaluate.eps=8/255"])
+    assert seen == [8 / 255] and f"{seen[0]:.4f}" == "0.0314"
+    assert "[evaluate] evaluate.eps=8/255 = 0.0313725\n" in capsys.readouterr().out

@@ -79,6 +79,10 @@ def test_pretrained_vit_recipe_end_to_end(tmp_path):
     run_dir = RunDir.of(cfg.run)
     manifest = json.loads((run_dir.stage("finetune") / "manifest.json").read_text())
     assert f"model.pretrained={tmp_path / 'weights'}" in json.dumps(manifest)
+    said = manifest["outputs"]["model"]  # what the start line printed (issue 25)
+    assert said["architecture"] == "vit_tiny_patch16_224" and said["mean"] == IMAGENET[0]
+    assert said["normalization_source"] == f"{tmp_path / 'weights' / 'config.json'} (pretrained_cfg)"
+    assert said["head"] == "the weights' 1000-class classifier replaced by a fresh 4-class classifier"
     final = run_dir.stage("finetune") / "final"
     args = json.loads((final / "config.json").read_text())["model_args"]
     assert args["mean"] == IMAGENET[0] and args["std"] == IMAGENET[1]  # from the weights' pretrained_cfg
@@ -90,7 +94,16 @@ def test_pretrained_vit_recipe_end_to_end(tmp_path):
     run_evaluate(cfg)
     report = json.loads((run_dir.stage("evaluate") / "report.json").read_text())
     assert report["n_examples"] == 12 and 0 <= report["clean_accuracy"] <= 1
+    assert report["model"]["architecture"] == "vit_tiny_patch16_224"
+    md = (run_dir.stage("evaluate") / "report.md").read_text()
+    assert f"std {IMAGENET[1]} (from {said['normalization_source']})" in md
     run_export(cfg)
+    card = (run_dir.stage("export") / "README.md").read_text()
+    assert (
+        "architecture: `vit_tiny_patch16_224` (timm, inside this project's normalising wrapper `timm_any`)"
+        in card
+    )
+    assert f"from {said['normalization_source']}) is inside the model" in card
     exported = next(p for p in run_dir.stage("export").iterdir() if p.is_dir() and "classifier" in p.name)
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():

@@ -56,7 +56,15 @@ class Version:
 def _run_library(work: ChunkWork, x: torch.Tensor, y: torch.Tensor) -> tuple[AttributedResult, None]:
     a = work.cfg.autoattack
     aa = work.ctx.autoattack(a.version, list(a.attacks), work.seed("autoattack"))
-    res = run_attributed(aa, work.counter, x, y, work.cfg.attack_batch_size(), on_attack=_status(work))
+    res = run_attributed(
+        aa,
+        work.counter,
+        x,
+        y,
+        work.cfg.attack_batch_size(),
+        on_attack=_status(work),
+        on_finish=_finished(work),
+    )
     return res, None
 
 
@@ -74,11 +82,16 @@ def _run_fast(work: ChunkWork, x: torch.Tensor, y: torch.Tensor) -> tuple[Attrib
         lambda purpose: work.seed(f"autoattack:{purpose}"),
         _status(work),
         first_index=work.chunk.start,
+        on_finish=_finished(work),
     )
 
 
 def _status(work: ChunkWork) -> Callable[[str], None]:
     return lambda attack: work.ctx.status(f"autoattack:{attack}")
+
+
+def _finished(work: ChunkWork) -> Callable[[str, float, int, int], None]:
+    return lambda attack, seconds, robust, n: work.ctx.finished(f"autoattack:{attack}", seconds, robust, n)
 
 
 # The settings only version=fast reads, at the values every chunk written before issue 22 was fingerprinted

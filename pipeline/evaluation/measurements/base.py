@@ -44,7 +44,9 @@ class EvalContext:
     device: torch.device
     cfg: EvaluateConfig
     num_classes: int
-    status: Callable[[str], None] = lambda _: None  # progress display hook
+    status: Callable[[str], None] = lambda _: None  # progress display hook: a phase begins
+    # ... and ends: (phase, seconds, correct, n, what) — correct/n: the points it left classified right
+    finished: Callable[..., None] = lambda *_, **__: None
     surrogate: PassCounter | None = None  # the transfer check's surrogate model (counted, eval mode)
     indices: torch.Tensor | None = None  # each evaluated point's position in its dataset; None = 0, 1, ...
     state: dict[str, Any] = field(default_factory=dict)  # what a measurement prepares once (check_inputs)
@@ -76,6 +78,19 @@ def logits_of(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> torch
     """The model's logits on ``x``, ``batch_size`` images per forward pass, without gradients."""
     with torch.no_grad():
         return torch.cat([model(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+
+
+@dataclass
+class PhaseTally:
+    """What a phase reports to the progress display: ``correct`` of its ``n`` points (none: only its time)."""
+
+    correct: int | None = None
+    n: int | None = None
+    what: str = "robust"  # how the line names the share: robust (attacks) | accuracy (clean)
+
+    def count(self, right: torch.Tensor, what: str = "robust") -> None:
+        """``right``: one boolean per point of the phase."""
+        self.correct, self.n, self.what = int(right.sum()), int(right.numel()), what
 
 
 @dataclass
@@ -127,12 +142,16 @@ class ChunkWork:
         self.record["passes"][phase] = (forward + passes.forward, backward + passes.backward)
 
     @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        """Count the wall time and passes spent inside the block as ``name``'s."""
+    def phase(self, name: str) -> Iterator[PhaseTally]:
+        """Count the wall time and passes spent inside the block as ``name``'s; what the block tallies (the
+        points it left classified right) goes to the progress display with its time."""
         self.ctx.status(name)
+        tally = PhaseTally()
         before, start = self.counter.snapshot(), time.perf_counter()
-        yield
-        self.add_cost(name, time.perf_counter() - start, self.counter.snapshot() - before)
+        yield tally
+        seconds = time.perf_counter() - start
+        self.add_cost(name, seconds, self.counter.snapshot() - before)
+        self.ctx.finished(name, seconds, tally.correct, tally.n, tally.what)
 
     def warn(self, messages: list[str]) -> None:
         """Library messages for the report (counted over chunks by the checks)."""

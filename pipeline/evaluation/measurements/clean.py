@@ -60,10 +60,11 @@ class Clean(Measurement):
     Record = CleanChunk
 
     def run(self, work: ChunkWork) -> CleanChunk:
-        with work.phase(self.name):
+        with work.phase(self.name) as tally:
             logits = work.logits(work.x)
             grey = torch.full_like(work.x[:1], 0.5)
             grey_pred = int(logits_of(work.counter, grey, 1).argmax(dim=1))
+            tally.count(logits.argmax(dim=1) == work.y, what="accuracy")
         work.clean_logits, work.clean_pred = logits, logits.argmax(dim=1)
         return CleanChunk(
             grey_pred, work.clean_pred.tolist(), distance_to_grey(work.x, work.cfg.norm).tolist()

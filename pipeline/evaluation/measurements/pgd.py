@@ -88,8 +88,10 @@ class PGD(Measurement):
         return {**super().settings(cfg), "step_size": cfg.pgd_step_size()}
 
     def run(self, work: ChunkWork) -> PGDChunk:
-        with work.phase(self.name), work.low_precision():
-            return PGDChunk(self._predictions(work).tolist())
+        with work.phase(self.name) as tally, work.low_precision():
+            pred = self._predictions(work)
+            tally.count(pred == work.y)
+            return PGDChunk(pred.tolist())
 
     def _predictions(self, work: ChunkWork) -> torch.Tensor:
         """Predictions after PGD-k; misclassified points are not attacked (as in AutoAttack).
