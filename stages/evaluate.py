@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from pipeline.config import ExperimentConfig
@@ -74,6 +75,14 @@ def load_surrogate(cfg: ExperimentConfig) -> tuple[nn.Module | None, str]:
     return model, name
 
 
+def same_weights(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two models hold identical parameters and buffers (names, shapes and values)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(
+        sa[k].shape == sb[k].shape and torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa
+    )
+
+
 def check_num_classes(model: nn.Module, num_classes: int, origin: str) -> None:
     classes = getattr(model, "num_classes", None)
     if classes is not None and classes != num_classes:
@@ -118,6 +127,17 @@ def run_evaluate(cfg: ExperimentConfig) -> dict:
         )
         if "transfer" in report.sections:
             report.sections["transfer"]["surrogate"] = surrogate_name
+            if surrogate is not None and same_weights(model, surrogate):
+                # the default surrogate is the other checkpoint, which is these weights when the best epoch is
+                # the last: the "transfer" attack is then white-box, and the check says nothing about masking
+                report.sections["transfer"]["same_weights_as_model"] = True
+                note = (
+                    f"the transfer surrogate ({surrogate_name}) has the same weights as the evaluated model (the "
+                    "best epoch is the last), so the transfer attack is white-box and checks nothing; set "
+                    "evaluate.transfer.surrogate to another model"
+                )
+                report.notes.append(note)
+                acc.print(f"[evaluate] warning: {note}")
         report.per_sample["index"] = order.tolist()  # position in the test split, not in the sample
         report.model = origin.get("facts", {})  # architecture, normalisation and its source (report.md)
         report.notes.append(

@@ -38,3 +38,19 @@ def test_no_default_surrogate_for_an_external_model():
     cfg.evaluate.model, cfg.evaluate.transfer.enabled = "local-dir:exported", True
     with pytest.raises(UsageError, match="set evaluate.transfer.surrogate to a model"):
         evaluate.load_surrogate(cfg)
+
+
+def test_same_weights_tells_a_copy_from_another_model():
+    import copy
+
+    import torch
+
+    from stages.evaluate import same_weights
+
+    a = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    b = copy.deepcopy(a)
+    assert same_weights(a, b)
+    with torch.no_grad():
+        b[1].running_mean += 1e-6  # a buffer differs: another model (e.g. another epoch's BN statistics)
+    assert not same_weights(a, b)
+    assert not same_weights(a, torch.nn.Sequential(torch.nn.Linear(3, 2)))
