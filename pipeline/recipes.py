@@ -1606,6 +1606,10 @@ NOT_RECIPE_VALUES = {
     "evaluate.sweep.": "extra ε sweep, beyond the references' evaluation",
     "evaluate.calibration.": "extra calibration report, beyond the references' evaluation",
     "evaluate.smoothing.": "extra randomized-smoothing certificate, beyond the references' evaluation",
+    "evaluate.threats": "further threat models (their first entry is evaluate.norm/eps), beyond the references' "
+    "single Linf evaluation",
+    "evaluate.corruptions.": "extra common-corruption accuracy, beyond the references' evaluation",
+    "evaluate.transfer.": "extra transfer-attack masking check, beyond the references' evaluation",
     "evaluate.masking_checks": "extra gradient-masking checks, beyond the references' evaluation",
     "protocols.slf": "the overrides themselves: their effect is tabled as slf:/alf:/aff: keys",
     "protocols.alf": "the overrides themselves: their effect is tabled as slf:/alf:/aff: keys",
