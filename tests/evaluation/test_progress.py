@@ -48,3 +48,18 @@ def test_progress_false_is_silent(capsys):
     pipeline.evaluate_model(model, x, y, cfg, progress=False)
     out = capsys.readouterr()
     assert out.out == "" and out.err == ""
+
+
+def test_a_further_threat_gets_its_own_lines_and_tallies(capsys):
+    from pipeline.evaluation.config import ThreatModel
+
+    model, x, y, cfg = _tiny()
+    cfg.threats = [ThreatModel(norm="Linf", eps=8 / 255), ThreatModel(norm="L2", eps=0.5)]
+    report = pipeline.evaluate_model(model, x, y, cfg)
+    lines = capsys.readouterr().out.splitlines()
+    l2 = [line for line in lines if "L2" in line and "autoattack:apgd-ce" in line]
+    assert len(l2) == 2 and "(n=6)" in l2[-1], lines  # its own running count, not pooled with Linf's
+    second = report.sections["threats"][1]["robust_accuracy"]["autoattack"]
+    assert f"robust {second:.1%} (n=6)" in l2[-1]
+    linf = [line for line in lines if "L2" not in line and "autoattack:apgd-ce" in line]
+    assert "(n=6)" in linf[-1]

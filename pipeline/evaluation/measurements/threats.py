@@ -79,7 +79,13 @@ class Threats(Measurement):
         for threat in work.cfg.extra_threats():
             tag = threat_tag(threat.norm, threat.eps)
             sub_cfg = threat_config(work.cfg, threat)
-            sub_ctx = replace(work.ctx, cfg=sub_cfg, status=lambda p, t=tag: work.ctx.status(f"{t} {p}"))
+            # the progress hooks name the threat: its phases are the first threat's names, tallied apart
+            sub_ctx = replace(
+                work.ctx,
+                cfg=sub_cfg,
+                status=lambda p, t=tag: work.ctx.status(f"{t} {p}"),
+                finished=lambda p, *a, t=tag, **k: work.ctx.finished(f"{t} {p}", *a, **k),
+            )
             sub = replace(work, ctx=sub_ctx, record={"seconds": {}, "passes": {}, "warnings": []}, tensors={})
             entry = {
                 "norm": threat.norm,
