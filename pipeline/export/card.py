@@ -111,7 +111,13 @@ def _extra_lines(report: dict) -> list[str]:
     if t:
         robust = format_accuracy(t["robust_accuracy"], t.get("robust_accuracy_ci"), t["n_examples"])
         only = f"; broken only by it: {_only_text(t)}" if "n_compared" in t else ""
-        lines += [f"Transfer attack from `{t['surrogate']}`: robust accuracy {robust}{only}.", ""]
+        same = (
+            " The surrogate has the evaluated model's weights (the best epoch was the last): this is a white-box "
+            "rerun, not a transfer check."
+            if t.get("same_weights_as_model")
+            else ""
+        )
+        lines += [f"Transfer attack from `{t['surrogate']}`: robust accuracy {robust}{only}.{same}", ""]
     return lines
 
 

@@ -103,6 +103,9 @@ def test_card_shows_one_row_per_threat_model_the_corruption_mean_and_the_transfe
     assert "Common corruptions (2 × 5 severities, generated): mean accuracy 40.00% [35.0, 45.0]" in text
     assert "| snow | 30.0 [21.2, 40.0] |" in text
     assert "Transfer attack from `finetune:final`: robust accuracy 30.00%" in text and "2 of 100" in text
+    assert "white-box rerun" not in text
+    report["transfer"]["same_weights_as_model"] = True
+    assert "this is a white-box rerun, not a transfer check" in "\n".join(_evaluation_lines(report))
 
 
 def test_card_names_the_real_architecture_and_the_normalisation_source():
