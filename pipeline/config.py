@@ -41,7 +41,7 @@ from .config_keys import (
 from .errors import UsageError
 from .evaluation.config import EvaluateConfig
 from .models import ModelConfig
-from .objectives import FINETUNE_OBJECTIVES, PRETRAIN_METHODS, PROTOCOLS, ContrastiveConfig
+from .objectives import FINETUNE_OBJECTIVES, PRETRAIN_METHODS, PROTOCOLS, ContrastiveConfig, MIMIRConfig
 from .objectives.rcs import RCSConfig
 from .objectives.supervised import FinetuneAttackConfig
 from .run import RunConfig, settings_digest
@@ -75,10 +75,16 @@ class PretrainConfig(ContrastiveConfig, TrainLoopConfig):
     # Not in the contrastive phase's checkpoint fingerprint (its phases fingerprint it themselves), so
     # switching it on after a finished pretrain runs only the post-processing
     lpaft: LPAFTConfig = field(default_factory=LPAFTConfig, metadata={"fingerprint": False})
+    # method=mimir (pipeline/objectives/mimir.py): masking, decoder, HSIC term; its attack is pretrain.attack
+    mimir: MIMIRConfig = field(default_factory=MIMIRConfig)
 
     def check(self) -> None:
         TrainLoopConfig.check(self)
         ContrastiveConfig.check(self)
+        if self.method == "mimir":
+            fix = "MIMIR (a masked autoencoder) has no coreset or LP-AFT phase; switch it off"
+            check(self.rcs.fraction == 0, "rcs.fraction", self.rcs.fraction, fix)
+            check(not self.lpaft.enabled, "lpaft.enabled", self.lpaft.enabled, fix)
         if self.rcs.fraction > 0:
             check(
                 PRETRAIN_METHODS.get(self.method).adversarial,

@@ -45,8 +45,19 @@ from ..attacks import AttackConfig, run_attack
 from ..errors import UsageError
 from ..models import eval_mode
 from ..validation import check
+from .contrastive import PRETRAIN_METHODS
 
 __all__ = ["MIMIRConfig", "MIMIRModel", "MIMIRObjective", "hsic_normalized_cca", "vit_of"]
+
+
+@PRETRAIN_METHODS.register("mimir")
+class MIMIR:
+    """``pretrain.method=mimir``: run by ``stages/pretrain.py _run_mimir`` (not a contrastive method; the
+    contrastive settings, head and views do not apply)."""
+
+    adversarial = True
+    air = False
+    uses_momentum = False
 
 
 @dataclass
