@@ -112,6 +112,8 @@ class FinetuneConfig(TrainLoopConfig):
     # bring their own single-step attack (attack.name/steps replaced, step from ε: pipeline/attacks/single_step.py)
     objective: str = ""
     beta: float = 6.0  # TRADES weight of the robustness (KL) term
+    # label smoothing of the training loss's cross-entropy (MIMIR finetune.py --smoothing 0.1); 0 = off
+    label_smoothing: float = 0.0
     # which BN branch of a dual-BN pretrained backbone initialises a single-BN network (SLF, ALF, or AFF
     # with dual_bn=false); the fine-tuned network is exported with this branch
     bn_branch: str = "adv"
@@ -152,6 +154,7 @@ class FinetuneConfig(TrainLoopConfig):
                 ),
             )
         check_choice("bn_branch", self.bn_branch, ("clean", "adv"))
+        check(0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing, "use a value in [0, 1)")
         check_choice("head_init", self.head_init, ("default", "zero"))
         check(
             self.name == "" or self.name.replace("_", "").replace("-", "").isalnum(),

@@ -96,6 +96,20 @@ def _dev(dev: tuple[str, str] | None) -> dict:
     return {} if dev is None else {"summary": dev[0], "deviation": dev[1]}
 
 
+def _one_lr(k: str, cite: str, match: str) -> list[V]:
+    """The optimiser switches that only MAE-style recipes turn on (layer decay, warm-up from 0), held off."""
+    return [
+        V(k + "optim.layer_decay", 1.0, cite, match, "one learning rate for every parameter"),
+        V(
+            k + "optim.warmup_from_zero",
+            False,
+            cite,
+            match,
+            "a warm-up (if any) starts at lr / W, not 0 (pipeline/train/optim.py lr_factor)",
+        ),
+    ]
+
+
 def _common(model_repo: str, mean_line: int = 232, conv_line: int = 248, init_line: int = 264) -> list[V]:
     m = f"{model_repo} models/resnet_multi_bn.py"
     return [
@@ -338,6 +352,7 @@ def _acl_pretrain(
             "model.parameters()",
             "one group: decay and trust ratio on every parameter",
         ),
+        *_one_lr("pretrain.", f"{s}:{L['lars']}", "model.parameters()"),
         V("pretrain.optim.schedule", "cosine", f"{s}:{L['cosine']}", "cosine_annealing("),
         V(
             "pretrain.optim.warmup_epochs",
@@ -626,6 +641,7 @@ def _lpaft(
             f"{s}:{L['head_sgd'] + 1}",
             "model.fc.parameters()",
         ),
+        *_one_lr("pretrain.lpaft.probe.", f"{s}:{L['head_sgd'] + 1}", "model.fc.parameters()"),
         V(
             "pretrain.lpaft.probe.optim.schedule",
             "constant",
@@ -666,6 +682,7 @@ def _lpaft(
             f"{s}:{L['sgd'] + 1}",
             "model.parameters()",
         ),
+        *_one_lr("pretrain.lpaft.trades.", f"{s}:{L['sgd'] + 1}", "model.parameters()"),
         V("pretrain.lpaft.trades.optim.schedule", "piecewise", f"{s}:{L['sched']}", "MultiStepLR("),
         V("pretrain.lpaft.trades.optim.schedule_unit", "epoch", f"{s}:{L['sched']}", "MultiStepLR("),
         V("pretrain.lpaft.trades.optim.warmup_epochs", 0.0, f"{s}:{L['sched']}", "MultiStepLR("),
@@ -778,6 +795,8 @@ def _finetune(
                 "optim.SGD(parameters",
                 "one group: every trainable parameter decayed",
             ),
+            *_one_lr(k, f"{u}:{L['sgd']}", "optim.SGD(parameters"),
+            V(k + "label_smoothing", 0.0, f"{u}:{L['criterion']}", "nn.CrossEntropyLoss()", "no smoothing"),
             V(k + "optim.schedule", "piecewise", f"{u}:{L['sgd'] + 3}", "MultiStepLR("),
             V(
                 k + "optim.schedule_unit",
@@ -898,6 +917,7 @@ def _finetune(
 
 
 ROBUSTSSL_FT = dict(
+    criterion=655,
     sgd=505,
     momentum=40,
     wd=36,
@@ -929,6 +949,7 @@ ROBUSTSSL_FT = dict(
 )
 # AIR's and RCS's finetuning.py / finetuning_utils.py: the same code, at other lines (identical in both)
 AIR_RCS_FT = dict(
+    criterion=586,
     sgd=446,
     momentum=42,
     wd=38,
@@ -1438,6 +1459,14 @@ TABLE: dict[str, list[V]] = {
             "TRADES train_trades_cifar10.py:153",
             "model.parameters()",
         ),
+        *_one_lr("finetune.", "TRADES train_trades_cifar10.py:153", "model.parameters()"),
+        V(
+            "finetune.label_smoothing",
+            0.0,
+            "TRADES trades.py:80",
+            "F.cross_entropy(logits, y)",
+            "no smoothing",
+        ),
         V(
             "finetune.optim.schedule",
             "piecewise",
@@ -1618,15 +1647,42 @@ NOT_RECIPE_VALUES = {
 
 # components a recipe does not use: every key below the prefix is inert for it (their switch is tabled)
 INACTIVE = {
-    "acl": ("pretrain.dynacl.", "pretrain.air."),
-    "dynacl": ("pretrain.air.",),
-    "acl_air": ("pretrain.dynacl.",),
-    "dynacl_air": (),
+    "acl": ("pretrain.dynacl.", "pretrain.air.", "pretrain.mimir."),
+    "dynacl": ("pretrain.air.", "pretrain.mimir."),
+    "acl_air": ("pretrain.dynacl.", "pretrain.mimir."),
+    "dynacl_air": ("pretrain.mimir.",),
+    # MIMIR is no contrastive method: the contrastive objective's settings (views, head, loss weights) are inert
+    "mimir": (
+        "pretrain.dynacl.",
+        "pretrain.air.",
+        "pretrain.temperature",
+        "pretrain.head",
+        "pretrain.proj_hidden_dim",
+        "pretrain.proj_dim",
+        "pretrain.clean_weight",
+        "pretrain.adv_weight",
+        "pretrain.dual_bn",
+        "pretrain.min_crop_scale",
+        "pretrain.crop_interpolation",
+    ),
     "no_rcs": ("pretrain.rcs.",),  # all but pretrain.rcs.fraction (0)
     "no_lpaft": ("pretrain.lpaft.",),  # all but pretrain.lpaft.enabled (false)
     "scratch": ("pretrain.",),  # TRADES from scratch: no pretraining stage
     "scratch_protocols": ("protocols.",),  # one fine-tune (make finetune), no SLF/ALF
 }
+
+
+def inert_keys(cfg) -> tuple[str, ...]:
+    """Keys of a resolved config that its chosen components never read, beyond :data:`INACTIVE`'s: an
+    optimiser's ``betas`` unless it is AdamW."""
+    p = cfg.pretrain
+    optims = {
+        "pretrain.": p.optim,
+        "pretrain.lpaft.probe.": p.lpaft.probe.optim,
+        "pretrain.lpaft.trades.": p.lpaft.trades.optim,
+        "finetune.": cfg.finetune.optim,
+    }
+    return tuple(f"{k}optim.betas" for k, o in optims.items() if o.name != "adamw")
 
 
 def cited_repos() -> list[str]:

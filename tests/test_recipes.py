@@ -114,8 +114,8 @@ def _leaves(tree: dict, prefix: str = ""):
 def _inactive(cfg: ExperimentConfig) -> tuple[str, ...]:
     p = cfg.pretrain
     if cfg.finetune.init == "scratch":
-        return recipes.INACTIVE["scratch"] + recipes.INACTIVE["scratch_protocols"]
-    out = recipes.INACTIVE[p.method]
+        return recipes.INACTIVE["scratch"] + recipes.INACTIVE["scratch_protocols"] + recipes.inert_keys(cfg)
+    out = recipes.INACTIVE[p.method] + recipes.inert_keys(cfg)
     if not p.rcs.fraction:
         out += recipes.INACTIVE["no_rcs"]
     if not p.lpaft.enabled:
