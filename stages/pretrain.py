@@ -170,7 +170,7 @@ def _run_mimir(cfg: ExperimentConfig) -> dict:
     acc, train = stage.acc, stage.split("train")
     backbone, facts = cfg.model.build_with_facts(0)
     acc.print(f"[pretrain] {facts.line()}")
-    model = MIMIRModel(backbone, p.mimir, cfg.model.name)
+    model = MIMIRModel(backbone, p.mimir, cfg.model.name, pretrained=bool(cfg.model.pretrained))
     full_steps = steps_per_epoch(p, train, p.batch_size, "pretrain", acc.num_processes)
     with TrainingRun(
         stage.training(),

@@ -124,12 +124,18 @@ class MIMIRModel(nn.Module):
     """The MAE around a timm ViT: lightly's masked encoder + decoder. ``backbone`` is trained in place and is
     what the stage exports (the decoder is not part of it)."""
 
-    def __init__(self, backbone: nn.Module, cfg: MIMIRConfig, model_name: str = "model"):
+    def __init__(
+        self, backbone: nn.Module, cfg: MIMIRConfig, model_name: str = "model", pretrained: bool = False
+    ):
         super().__init__()
         vit, self.normalize = vit_of(backbone, model_name)
         self.backbone, self.cfg = backbone, cfg
-        # lightly's MAE initialisation (= mae_vit.py initialize_weights) and frozen sin-cos position embedding
-        self.encoder = MaskedVisionTransformerTIMM(vit=vit, pos_embed_initialization="sincos")
+        # from scratch (the reference): lightly's MAE initialisation (= mae_vit.py initialize_weights) and a
+        # frozen sin-cos position embedding; from model.pretrained weights: both kept as loaded
+        skip = "skip" if pretrained else ""
+        self.encoder = MaskedVisionTransformerTIMM(
+            vit=vit, weight_initialization=skip, pos_embed_initialization=skip or "sincos"
+        )
         # masking here keeps only the visible tokens (idx_keep), so lightly's encoder mask token is never used:
         # frozen, so that DDP does not wait for its gradient
         self.encoder.mask_token.requires_grad_(False)

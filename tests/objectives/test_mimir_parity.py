@@ -328,3 +328,25 @@ def test_a_changed_hyperparameter_breaks_parity(change):
     ours, ref, ours_losses, ref_losses = _both(**change)
     gap = max(abs(a - b) for a, b in zip(ours_losses, ref_losses, strict=True))
     assert gap > 1e-6 or _max_weight_gap(ours, ref) > 1e-5
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("vit_micro_patch4_32", {}),
+        ("timm:vit_tiny_patch16_224", {"img_size": 32, "patch_size": 4, "depth": 2}),
+    ],
+)
+def test_unmasked_encoder_is_the_backbones_own_forward(name, kwargs):
+    """With nothing masked and the identity order, lightly's masked encoder equals the exported backbone's
+    forward_features (normalisation included): what MIMIR trains is what the timm folder computes."""
+    backbone = ModelConfig(name=name, mean=[0.5] * 3, std=[0.25] * 3, kwargs=kwargs).build(0)
+    model = MIMIRModel(backbone, CFG, name).eval()
+    x = torch.rand(2, 3, 32, 32)
+    noise = torch.arange(model.num_patches, dtype=torch.float32).repeat(2, 1)  # keep every patch, in order
+    with torch.no_grad():
+        latent, _, mask = model.encode(x, noise, 0.0)
+        assert mask.sum() == 0
+        torch.testing.assert_close(latent, backbone.forward_features(x), rtol=1e-5, atol=1e-5)
+        loss, _ = model(x, x, 0.75)
+    assert torch.isfinite(loss)
