@@ -56,6 +56,23 @@ def test_mimir_runs_from_the_quickstart_and_exports_a_timm_encoder(tmp_path):
     decoder = load_file(str(stage / "decoder" / "decoder.safetensors"))
     assert any(k.startswith("decoder.") for k in decoder) and "pred.weight" in decoder
 
+    # MIMIR's fine-tuning settings on that backbone: PGD-AT, label smoothing, AdamW with layer-wise lr decay
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.finetune", "--config", "configs/quickstart.yaml",
+         f"run.root={tmp_path / 'runs'}", "run.progress=false", "run.num_threads=1",
+         "model.name=vit_micro_patch4_32", "pretrain.method=mimir", "pretrain.epochs=1",
+         "pretrain.samples_per_epoch=64", "pretrain.batch_size=32", "pretrain.attack.steps=1",
+         "finetune.objective=pgd_at", "finetune.label_smoothing=0.1", "finetune.epochs=1",
+         "finetune.samples_per_epoch=64", "finetune.batch_size=32", "finetune.attack.steps=1",
+         "finetune.val_attack_steps=1", "finetune.optim.name=adamw", "finetune.optim.lr=0.001",
+         "finetune.optim.layer_decay=0.65", "finetune.optim.warmup_epochs=0.5",
+         "finetune.optim.warmup_from_zero=true", "finetune.optim.decay_norm_and_bias=false"],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ft = json.loads((stage.parent / "finetune" / "manifest.json").read_text())
+    assert ft["status"] == "complete" and ft["outputs"]["objective"] == "pgd_at"
+
 
 def test_mimir_with_a_non_vit_model_is_a_one_line_error(tmp_path):
     proc = _pretrain(tmp_path, "pretrain.method=mimir")  # the quickstart's model: a ResNet
