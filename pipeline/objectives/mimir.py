@@ -129,7 +129,10 @@ class MIMIRModel(nn.Module):
     ):
         super().__init__()
         vit, self.normalize = vit_of(backbone, model_name)
-        self.backbone, self.cfg = backbone, cfg
+        self.cfg = cfg
+        # the exported module, kept out of the module tree: its ViT is registered once, as encoder.vit (a
+        # second registration would put every weight twice in state_dict and in the checkpoints)
+        self.__dict__["backbone"] = backbone
         # from scratch (the reference): lightly's MAE initialisation (= mae_vit.py initialize_weights) and a
         # frozen sin-cos position embedding; from model.pretrained weights: both kept as loaded
         skip = "skip" if pretrained else ""
