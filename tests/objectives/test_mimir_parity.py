@@ -350,3 +350,24 @@ def test_unmasked_encoder_is_the_backbones_own_forward(name, kwargs):
         torch.testing.assert_close(latent, backbone.forward_features(x), rtol=1e-5, atol=1e-5)
         loss, _ = model(x, x, 0.75)
     assert torch.isfinite(loss)
+
+
+def test_each_weight_is_in_the_checkpoint_once(tmp_path):
+    """The exported backbone is the encoder's ViT, registered once: a checkpoint holds each weight once and
+    restores it (accelerate save_state / load_state, as the trainer checkpoints)."""
+    from accelerate import Accelerator
+
+    model = build_ours()
+    keys = list(model.state_dict())
+    assert len(keys) == len(set(keys)) and not any(k.startswith("backbone.") for k in keys)
+    assert model.backbone.cls_token is model.encoder.vit.cls_token
+    acc = Accelerator(cpu=True)
+    prepared, opt = acc.prepare(model, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad]))
+    acc.save_state(str(tmp_path / "ckpt"))
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    acc.load_state(str(tmp_path / "ckpt"))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, saved[k]), k
