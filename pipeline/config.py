@@ -41,7 +41,7 @@ from .config_keys import (
 from .errors import UsageError
 from .evaluation.config import EvaluateConfig
 from .models import ModelConfig
-from .objectives import FINETUNE_OBJECTIVES, PRETRAIN_METHODS, PROTOCOLS, ContrastiveConfig
+from .objectives import FINETUNE_OBJECTIVES, PRETRAIN_METHODS, PROTOCOLS, ContrastiveConfig, MIMIRConfig
 from .objectives.rcs import RCSConfig
 from .objectives.supervised import FinetuneAttackConfig
 from .run import RunConfig, settings_digest
@@ -75,10 +75,16 @@ class PretrainConfig(ContrastiveConfig, TrainLoopConfig):
     # Not in the contrastive phase's checkpoint fingerprint (its phases fingerprint it themselves), so
     # switching it on after a finished pretrain runs only the post-processing
     lpaft: LPAFTConfig = field(default_factory=LPAFTConfig, metadata={"fingerprint": False})
+    # method=mimir (pipeline/objectives/mimir.py): masking, decoder, HSIC term; its attack is pretrain.attack
+    mimir: MIMIRConfig = field(default_factory=MIMIRConfig)
 
     def check(self) -> None:
         TrainLoopConfig.check(self)
         ContrastiveConfig.check(self)
+        if self.method == "mimir":
+            fix = "MIMIR (a masked autoencoder) has no coreset or LP-AFT phase; switch it off"
+            check(self.rcs.fraction == 0, "rcs.fraction", self.rcs.fraction, fix)
+            check(not self.lpaft.enabled, "lpaft.enabled", self.lpaft.enabled, fix)
         if self.rcs.fraction > 0:
             check(
                 PRETRAIN_METHODS.get(self.method).adversarial,
@@ -106,6 +112,8 @@ class FinetuneConfig(TrainLoopConfig):
     # bring their own single-step attack (attack.name/steps replaced, step from ε: pipeline/attacks/single_step.py)
     objective: str = ""
     beta: float = 6.0  # TRADES weight of the robustness (KL) term
+    # label smoothing of the training loss's cross-entropy (MIMIR finetune.py --smoothing 0.1); 0 = off
+    label_smoothing: float = 0.0
     # which BN branch of a dual-BN pretrained backbone initialises a single-BN network (SLF, ALF, or AFF
     # with dual_bn=false); the fine-tuned network is exported with this branch
     bn_branch: str = "adv"
@@ -146,6 +154,7 @@ class FinetuneConfig(TrainLoopConfig):
                 ),
             )
         check_choice("bn_branch", self.bn_branch, ("clean", "adv"))
+        check(0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing, "use a value in [0, 1)")
         check_choice("head_init", self.head_init, ("default", "zero"))
         check(
             self.name == "" or self.name.replace("_", "").replace("-", "").isalnum(),

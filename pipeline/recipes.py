@@ -46,6 +46,7 @@ REPOS = {
         "Finetuning_Methods/Vanilla_Finetuning/",
     ),
     "TRADES": ("yaodongyu/TRADES", "6e8e11b7c281371c2f027ffadfbaea80361f09de", ""),
+    "MIMIR": ("xiaoyunxxy/MIMIR", "b5bc4016c5a76320ff9ab70e4a6ca9d6d32b760e", ""),
 }
 
 EPS, STEP = 8 / 255, 2 / 255
@@ -94,6 +95,20 @@ EFFECTIVE = (
 def _dev(dev: tuple[str, str] | None) -> dict:
     """V's deviation fields from a (summary, detail) pair."""
     return {} if dev is None else {"summary": dev[0], "deviation": dev[1]}
+
+
+def _one_lr(k: str, cite: str, match: str) -> list[V]:
+    """The optimiser switches that only MAE-style recipes turn on (layer decay, warm-up from 0), held off."""
+    return [
+        V(k + "optim.layer_decay", 1.0, cite, match, "one learning rate for every parameter"),
+        V(
+            k + "optim.warmup_from_zero",
+            False,
+            cite,
+            match,
+            "a warm-up (if any) starts at lr / W, not 0 (pipeline/train/optim.py lr_factor)",
+        ),
+    ]
 
 
 def _common(model_repo: str, mean_line: int = 232, conv_line: int = 248, init_line: int = 264) -> list[V]:
@@ -338,6 +353,7 @@ def _acl_pretrain(
             "model.parameters()",
             "one group: decay and trust ratio on every parameter",
         ),
+        *_one_lr("pretrain.", f"{s}:{L['lars']}", "model.parameters()"),
         V("pretrain.optim.schedule", "cosine", f"{s}:{L['cosine']}", "cosine_annealing("),
         V(
             "pretrain.optim.warmup_epochs",
@@ -626,6 +642,7 @@ def _lpaft(
             f"{s}:{L['head_sgd'] + 1}",
             "model.fc.parameters()",
         ),
+        *_one_lr("pretrain.lpaft.probe.", f"{s}:{L['head_sgd'] + 1}", "model.fc.parameters()"),
         V(
             "pretrain.lpaft.probe.optim.schedule",
             "constant",
@@ -666,6 +683,7 @@ def _lpaft(
             f"{s}:{L['sgd'] + 1}",
             "model.parameters()",
         ),
+        *_one_lr("pretrain.lpaft.trades.", f"{s}:{L['sgd'] + 1}", "model.parameters()"),
         V("pretrain.lpaft.trades.optim.schedule", "piecewise", f"{s}:{L['sched']}", "MultiStepLR("),
         V("pretrain.lpaft.trades.optim.schedule_unit", "epoch", f"{s}:{L['sched']}", "MultiStepLR("),
         V("pretrain.lpaft.trades.optim.warmup_epochs", 0.0, f"{s}:{L['sched']}", "MultiStepLR("),
@@ -778,6 +796,8 @@ def _finetune(
                 "optim.SGD(parameters",
                 "one group: every trainable parameter decayed",
             ),
+            *_one_lr(k, f"{u}:{L['sgd']}", "optim.SGD(parameters"),
+            V(k + "label_smoothing", 0.0, f"{u}:{L['criterion']}", "nn.CrossEntropyLoss()", "no smoothing"),
             V(k + "optim.schedule", "piecewise", f"{u}:{L['sgd'] + 3}", "MultiStepLR("),
             V(
                 k + "optim.schedule_unit",
@@ -898,6 +918,7 @@ def _finetune(
 
 
 ROBUSTSSL_FT = dict(
+    criterion=655,
     sgd=505,
     momentum=40,
     wd=36,
@@ -929,6 +950,7 @@ ROBUSTSSL_FT = dict(
 )
 # AIR's and RCS's finetuning.py / finetuning_utils.py: the same code, at other lines (identical in both)
 AIR_RCS_FT = dict(
+    criterion=586,
     sgd=446,
     momentum=42,
     wd=38,
@@ -1138,6 +1160,223 @@ def _acl_air_weights_note():
 
 
 # ---- the recipes ----------------------------------------------------------------------------------------
+
+# ---- MIMIR (xiaoyunxxy/MIMIR): its pretrain.py / finetune.py as script/train_cifar10.sh runs them ----------
+
+_MIMIR_SIZES = {
+    # size: (our model, its MAE builder's lines in models/mae_vit.py, what they hold, anchor)
+    "small": ("vit_small_patch4_32", "252-254", "embed_dim=384, depth=12, num_heads=6", "88.11 / 53.18"),
+    "tiny": ("vit_tiny_patch4_32", "243-245", "embed_dim=192, depth=12, num_heads=3", "84.82 / 52.96"),
+}
+
+
+def _mimir(size: str) -> list[V]:
+    """MIMIR on CIFAR-10 (script/train_cifar10.sh: mae_vit_small / vit_small; ViT-T is the same script with
+    mae_vit_ti / vit_ti, which its README's ViT-T row reports), then its PGD-10 fine-tuning."""
+    model, mae_lines, mae_match, anchor = _MIMIR_SIZES[size]
+    sh, pre, ft = "MIMIR script/train_cifar10.sh", "MIMIR pretrain.py", "MIMIR finetune.py"
+    mae, pgd, sched = "MIMIR models/mae_vit.py", "MIMIR pgd_mae/pgd_mae.py", "MIMIR util/lr_sched.py"
+    lrd, aa, vit = "MIMIR util/lr_decay.py", "MIMIR util/aa_eval.py", "MIMIR models/models_vit.py"
+    mlp_line = 249 if size == "tiny" else 258
+    return [
+        V(
+            "data.dataset",
+            "cifar10",
+            f"{sh}:6",
+            "dataset=cifar10",
+            f"README row ViT-{size[0].upper()}{size[1:]} {anchor}",
+            deviation="the script as shipped adds 5M EDM-generated images (--use_edm, lines 42 and 64, "
+            "unsup_fraction 0.7); the README reports the row without them separately, which is the anchor here",
+            summary="CIFAR-10 only: no 5M EDM images (the anchor row is the one without them)",
+        ),
+        V("data.num_classes", 10, f"{sh}:7", "nb_classes=10"),
+        V("data.image_size", 32, f"{sh}:9", "input_size=32"),
+        V("data.wrong_size", "resize", f"{sh}:9", "input_size=32", "CIFAR-10 is 32 px already"),
+        V(
+            "data.val_size",
+            0,
+            f"{ft}:216",
+            "dataset_val = build_dataset(args, is_train=False)",
+            "no split held out: the test set is its validation set; the last epoch is reported",
+        ),
+        V("data.sampling", "exact", f"{ft}:222", "DistributedSampler(", "each image once per epoch"),
+        V("model.name", model, f"{mae}:{mae_lines}", mae_match, "patch size from model.kwargs"),
+        V("model.kwargs.patch_size", 2, f"{sh}:8", "patch_size=2", "2×2 patches at 32 px: 256 tokens"),
+        V(
+            "model.mean",
+            [0.0, 0.0, 0.0],
+            f"{pre}:85",
+            "'--use_normalize', action='store_true'",
+            "not set by the script: the network sees [0,1] pixels (upper_limit = 1.0, pretrain.py:228)",
+        ),
+        V("model.std", [1.0, 1.0, 1.0], f"{pre}:85", "'--use_normalize', action='store_true'"),
+        V("model.pretrained", "", "MIMIR util/loader.py:35", "mae_vit.__dict__[args.model](", "from scratch"),
+        V(
+            "run.mixed_precision",
+            "bf16",
+            f"{pre}:311",
+            "torch.cuda.amp.autocast()",
+            deviation="fp16 autocast with a GradScaler there; bf16 here (no scaler needed), fp32 on CPU; the HSIC "
+            "term is fp32 in both, but its distance matrix is computed under fp16 there",
+            summary="bf16 instead of fp16 autocast",
+        ),
+        V("pretrain.method", "mimir", f"{pre}:314", "adv_images=adv_images"),
+        V("pretrain.epochs", 800, f"{sh}:35", "--epochs 800"),
+        V("pretrain.samples_per_epoch", 0, f"{pre}:178", "sampler=sampler_train", "the whole set each epoch"),
+        V("pretrain.batch_size", 512, f"{sh}:12", "pre_batchsize=128", "128 per GPU × 4 GPUs (line 2)"),
+        V("pretrain.drop_last", True, f"{pre}:182", "drop_last=True"),
+        V("pretrain.grad_accum_steps", 1, f"{pre}:40", "'--accum_iter', default=1"),
+        V("pretrain.optim.name", "adamw", f"{pre}:245", "torch.optim.AdamW("),
+        V("pretrain.optim.lr", 3e-4, f"{sh}:15", "pre_blr=1.5e-4", "× 512 / 256 (pretrain.py:196)"),
+        V("pretrain.optim.betas", [0.9, 0.95], f"{pre}:245", "betas=(0.9, 0.95)"),
+        V("pretrain.optim.weight_decay", 0.05, f"{sh}:36", "--weight_decay 0.05"),
+        V(
+            "pretrain.optim.decay_norm_and_bias",
+            False,
+            f"{pre}:244",
+            "param_groups_weight_decay",
+            "timm: 1-D parameters and biases undecayed; the fixed position embeddings are not trained",
+        ),
+        V("pretrain.optim.layer_decay", 1.0, f"{pre}:244", "param_groups_weight_decay", "one lr"),
+        V("pretrain.optim.schedule", "cosine", f"{sched}:14", "(args.lr - args.min_lr) * 0.5"),
+        V(
+            "pretrain.optim.schedule_unit",
+            "step",
+            f"{pre}:307",
+            "data_iter_step / len(data_loader) + epoch",
+            "read every iteration",
+        ),
+        V("pretrain.optim.warmup_epochs", 40.0, f"{sh}:35", "--warmup_epochs 40"),
+        V(
+            "pretrain.optim.warmup_from_zero",
+            True,
+            f"{sched}:12",
+            "lr = args.lr * epoch / args.warmup_epochs",
+        ),
+        V("pretrain.optim.min_lr", 0.0, f"{pre}:67", "'--min_lr', type=float, default=0."),
+        V(
+            "pretrain.optim.cosine_sampled_at_end",
+            False,
+            f"{pre}:307",
+            "adjust_learning_rate(optimizer",
+            "read at the step's own position, before it",
+        ),
+        V("pretrain.attack.name", "pgd", f"{sh}:40", "--attack pgd_mae"),
+        V("pretrain.attack.norm", "Linf", f"{pgd}:82", "torch.clamp(adv_images - images"),
+        V("pretrain.attack.eps", EPS, f"{sh}:40", "--eps 8", "/ 255 at pretrain.py:205"),
+        V("pretrain.attack.step_size", 10 / 255, f"{sh}:40", "--alpha 10"),
+        V("pretrain.attack.steps", 1, f"{sh}:40", "--steps 1"),
+        V("pretrain.attack.start", "uniform", f"{pgd}:64", "uniform_(-self.eps, self.eps)"),
+        *_off("pretrain.rcs.fraction", f"{pre}:178", "sampler=sampler_train", "no coreset"),
+        *_off("pretrain.lpaft.enabled", f"{pre}:178", "sampler=sampler_train", "no post-processing"),
+        V("pretrain.mimir.mask_ratio", 0.75, f"{sh}:34", "--mask_ratio 0.75"),
+        V(
+            "pretrain.mimir.attack_mask_ratio",
+            0.75,
+            f"{mae}:217",
+            "def forward(self, imgs, mask_ratio=0.75",
+            "the attack calls self.model(adv_images) (pgd_mae.py:69): the default ratio, target = its input",
+        ),
+        V("pretrain.mimir.norm_pix_loss", True, f"{sh}:34", "--norm_pix_loss"),
+        V("pretrain.mimir.decoder_dim", 128, f"{mae}:238", "'decoder_embed_dim': 128"),
+        V("pretrain.mimir.decoder_depth", 2, f"{mae}:239", "'decoder_depth': 2"),
+        V("pretrain.mimir.decoder_heads", 16, f"{mae}:240", "'decoder_num_heads': 16"),
+        V("pretrain.mimir.decoder_mlp_ratio", 4.0, f"{mae}:{mlp_line}", "mlp_ratio=4", "encoder and decoder"),
+        V("pretrain.mimir.hsic_weight", 1e-5, f"{sh}:43", "--mi_xpl 0.00001"),
+        V("pretrain.mimir.hsic_sigma", 5.0, f"{pre}:323", "sigma=5"),
+        V(
+            "finetune.init",
+            "pretrain",
+            f"{sh}:50",
+            '--finetune "$finetune_checkpoint"',
+            deviation="the reference's classifier averages the tokens through a fresh fc_norm "
+            "(models_vit.py global_pool=True, finetune.py:125-126) and drops paths at 0.1 (line 58); ours pools "
+            "the class token through the pretrained norm and has no drop path (model.kwargs are shared with "
+            "pretraining, whose MAE has none)",
+            summary="class-token pooling, no drop path in fine-tuning",
+        ),
+        V("finetune.protocol", "aff", f"{ft}:492", "model.train(True)", "the whole network trains"),
+        V("finetune.objective", "pgd_at", f"{sh}:63", "--attack_train pgd", "CE on PGD examples (line 521)"),
+        V("finetune.label_smoothing", 0.1, f"{ft}:91", "'--smoothing', type=float, default=0.1"),
+        V("finetune.bn_branch", "adv", f"{vit}:21", "class VisionTransformer(", "no effect (no BatchNorm)"),
+        V("finetune.dual_bn", True, f"{vit}:21", "class VisionTransformer(", "no effect (no BatchNorm)"),
+        V(
+            "finetune.head_init",
+            "default",
+            f"{ft}:315",
+            "trunc_normal_(model.head.weight, std=2e-2)",
+            "timm's ViT head initialisation is the same truncated normal, std 0.02 (bias 0)",
+        ),
+        V("finetune.epochs", 50, f"{sh}:55", "--epochs 50"),
+        V("finetune.samples_per_epoch", 0, f"{ft}:222", "DistributedSampler(", "the whole set each epoch"),
+        V("finetune.batch_size", 128, f"{sh}:13", "ft_batchsize=32", "32 per GPU × 4 GPUs (line 2)"),
+        V("finetune.drop_last", True, f"{ft}:261", "drop_last=True"),
+        V("finetune.grad_accum_steps", 1, f"{ft}:50", "'--accum_iter', default=1"),
+        V("finetune.optim.name", "adamw", f"{ft}:377", "torch.optim.AdamW(param_groups, lr=args.lr)"),
+        V("finetune.optim.lr", 0.025, f"{sh}:16", "ft_blr=0.05", "× 128 / 256 (finetune.py:360)"),
+        V(
+            "finetune.optim.betas",
+            [0.9, 0.999],
+            f"{ft}:377",
+            "torch.optim.AdamW(param_groups, lr=args.lr)",
+            "torch's default betas",
+        ),
+        V("finetune.optim.weight_decay", 0.05, f"{sh}:58", "--weight_decay 0.05"),
+        V(
+            "finetune.optim.decay_norm_and_bias",
+            False,
+            f"{lrd}:32",
+            "p.ndim == 1 or n in no_weight_decay_list",
+            "and not pos_embed / cls_token (the ViT's no_weight_decay())",
+        ),
+        V(
+            "finetune.optim.layer_decay",
+            0.65,
+            f"{sh}:57",
+            "--layer_decay 0.65",
+            "util/lr_decay.py's layer map",
+        ),
+        V("finetune.optim.schedule", "cosine", f"{sched}:14", "(args.lr - args.min_lr) * 0.5"),
+        V("finetune.optim.schedule_unit", "step", f"{ft}:510", "data_iter_step / len(data_loader) + epoch"),
+        V("finetune.optim.warmup_epochs", 5.0, f"{sh}:55", "--warmup_epochs 5"),
+        V(
+            "finetune.optim.warmup_from_zero",
+            True,
+            f"{sched}:12",
+            "lr = args.lr * epoch / args.warmup_epochs",
+        ),
+        V("finetune.optim.min_lr", 1e-6, f"{ft}:78", "default=1e-6"),
+        V("finetune.optim.cosine_sampled_at_end", False, f"{ft}:510", "adjust_learning_rate(optimizer"),
+        V("finetune.attack.name", "pgd", f"{ft}:348", "torchattacks.PGD(model"),
+        V("finetune.attack.norm", "Linf", f"{ft}:348", "torchattacks.PGD(model"),
+        V("finetune.attack.eps", EPS, f"{sh}:63", "--eps 8"),
+        V("finetune.attack.step_size", STEP, f"{sh}:63", "--alpha 2"),
+        V("finetune.attack.steps", 10, f"{sh}:63", "--steps 10"),
+        V("finetune.attack.start", "uniform", f"{ft}:349", "random_start=True"),
+        V(
+            "finetune.attack.model_mode",
+            "eval",
+            f"{ft}:348",
+            "torchattacks.PGD(model",
+            "torchattacks attacks with the model in eval() (its default training mode: off)",
+        ),
+        V("protocols.names", ["aff"], f"{sh}:49", "finetune.py", "one fine-tune"),
+        V("evaluate.norm", "Linf", f"{aa}:107", "norm='Linf'"),
+        V("evaluate.eps", EPS, f"{aa}:107", "eps=args.eps", "--eps 8, / 255 at finetune.py:320"),
+        V("evaluate.n_examples", 10000, "MIMIR util/aa_eval.py:29", "train=False", "the whole test set"),
+        V("evaluate.autoattack.enabled", True, f"{ft}:431", "evaluate_aa(args"),
+        V("evaluate.autoattack.version", "standard", f"{aa}:107", "version='standard'"),
+        V("evaluate.autoattack.attacks", [], f"{aa}:107", "version='standard'"),
+        V("evaluate.autoattack.n_examples", 0, f"{aa}:108", "run_standard_evaluation(x_test, y_test"),
+        V("evaluate.pgd.steps", 20, f"{ft}:421", "eval_steps=20"),
+        V("evaluate.pgd.step_size", STEP, f"{aa}:137", "alpha=args.alpha", "--alpha 2 (finetune.py:172)"),
+        V("evaluate.pgd.restarts", 1, f"{aa}:137", "random_start=True"),
+        V("evaluate.precision", "fp32", f"{aa}:108", "run_standard_evaluation(", "no autocast there"),
+        V("evaluate.model", "finetune", f"{ft}:431", "evaluate_aa(args, model"),
+        V("evaluate.checkpoint", "final", f"{ft}:456", "epoch + 1 == args.epochs", "the last epoch's model"),
+        V("export.checkpoint", "final", f"{ft}:456", "epoch + 1 == args.epochs"),
+    ]
+
 
 TABLE: dict[str, list[V]] = {
     "cifar10_acl_gpu.yaml": [
@@ -1438,6 +1677,14 @@ TABLE: dict[str, list[V]] = {
             "TRADES train_trades_cifar10.py:153",
             "model.parameters()",
         ),
+        *_one_lr("finetune.", "TRADES train_trades_cifar10.py:153", "model.parameters()"),
+        V(
+            "finetune.label_smoothing",
+            0.0,
+            "TRADES trades.py:80",
+            "F.cross_entropy(logits, y)",
+            "no smoothing",
+        ),
         V(
             "finetune.optim.schedule",
             "piecewise",
@@ -1553,6 +1800,8 @@ TABLE: dict[str, list[V]] = {
             "torch.save(model.state_dict()",
         ),
     ],
+    "cifar10_mimir_vit_small_gpu.yaml": _mimir("small"),
+    "cifar10_mimir_vit_tiny_gpu.yaml": _mimir("tiny"),
 }
 
 # configs/*_gpu.yaml that are not parity recipes (no reference code to hold them to)
@@ -1618,15 +1867,54 @@ NOT_RECIPE_VALUES = {
 
 # components a recipe does not use: every key below the prefix is inert for it (their switch is tabled)
 INACTIVE = {
-    "acl": ("pretrain.dynacl.", "pretrain.air."),
-    "dynacl": ("pretrain.air.",),
-    "acl_air": ("pretrain.dynacl.",),
-    "dynacl_air": (),
+    "acl": ("pretrain.dynacl.", "pretrain.air.", "pretrain.mimir."),
+    "dynacl": ("pretrain.air.", "pretrain.mimir."),
+    "acl_air": ("pretrain.dynacl.", "pretrain.mimir."),
+    "dynacl_air": ("pretrain.mimir.",),
+    # MIMIR is no contrastive method: the contrastive objective's settings (views, head, loss weights) are inert
+    "mimir": (
+        "pretrain.dynacl.",
+        "pretrain.air.",
+        "pretrain.temperature",
+        "pretrain.head",
+        "pretrain.proj_hidden_dim",
+        "pretrain.proj_dim",
+        "pretrain.clean_weight",
+        "pretrain.adv_weight",
+        "pretrain.dual_bn",
+        "pretrain.min_crop_scale",
+        "pretrain.crop_interpolation",
+    ),
     "no_rcs": ("pretrain.rcs.",),  # all but pretrain.rcs.fraction (0)
     "no_lpaft": ("pretrain.lpaft.",),  # all but pretrain.lpaft.enabled (false)
     "scratch": ("pretrain.",),  # TRADES from scratch: no pretraining stage
     "scratch_protocols": ("protocols.",),  # one fine-tune (make finetune), no SLF/ALF
 }
+
+
+def inert_keys(cfg) -> tuple[str, ...]:
+    """Keys of a resolved config that its chosen components never read, beyond :data:`INACTIVE`'s: an
+    optimiser's ``betas`` unless it is AdamW, AdamW's momentum, a non-piecewise schedule's milestones, TRADES'
+    β for another objective."""
+    p = cfg.pretrain
+    optims = {
+        "pretrain.": p.optim,
+        "pretrain.lpaft.probe.": p.lpaft.probe.optim,
+        "pretrain.lpaft.trades.": p.lpaft.trades.optim,
+        "finetune.": cfg.finetune.optim,
+    }
+    out = [f"{k}optim.betas" for k, o in optims.items() if o.name != "adamw"]
+    # AdamW reads no momentum; only a piecewise schedule reads milestones and gamma
+    out += [f"{k}optim.{f}" for k, o in optims.items() if o.name == "adamw" for f in ("momentum", "nesterov")]
+    out += [
+        f"{k}optim.{f}"
+        for k, o in optims.items()
+        if o.schedule != "piecewise"
+        for f in ("milestones", "gamma")
+    ]
+    if cfg.finetune.objective_name() != "trades":
+        out.append("finetune.beta")  # TRADES' weight
+    return tuple(out)
 
 
 def cited_repos() -> list[str]:

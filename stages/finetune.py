@@ -70,7 +70,14 @@ def run_finetune(cfg: ExperimentConfig) -> dict:
     ) as job:
         raw = job.raw
         objective = SupervisedObjective(
-            f.objective_name(), job.model, raw, f.attack, f.beta, num_classes, dual_bn=dual
+            f.objective_name(),
+            job.model,
+            raw,
+            f.attack,
+            f.beta,
+            num_classes,
+            dual_bn=dual,
+            label_smoothing=f.label_smoothing,
         )
         val_attack = replace(f.attack, steps=f.val_attack_steps, start="uniform")
 

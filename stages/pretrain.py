@@ -6,17 +6,22 @@ one per BN branch with dual BN), the projection head, ``metrics.jsonl``, a loss 
 
 from __future__ import annotations
 
-from data.augment import SimCLRViews
+import torch
+
+from data.augment import CropFlip, SimCLRViews
 from pipeline.config import ExperimentConfig, checkpoint_fingerprint
 from pipeline.export import save_backbones, save_module_weights
 from pipeline.models import convert_to_dual_bn, has_batch_norm
 from pipeline.objectives import (
     ContrastiveModel,
     ContrastiveObjective,
+    MIMIRModel,
+    MIMIRObjective,
     ViewsWithOriginal,
     build_head,
     pretrain_method,
 )
+from pipeline.objectives.mimir import vit_of
 from pipeline.plots import plot_curves
 from pipeline.records import PretrainOutputs
 from pipeline.run import upstream_summary
@@ -30,6 +35,8 @@ from ._runtime import open_stage
 
 def run_pretrain(cfg: ExperimentConfig) -> dict:
     p = cfg.pretrain
+    if p.method == "mimir":
+        return _run_mimir(cfg)
     stage = open_stage(cfg, "pretrain", p.grad_accum_steps, p.tensorboard)
     acc, train = stage.acc, stage.split("train")
     # the method (simclr/acl/dynacl/…_air) decides, by epoch, the loader's augmentation strength and the loss weights
@@ -150,6 +157,70 @@ def run_pretrain(cfg: ExperimentConfig) -> dict:
                 f"[pretrain] backbone (timm folder{'s, one per BN branch' if dual else ''}): "
                 + ", ".join(f"{run.dir / name}/" for name in outputs.backbones.values())
             )
+    acc.end_training()
+    return job.run.outputs
+
+
+def _run_mimir(cfg: ExperimentConfig) -> dict:
+    """MIMIR (pipeline/objectives/mimir.py): an adversarial MAE on a ViT; exports the encoder as a plain timm
+    folder (``backbone/``), the decoder stays in the run folder (``decoder/decoder.safetensors``)."""
+    p = cfg.pretrain
+    vit_of(cfg.model.build(0), cfg.model.name)  # a non-ViT is a one-line error before any data or run folder
+    stage = open_stage(cfg, "pretrain", p.grad_accum_steps, p.tensorboard)
+    acc, train = stage.acc, stage.split("train")
+    backbone, facts = cfg.model.build_with_facts(0)
+    acc.print(f"[pretrain] {facts.line()}")
+    model = MIMIRModel(backbone, p.mimir, cfg.model.name, pretrained=bool(cfg.model.pretrained))
+    full_steps = steps_per_epoch(p, train, p.batch_size, "pretrain", acc.num_processes)
+    with TrainingRun(
+        stage.training(),
+        p,
+        "pretrain",
+        model,
+        full_steps,
+        folder="pretrain",
+        upstream=upstream_summary(stage.data),
+        fingerprint=checkpoint_fingerprint(cfg, "pretrain"),
+        speed=cfg.run,
+    ) as job:
+        objective = MIMIRObjective(job.model, job.raw, p.mimir, p.attack)
+        # pretrain.py build_dataset_pre (CIFAR-10): RandomCrop(32, padding=4) + RandomHorizontalFlip
+        batches = ShardBatches(
+            train,
+            lambda epoch: CropFlip(train.image_size),
+            batch=job.batch,
+            seed=cfg.run.seed,
+            acc=acc,
+            labels=False,
+            drop_last=p.drop_last,
+            samples_per_epoch=p.samples_per_epoch,
+        )
+        state = job.fit(batches, objective.step, desc="pretrain[mimir]")
+        if acc.is_main_process:
+            run = job.run
+            raw = job.raw
+            decoder = torch.nn.ModuleDict(
+                {"embed": raw.decoder_embed, "decoder": raw.decoder, "pred": raw.decoder_pred}
+            )
+            save_module_weights(decoder, run.dir / "decoder", "decoder.safetensors")
+            png = plot_curves(
+                run.dir / "metrics.jsonl", "step", "step", ["loss", "loss_mae"], run.dir / "loss_curve.png",
+                "pretrain loss (MIMIR)", run_name=cfg.run.name,
+            )  # fmt: skip
+            outputs = PretrainOutputs(
+                backbones=save_backbones(raw.backbone, False, run.dir),
+                method=p.method,
+                dual_bn=False,
+                momentum_encoder=False,
+                projection_head="decoder/decoder.safetensors",  # MIMIR's head is the MAE decoder
+                steps=state.global_step,
+                sampling=train.sampling,
+                skipped_samples=stage.skipped_when_converting("train") + batches.skipped,
+                loss_curve=run.rel(png) if png else "",
+                model=facts.to_json(),
+            )
+            run.outputs.update(outputs.to_json())
+            print(f"[pretrain] backbone (timm folder, encoder only): {run.dir / 'backbone'}/")
     acc.end_training()
     return job.run.outputs
 

@@ -25,7 +25,7 @@ RECIPES = sorted(recipes.TABLE)
 
 def _get(obj, dotted: str):
     for part in dotted.split("."):
-        obj = getattr(obj, part)
+        obj = obj[part] if isinstance(obj, dict) else getattr(obj, part)  # model.kwargs.<name>: a dict
     return obj
 
 
@@ -114,8 +114,8 @@ def _leaves(tree: dict, prefix: str = ""):
 def _inactive(cfg: ExperimentConfig) -> tuple[str, ...]:
     p = cfg.pretrain
     if cfg.finetune.init == "scratch":
-        return recipes.INACTIVE["scratch"] + recipes.INACTIVE["scratch_protocols"]
-    out = recipes.INACTIVE[p.method]
+        return recipes.INACTIVE["scratch"] + recipes.INACTIVE["scratch_protocols"] + recipes.inert_keys(cfg)
+    out = recipes.INACTIVE[p.method] + recipes.inert_keys(cfg)
     if not p.rcs.fraction:
         out += recipes.INACTIVE["no_rcs"]
     if not p.lpaft.enabled:
@@ -132,14 +132,16 @@ def test_every_resolved_key_is_tabled_or_not_a_recipe_value(name):
     keys = [k for k in _leaves(OmegaConf.to_container(OmegaConf.structured(cfg)))]
     untabled = [k for k in keys if k not in tabled and not k.startswith(skip)]
     assert untabled == []
-    if cfg.finetune.init != "scratch":  # SLF and ALF: every fine-tuning key of AFF's is tabled for them too
+    if (
+        cfg.finetune.init != "scratch"
+    ):  # SLF and ALF (when run): every fine-tuning key of AFF's is tabled for them too
         ft = [
             k
             for k in tabled
             if k.startswith("finetune.")
             and k not in ("finetune.beta", "finetune.dual_bn", "finetune.protocol")
         ]
-        for protocol in ("slf", "alf"):
+        for protocol in [p for p in ("slf", "alf") if p in cfg.protocols.names]:  # those the recipe runs
             needed = [k for k in ft if protocol == "alf" or not k.startswith("finetune.attack.")]
             assert sorted(f"{protocol}:{k}" for k in needed if f"{protocol}:{k}" not in tabled) == []
 

@@ -13,6 +13,7 @@ from .contrastive import (
 )
 from .dynacl import DynACLConfig, DynACLSchedule
 from .heads import PROJECTION_HEADS, build_head
+from .mimir import MIMIRConfig, MIMIRModel, MIMIRObjective
 from .supervised import (
     FINETUNE_OBJECTIVES,
     PROTOCOLS,
@@ -36,6 +37,9 @@ __all__ = [
     "PROJECTION_HEADS",
     "build_head",
     "DynACLSchedule",
+    "MIMIRConfig",
+    "MIMIRModel",
+    "MIMIRObjective",
     "Protocol",
     "SupervisedObjective",
     "pretrain_method",

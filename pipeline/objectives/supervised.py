@@ -96,9 +96,9 @@ def trades_attack(
 
 
 def trades_outer_loss(
-    logits: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor, beta: float
+    logits: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor, beta: float, label_smoothing: float = 0.0
 ) -> torch.Tensor:
-    natural = F.cross_entropy(logits, y)
+    natural = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
     robust = (
         F.kl_div(F.log_softmax(logits_adv, dim=1), F.softmax(logits, dim=1), reduction="sum")
         / logits.shape[0]
@@ -119,7 +119,7 @@ def _trades(obj: SupervisedObjective, x: torch.Tensor, y: torch.Tensor) -> tuple
         logits = obj.model(x)
     with bn_branch(obj.raw, "adv") if obj.dual_bn else nullcontext():
         logits_adv = obj.model(x_adv)
-    loss = trades_outer_loss(logits, logits_adv, y, obj.beta)
+    loss = trades_outer_loss(logits, logits_adv, y, obj.beta, obj.label_smoothing)
     return loss, {
         "images": b,
         "train_acc": _accuracy(logits, y),
@@ -135,7 +135,7 @@ def _pgd_at(obj: SupervisedObjective, x: torch.Tensor, y: torch.Tensor) -> tuple
     with attack_mode(obj):
         x_adv = cross_entropy_attack(obj.raw, x, y, obj.attack)
     logits_adv = obj.model(x_adv)
-    return F.cross_entropy(logits_adv, y), {
+    return F.cross_entropy(logits_adv, y, label_smoothing=obj.label_smoothing), {
         "images": b,
         "train_acc": None,
         "train_robust_acc": _accuracy(logits_adv, y),
@@ -151,7 +151,7 @@ def _single_step(obj: SupervisedObjective, x: torch.Tensor, y: torch.Tensor) -> 
         with attack_mode(obj):  # train: the references' (their attack forward updates BN statistics)
             x_adv = cross_entropy_attack(obj.raw, x, y, obj.attack)
         logits_adv = obj.model(x_adv)
-    return F.cross_entropy(logits_adv, y), {
+    return F.cross_entropy(logits_adv, y, label_smoothing=obj.label_smoothing), {
         "images": b,
         "train_acc": None,
         "train_robust_acc": _accuracy(logits_adv, y),
@@ -168,7 +168,7 @@ for _name in SINGLE_STEP_ATTACKS:  # fgsm_rs, nfgsm: one objective per single-st
 def _ce(obj: SupervisedObjective, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
     logits = obj.model(x)
     b = x.shape[0]
-    return F.cross_entropy(logits, y), {
+    return F.cross_entropy(logits, y, label_smoothing=obj.label_smoothing), {
         "images": b,
         "train_acc": _accuracy(logits, y),
         "forward_passes": b,
@@ -200,8 +200,12 @@ class SupervisedObjective:
         num_classes: int,
         dual_bn: bool = False,
         target_branch: str = "",
+        label_smoothing: float = 0.0,
     ):
         self.name, self.model, self.raw, self.beta = name, model, raw, beta
+        # the training loss's cross-entropy targets (1 − s)·onehot + s/K (timm LabelSmoothingCrossEntropy, MIMIR
+        # finetune.py --smoothing); the attacks' own losses stay plain cross-entropy (torchattacks' PGD there)
+        self.label_smoothing = label_smoothing
         self.attack = replace(attack, start=attack.start or DEFAULT_STARTS.get(name, "uniform"))
         if name in SINGLE_STEP_ATTACKS:  # the objective is its attack: one step by the paper's rule
             self.attack = replace(self.attack, name=name, steps=1)

@@ -60,6 +60,13 @@ class OptimConfig:
     cosine_sampled_at_end: bool = False
     milestones: list[float] = field(default_factory=list)  # piecewise: epochs where lr *= gamma
     gamma: float = 0.1
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw only (MIMIR/MAE: [0.9, 0.95])
+    # False: the warm-up's first unit already runs at lr / W ((u + 1) / W: ACL, DynACL); True: at 0 (u / W:
+    # MAE/MIMIR util/lr_sched.py, lr · epoch / warmup_epochs read before each step)
+    warmup_from_zero: bool = False
+    # layer-wise lr decay (BEiT/MAE fine-tuning, MIMIR finetune.py --layer_decay): ViT block i runs at
+    # lr · d^(depth + 1 − (i + 1)), the embeddings at d^(depth + 1), the rest (final norm, head) at lr; 1 = off
+    layer_decay: float = 1.0
 
     def check(self) -> None:
         check_choice("name", self.name, OPTIMIZERS)
@@ -74,6 +81,13 @@ class OptimConfig:
             "use a whole number of epochs with schedule_unit=epoch",
         )
         check(0 <= self.min_lr <= self.lr, "min_lr", self.min_lr, "use a value in [0, lr]")
+        check(
+            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+            "betas",
+            self.betas,
+            "use [b1, b2] in [0, 1)",
+        )
+        check(0 < self.layer_decay <= 1, "layer_decay", self.layer_decay, "use a value in (0, 1] (1 = off)")
         check(
             not self.nesterov or self.momentum > 0, "nesterov", self.nesterov, "Nesterov needs momentum > 0"
         )
@@ -150,7 +164,7 @@ def _lars_lightly(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer
 
 @OPTIMIZERS.register("adamw")
 def _adamw(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
 
 
 def param_groups(params, weight_decay: float, decay_norm_and_bias: bool = True) -> list[dict]:
@@ -168,8 +182,53 @@ def param_groups(params, weight_decay: float, decay_norm_and_bias: bool = True) 
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
-    groups = param_groups(params, cfg.weight_decay, cfg.decay_norm_and_bias)
+def layer_decay_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
+    """MAE/MIMIR ``util/lr_decay.py param_groups_lrd``, re-typed: for the ViT inside ``model`` with n blocks,
+    ``cls_token``/``pos_embed``/``patch_embed.*`` run at lr·d^(n+1), block i at lr·d^(n−i), everything else
+    (final norm or fc_norm, head) at lr; no weight decay for 1-D parameters and the ViT's ``no_weight_decay()``
+    names. Each group's ``lr`` is already scaled (the LR schedule multiplies it).
+
+    Why not timm's ``param_groups_layer_decay``: its ViT ``group_matcher`` puts the final ``norm`` in the last
+    block's group (lr·d instead of the reference's lr), and it takes no layer map to say otherwise."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    prefix, vit = next(
+        ((n, m) for n, m in model.named_modules() if isinstance(m, VisionTransformer)), ("", None)
+    )
+    if vit is None:
+        raise ValueError("optim.layer_decay < 1 needs a timm VisionTransformer in the model")
+    prefix = f"{prefix}." if prefix else ""
+    layers, skip = len(vit.blocks) + 1, {prefix + n for n in vit.no_weight_decay()}
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        rel = name[len(prefix) :] if name.startswith(prefix) else None
+        if rel in ("cls_token", "pos_embed") or (rel or "").startswith("patch_embed"):
+            layer = 0
+        elif (rel or "").startswith("blocks."):
+            layer = int(rel.split(".")[1]) + 1
+        else:
+            layer = layers
+        decay = not (p.ndim == 1 or name in skip)
+        group = groups.setdefault(
+            (layer, decay),
+            {
+                "params": [],
+                "weight_decay": cfg.weight_decay if decay else 0.0,
+                "lr": cfg.lr * cfg.layer_decay ** (layers - layer),
+            },
+        )
+        group["params"].append(p)
+    return list(groups.values())
+
+
+def build_optimizer(params, cfg: OptimConfig, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+    """The optimiser over ``params``; with ``cfg.layer_decay < 1``, over ``model``'s layer-wise groups."""
+    if cfg.layer_decay < 1 and model is not None:
+        groups = layer_decay_groups(model, cfg)
+    else:
+        groups = param_groups(params, cfg.weight_decay, cfg.decay_norm_and_bias)
     return OPTIMIZERS.get(cfg.name, "optim.name")(groups, cfg)
 
 
@@ -211,7 +270,7 @@ def lr_factor(step: int, total_steps: int, steps_per_epoch: int, cfg: OptimConfi
     units_per_epoch = max(1, steps_per_epoch) // per_unit
     warmup = _warmup_units(units_per_epoch, cfg)
     if unit < warmup:
-        return (unit + 1) / warmup
+        return (unit + (0 if cfg.warmup_from_zero else 1)) / warmup
     schedule = SCHEDULES.get(cfg.schedule, "optim.schedule")
     return schedule(unit - warmup, total - warmup, units_per_epoch, cfg)
 
@@ -235,7 +294,7 @@ def prepare_training(
     if run is not None:
         nhwc = channels_last_for(run.channels_last, acc.device)
         speed_up(model, acc.device, channels_last=nhwc, compile=run.compile)
-    optimizer = build_optimizer(model.parameters(), loop.optim)
+    optimizer = build_optimizer(model.parameters(), loop.optim, model)
     model, optimizer = acc.prepare(model, optimizer)
     # the scheduler counts optimiser steps: one per grad_accum_steps micro-batches
     scheduler = build_scheduler(
