@@ -42,6 +42,7 @@ from .errors import UsageError
 from .evaluation.config import EvaluateConfig
 from .models import ModelConfig
 from .objectives import FINETUNE_OBJECTIVES, PRETRAIN_METHODS, PROTOCOLS, ContrastiveConfig
+from .objectives.fare import FAREConfig
 from .objectives.rcs import RCSConfig
 from .objectives.supervised import FinetuneAttackConfig
 from .run import RunConfig, settings_digest
@@ -75,10 +76,19 @@ class PretrainConfig(ContrastiveConfig, TrainLoopConfig):
     # Not in the contrastive phase's checkpoint fingerprint (its phases fingerprint it themselves), so
     # switching it on after a finished pretrain runs only the post-processing
     lpaft: LPAFTConfig = field(default_factory=LPAFTConfig, metadata={"fingerprint": False})
+    # method=fare (pipeline/objectives/fare.py): its attack variant, loss weights, BN rule and report
+    fare: FAREConfig = field(default_factory=FAREConfig)
 
     def check(self) -> None:
         TrainLoopConfig.check(self)
         ContrastiveConfig.check(self)
+        if self.method == "fare":
+            check(
+                not self.lpaft.enabled,
+                "lpaft.enabled",
+                True,
+                "LP-AFT post-processes ACL/DynACL; set it false with fare",
+            )
         if self.rcs.fraction > 0:
             check(
                 PRETRAIN_METHODS.get(self.method).adversarial,

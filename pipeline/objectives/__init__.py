@@ -12,6 +12,7 @@ from .contrastive import (
     pretrain_method,
 )
 from .dynacl import DynACLConfig, DynACLSchedule
+from .fare import FAREConfig, FAREObjective, embedding_report, frozen_copy
 from .heads import PROJECTION_HEADS, build_head
 from .supervised import (
     FINETUNE_OBJECTIVES,
@@ -36,6 +37,10 @@ __all__ = [
     "PROJECTION_HEADS",
     "build_head",
     "DynACLSchedule",
+    "FAREConfig",
+    "FAREObjective",
+    "embedding_report",
+    "frozen_copy",
     "Protocol",
     "SupervisedObjective",
     "pretrain_method",
