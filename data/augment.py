@@ -62,3 +62,11 @@ class CropFlip:
 
     def __call__(self, img):
         return (to_tensor(self.transform(img)),)
+
+
+class PlainImage:
+    """No augmentation: the image as a (3, H, W) float tensor in [0,1] (FARE trains on the images as they are:
+    the reference's loader only resizes, centre-crops and converts)."""
+
+    def __call__(self, img):
+        return (to_tensor(img),)

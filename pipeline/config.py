@@ -42,6 +42,7 @@ from .errors import UsageError
 from .evaluation.config import EvaluateConfig
 from .models import ModelConfig
 from .objectives import FINETUNE_OBJECTIVES, PRETRAIN_METHODS, PROTOCOLS, ContrastiveConfig, MIMIRConfig
+from .objectives.fare import FAREConfig
 from .objectives.rcs import RCSConfig
 from .objectives.supervised import FinetuneAttackConfig
 from .run import RunConfig, settings_digest
@@ -77,6 +78,8 @@ class PretrainConfig(ContrastiveConfig, TrainLoopConfig):
     lpaft: LPAFTConfig = field(default_factory=LPAFTConfig, metadata={"fingerprint": False})
     # method=mimir (pipeline/objectives/mimir.py): masking, decoder, HSIC term; its attack is pretrain.attack
     mimir: MIMIRConfig = field(default_factory=MIMIRConfig)
+    # method=fare (pipeline/objectives/fare.py): its attack variant, loss weights, BN rule and report
+    fare: FAREConfig = field(default_factory=FAREConfig)
 
     def check(self) -> None:
         TrainLoopConfig.check(self)
@@ -85,6 +88,13 @@ class PretrainConfig(ContrastiveConfig, TrainLoopConfig):
             fix = "MIMIR (a masked autoencoder) has no coreset or LP-AFT phase; switch it off"
             check(self.rcs.fraction == 0, "rcs.fraction", self.rcs.fraction, fix)
             check(not self.lpaft.enabled, "lpaft.enabled", self.lpaft.enabled, fix)
+        if self.method == "fare":
+            check(
+                not self.lpaft.enabled,
+                "lpaft.enabled",
+                True,
+                "LP-AFT post-processes ACL/DynACL; set it false with fare",
+            )
         if self.rcs.fraction > 0:
             check(
                 PRETRAIN_METHODS.get(self.method).adversarial,

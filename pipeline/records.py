@@ -60,6 +60,7 @@ class PretrainOutputs(_Record):
     loss_curve: str = ""
     coreset: str = ""  # RCS: the folder of its selections
     lpaft: dict | None = None  # DynACL++'s post-processing summary
+    embedding_report: str = ""  # FARE: clean cosine and distance under attack, before and after (JSON file)
     model: dict = field(
         default_factory=dict
     )  # what was pretrained (ModelFacts): architecture, normalisation, ...

@@ -6,19 +6,27 @@ one per BN branch with dual BN), the projection head, ``metrics.jsonl``, a loss 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from data.augment import CropFlip, SimCLRViews
+from data.augment import CropFlip, PlainImage, SimCLRViews
+from data.readers import keyed_pass, list_sample_ids
+from data.spec import ShardSpec
 from pipeline.config import ExperimentConfig, checkpoint_fingerprint
+from pipeline.errors import UsageError
 from pipeline.export import save_backbones, save_module_weights
+from pipeline.io import atomic_write_json
 from pipeline.models import convert_to_dual_bn, has_batch_norm
 from pipeline.objectives import (
     ContrastiveModel,
     ContrastiveObjective,
+    FAREObjective,
     MIMIRModel,
     MIMIRObjective,
     ViewsWithOriginal,
     build_head,
+    embedding_report,
+    frozen_copy,
     pretrain_method,
 )
 from pipeline.objectives.mimir import vit_of
@@ -37,6 +45,8 @@ def run_pretrain(cfg: ExperimentConfig) -> dict:
     p = cfg.pretrain
     if p.method == "mimir":
         return _run_mimir(cfg)
+    if p.method == "fare":
+        return _run_fare(cfg)
     stage = open_stage(cfg, "pretrain", p.grad_accum_steps, p.tensorboard)
     acc, train = stage.acc, stage.split("train")
     # the method (simclr/acl/dynacl/…_air) decides, by epoch, the loader's augmentation strength and the loss weights
@@ -221,6 +231,109 @@ def _run_mimir(cfg: ExperimentConfig) -> dict:
             )
             run.outputs.update(outputs.to_json())
             print(f"[pretrain] backbone (timm folder, encoder only): {run.dir / 'backbone'}/")
+    acc.end_training()
+    return job.run.outputs
+
+
+def held_out_images(spec: ShardSpec, n: int) -> torch.Tensor:
+    """The first ``n`` images of ``spec`` in shard order, uint8 (N, 3, H, W): FARE's fixed report set."""
+    keep = frozenset(list_sample_ids(spec)[:n]) if n else frozenset()
+    as_uint8 = lambda img: (torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1),)  # noqa: E731
+    batches = keyed_pass(spec, as_uint8, keep, batch_size=256, seed=0, epoch=0, shuffle_buffer=1)
+    chunks = [x for _ids, x in batches]
+    return (
+        torch.cat(chunks)
+        if chunks
+        else torch.empty(0, 3, spec.image_size, spec.image_size, dtype=torch.uint8)
+    )
+
+
+def _run_fare(cfg: ExperimentConfig) -> dict:
+    """FARE (pipeline/objectives/fare.py): ``model.pretrained`` fine-tuned on the unaugmented training images
+    against a frozen copy of itself; writes ``backbone/``, ``embedding_report.json`` and a loss curve."""
+    p = cfg.pretrain
+    if not cfg.model.pretrained:
+        raise UsageError(
+            "pretrain.method=fare fine-tunes pretrained weights against a frozen copy of them: set "
+            "model.pretrained=<timm folder or weights file>"
+        )
+    stage = open_stage(cfg, "pretrain", p.grad_accum_steps, p.tensorboard)
+    acc, train = stage.acc, stage.split("train")
+    backbone, facts = cfg.model.build_with_facts(0)
+    acc.print(f"[pretrain] {facts.line()}")
+    original = frozen_copy(backbone).to(acc.device)  # f₀, before any step
+    held_out = next((s for s in ("val", "test") if stage.has_split(s)), "train")
+    images = held_out_images(stage.split(held_out), p.fare.report_images)  # uint8 (N, 3, H, W)
+    with TrainingRun(
+        stage.training(),
+        p,
+        "pretrain",
+        backbone,
+        steps_per_epoch(p, train, p.batch_size, "pretrain", acc.num_processes),
+        folder="pretrain",
+        upstream=upstream_summary(stage.data),
+        fingerprint=checkpoint_fingerprint(cfg, "pretrain"),
+        speed=cfg.run,
+    ) as job:
+        objective = FAREObjective(p.fare, p.attack, job.model, job.raw, original)
+        batches = ShardBatches(
+            train,
+            lambda epoch: PlainImage(),  # no augmentation (the reference: resize, crop, to tensor)
+            batch=job.batch,
+            seed=cfg.run.seed,
+            acc=acc,
+            labels=False,
+            drop_last=p.drop_last,
+            samples_per_epoch=p.samples_per_epoch,
+        )
+        state = job.fit(
+            batches,
+            objective.step,
+            desc="pretrain[fare]",
+            on_epoch_end=lambda e, s: {"skipped_samples": batches.skipped},
+        )
+        if acc.is_main_process:
+            run = job.run
+            report = ""
+            if len(images):
+                numbers = embedding_report(
+                    job.raw, original, images, p.fare, p.attack, seed=cfg.run.seed,
+                    batch_size=job.batch, device=acc.device,
+                )  # fmt: skip
+                numbers["split"] = held_out
+                atomic_write_json(run.dir / "embedding_report.json", numbers)
+                report = "embedding_report.json"
+                b, a = numbers["before"], numbers["after"]
+                print(
+                    f"[pretrain] embedding report ({len(images)} {held_out} images, {numbers['attack']}): "
+                    f"clean cosine to the original {a['clean_cosine']:.4f}; distance under attack "
+                    f"{b['adversarial_distance']:.4g} (original) -> {a['adversarial_distance']:.4g} "
+                    f"(x{numbers['distance_ratio']:.3f})"
+                )
+            png = plot_curves(
+                run.dir / "metrics.jsonl",
+                "step",
+                "step",
+                ["loss", "loss_clean", "loss_adv"],
+                run.dir / "loss_curve.png",
+                "FARE loss",
+                run_name=cfg.run.name,
+            )
+            outputs = PretrainOutputs(
+                backbones=save_backbones(job.raw, False, run.dir),
+                method="fare",
+                dual_bn=False,
+                momentum_encoder=False,
+                projection_head="",  # FARE has none: the loss is on the backbone's embedding
+                steps=state.global_step,
+                sampling=train.sampling,
+                skipped_samples=stage.skipped_when_converting("train") + batches.skipped,
+                loss_curve=run.rel(png) if png else "",
+                embedding_report=report,
+                model=facts.to_json(),
+            )
+            run.outputs.update(outputs.to_json())
+            print(f"[pretrain] backbone (timm folder): {run.dir / 'backbone'}/")
     acc.end_training()
     return job.run.outputs
 

@@ -12,6 +12,7 @@ from .contrastive import (
     pretrain_method,
 )
 from .dynacl import DynACLConfig, DynACLSchedule
+from .fare import FAREConfig, FAREObjective, embedding_report, frozen_copy
 from .heads import PROJECTION_HEADS, build_head
 from .mimir import MIMIRConfig, MIMIRModel, MIMIRObjective
 from .supervised import (
@@ -37,6 +38,10 @@ __all__ = [
     "PROJECTION_HEADS",
     "build_head",
     "DynACLSchedule",
+    "FAREConfig",
+    "FAREObjective",
+    "embedding_report",
+    "frozen_copy",
     "MIMIRConfig",
     "MIMIRModel",
     "MIMIRObjective",
