@@ -41,6 +41,19 @@ from ._cli import main
 from ._runtime import open_stage
 
 
+def _loss_curve(run, cfg: ExperimentConfig, keys: list[str], title: str):
+    """``loss_curve.png`` of the run's ``metrics.jsonl`` by step (None when there is nothing to plot)."""
+    return plot_curves(
+        run.dir / "metrics.jsonl",
+        "step",
+        "step",
+        keys,
+        run.dir / "loss_curve.png",
+        title,
+        run_name=cfg.run.name,
+    )
+
+
 def run_pretrain(cfg: ExperimentConfig) -> dict:
     p = cfg.pretrain
     if p.method == "mimir":
@@ -139,15 +152,7 @@ def run_pretrain(cfg: ExperimentConfig) -> dict:
         if acc.is_main_process:
             run = job.run
             save_module_weights(trained_head, run.dir / "projection_head", "head.safetensors")
-            png = plot_curves(
-                run.dir / "metrics.jsonl",
-                "step",
-                "step",
-                ["loss", "loss_clean", "loss_adv"],
-                run.dir / "loss_curve.png",
-                "pretrain loss",
-                run_name=cfg.run.name,
-            )
+            png = _loss_curve(run, cfg, ["loss", "loss_clean", "loss_adv"], "pretrain loss")
             outputs = PretrainOutputs(
                 backbones=save_backbones(trained_backbone, dual, run.dir),
                 method=p.method,
@@ -213,10 +218,7 @@ def _run_mimir(cfg: ExperimentConfig) -> dict:
                 {"embed": raw.decoder_embed, "decoder": raw.decoder, "pred": raw.decoder_pred}
             )
             save_module_weights(decoder, run.dir / "decoder", "decoder.safetensors")
-            png = plot_curves(
-                run.dir / "metrics.jsonl", "step", "step", ["loss", "loss_mae"], run.dir / "loss_curve.png",
-                "pretrain loss (MIMIR)", run_name=cfg.run.name,
-            )  # fmt: skip
+            png = _loss_curve(run, cfg, ["loss", "loss_mae"], "pretrain loss (MIMIR)")
             outputs = PretrainOutputs(
                 backbones=save_backbones(raw.backbone, False, run.dir),
                 method=p.method,
@@ -310,15 +312,7 @@ def _run_fare(cfg: ExperimentConfig) -> dict:
                     f"{b['adversarial_distance']:.4g} (original) -> {a['adversarial_distance']:.4g} "
                     f"(x{numbers['distance_ratio']:.3f})"
                 )
-            png = plot_curves(
-                run.dir / "metrics.jsonl",
-                "step",
-                "step",
-                ["loss", "loss_clean", "loss_adv"],
-                run.dir / "loss_curve.png",
-                "FARE loss",
-                run_name=cfg.run.name,
-            )
+            png = _loss_curve(run, cfg, ["loss", "loss_clean", "loss_adv"], "FARE loss")
             outputs = PretrainOutputs(
                 backbones=save_backbones(job.raw, False, run.dir),
                 method="fare",
