@@ -304,3 +304,16 @@ def load_labeled(
         raise DataError(f"no usable samples in {urls[0]} ({len(urls)} shards); check the shards")
     x = torch.stack(xs).permute(0, 3, 1, 2).contiguous()  # (N, H, W, 3) -> (N, 3, H, W)
     return x, torch.tensor(ys, dtype=torch.long), skipped
+
+
+def held_out_images(spec: ShardSpec, n: int) -> torch.Tensor:
+    """The first ``n`` images of ``spec`` in shard order, uint8 (N, 3, H, W): FARE's fixed report set."""
+    keep = frozenset(list_sample_ids(spec)[:n]) if n else frozenset()
+    as_uint8 = lambda img: (torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1),)  # noqa: E731
+    batches = keyed_pass(spec, as_uint8, keep, batch_size=256, seed=0, epoch=0, shuffle_buffer=1)
+    chunks = [x for _ids, x in batches]
+    return (
+        torch.cat(chunks)
+        if chunks
+        else torch.empty(0, 3, spec.image_size, spec.image_size, dtype=torch.uint8)
+    )

@@ -6,12 +6,10 @@ one per BN branch with dual BN), the projection head, ``metrics.jsonl``, a loss 
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from data.augment import CropFlip, PlainImage, SimCLRViews
-from data.readers import keyed_pass, list_sample_ids
-from data.spec import ShardSpec
+from data.readers import held_out_images
 from pipeline.config import ExperimentConfig, checkpoint_fingerprint
 from pipeline.errors import UsageError
 from pipeline.export import save_backbones, save_module_weights
@@ -235,19 +233,6 @@ def _run_mimir(cfg: ExperimentConfig) -> dict:
             print(f"[pretrain] backbone (timm folder, encoder only): {run.dir / 'backbone'}/")
     acc.end_training()
     return job.run.outputs
-
-
-def held_out_images(spec: ShardSpec, n: int) -> torch.Tensor:
-    """The first ``n`` images of ``spec`` in shard order, uint8 (N, 3, H, W): FARE's fixed report set."""
-    keep = frozenset(list_sample_ids(spec)[:n]) if n else frozenset()
-    as_uint8 = lambda img: (torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1),)  # noqa: E731
-    batches = keyed_pass(spec, as_uint8, keep, batch_size=256, seed=0, epoch=0, shuffle_buffer=1)
-    chunks = [x for _ids, x in batches]
-    return (
-        torch.cat(chunks)
-        if chunks
-        else torch.empty(0, 3, spec.image_size, spec.image_size, dtype=torch.uint8)
-    )
 
 
 def _run_fare(cfg: ExperimentConfig) -> dict:
