@@ -1,6 +1,7 @@
 """Wall time of `make pretrain finetune evaluate` on the quickstart (after setup), per stage.
 
 python bench/bench_quickstart.py            # a fresh run directory under bench/out/
+python bench/bench_quickstart.py data.image_size=16   # key=value overrides, as ARGS= of make
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     root = ROOT / "bench" / "out" / "quickstart_runs"
     shutil.rmtree(root, ignore_errors=True)
-    args = [f"run.root={root}", "run.name=bench", "run.progress=false"]
+    args = [f"run.root={root}", "run.name=bench", "run.progress=false", *sys.argv[1:]]  # extra overrides
     t0 = time.time()
     for stage in ("pretrain", "finetune", "evaluate"):
         subprocess.run(

@@ -24,7 +24,9 @@ class DataConfig:
     train_size: int = 0  # dataset=shards: samples in the training split, if you know it (0 = count them)
     num_classes: int = 10
     image_size: int = 32  # side of the square images the models see
-    wrong_size: str = "resize"  # resize | error: what to do with an image of another size
+    # what to do with an image of another size: resize (the whole image to size × size, bilinear) | crop (the
+    # shorter side to size, bicubic, then the centre square: CLIP's / FARE's preprocessing) | error
+    wrong_size: str = "resize"
     val_size: int = 200  # converters hold this many training images out as the validation split
     shard_size: int = 1000  # samples per shard written by the converters
     num_workers: int = 0  # DataLoader worker processes per training process
@@ -41,7 +43,7 @@ class DataConfig:
         from .converters import CONVERTERS
 
         CONVERTERS.check(self.dataset, "dataset")
-        check_choice("wrong_size", self.wrong_size, ("resize", "error"))
+        check_choice("wrong_size", self.wrong_size, ("resize", "crop", "error"))
         check_choice("on_bad_sample", self.on_bad_sample, ("error", "skip"))
         check_choice("sampling", self.sampling, ("exact", "resampled"))
         check(self.num_classes >= 2, "num_classes", self.num_classes, "use 2 or more classes")

@@ -1,5 +1,6 @@
 """The one image policy, shared by the shard writer and the readers: decode, make RGB, and fit the
-square size the models see (resize, or refuse when ``data.wrong_size=error``).
+square size the models see (resize, resize the shorter side and centre-crop, or refuse when
+``data.wrong_size=error``).
 
 Each caller words the errors for its own context (a source image to convert vs. a sample in a shard).
 """
@@ -10,6 +11,7 @@ import io
 
 import numpy as np
 from PIL import Image
+from torchvision.transforms import functional as TF
 
 
 class WrongSize(ValueError):
@@ -35,6 +37,12 @@ def fit_image(source: bytes | np.ndarray, size: int, wrong_size: str) -> tuple[I
     if img.size != (size, size):
         if wrong_size == "error":
             raise WrongSize(img.size[0], img.size[1], size)
-        reasons.append("resized")
-        img = img.resize((size, size), Image.BILINEAR)
+        if wrong_size == "crop":
+            # open_clip's / torchvision's eval preprocessing (FARE trains on it): the shorter side to ``size``,
+            # bicubic, then the centre square; torchvision's functions, so the rounding is theirs
+            reasons.append("resized and centre-cropped")
+            img = TF.center_crop(TF.resize(img, size, interpolation=TF.InterpolationMode.BICUBIC), size)
+        else:
+            reasons.append("resized")
+            img = img.resize((size, size), Image.BILINEAR)
     return img, reasons

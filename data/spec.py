@@ -28,7 +28,7 @@ class ShardSpec:
     count: int  # samples with an image (0 = unknown: remote shards without data.train_size)
     labeled: bool  # every sample has a .cls label
     image_size: int  # side of the square images the readers return
-    wrong_size: str = "resize"  # resize | error (data.wrong_size)
+    wrong_size: str = "resize"  # resize | crop | error (data.wrong_size)
     on_bad: str = "error"  # error | skip (data.on_bad_sample)
     num_workers: int = 0  # DataLoader workers per process (data.num_workers)
     shuffle_buffer: int = 2000  # samples in the streaming shuffle buffer (data.shuffle_buffer)

@@ -331,6 +331,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except OmegaConfBaseException as exc:
         raise UsageError(_one_line(exc)) from None
     validate(cfg)
+    cfg.model.follow_image_size(cfg.data.image_size)
     return cfg
 
 

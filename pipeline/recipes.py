@@ -47,6 +47,7 @@ REPOS = {
     ),
     "TRADES": ("yaodongyu/TRADES", "6e8e11b7c281371c2f027ffadfbaea80361f09de", ""),
     "MIMIR": ("xiaoyunxxy/MIMIR", "b5bc4016c5a76320ff9ab70e4a6ca9d6d32b760e", ""),
+    "RobustVLM": ("chs20/RobustVLM", "7de10ee209f169d415c07aa0abaae4806c402b14", ""),
 }
 
 EPS, STEP = 8 / 255, 2 / 255
@@ -1161,6 +1162,145 @@ def _acl_air_weights_note():
 
 # ---- the recipes ----------------------------------------------------------------------------------------
 
+# ---- FARE (chs20/RobustVLM): train/adversarial_training_clip.py as its README's FARE⁴ command runs it -------
+
+
+def _fare() -> list[V]:
+    """FARE⁴ (README.md:282) on a ViT-B/16 CLIP tower. The run ends at the encoder: the reference evaluates
+    zero-shot CLIP (CLIP_eval/), so fine-tuning, evaluation and export keys are not part of this recipe."""
+    cmd, tr, pgd = (
+        "RobustVLM README.md:282",
+        "RobustVLM train/adversarial_training_clip.py",
+        "RobustVLM train/pgd_train.py",
+    )
+    per_step = "ImageNet's 1,281,167 images make 10,009 full batches of 128 an epoch"
+    return [
+        V(
+            "data.dataset",
+            "images",
+            f"{tr}:119-122",
+            "dataset = ImageNetDataset(",
+            "ImageNet train there, your unlabeled folder here: FARE's loss never reads a label (lines 356-360)",
+        ),
+        V(
+            "data.image_size",
+            224,
+            f"{tr}:112-113",
+            "Resize(size=224, interpolation=bicubic",
+            "then CenterCrop",
+        ),
+        V("data.wrong_size", "crop", f"{tr}:112-113", "CenterCrop(size=(224, 224))", "shorter side, bicubic"),
+        V(
+            "data.val_size",
+            256,
+            f"{tr}:143-146",
+            "dataset_eval = ImageNetDataset(",
+            deviation="the reference trains on all of ImageNet train and evaluates on ImageNet val (zero-shot, "
+            "with labels); ours holds 256 of your images out of training for the label-free embedding report",
+            summary="256 images held out of training for the embedding report",
+        ),
+        V("data.sampling", "exact", f"{tr}:147", "shuffle=True", "each image once per epoch"),
+        V(
+            "model.name",
+            "timm:vit_base_patch16_clip_224.openai",
+            f"{tr}:32",
+            "default='ViT-L-14'",
+            deviation="the reference trains CLIP ViT-L/14 (the command's --clip_model_name ViT-L-14); this recipe "
+            "the ViT-B/16 tower timm loads (4.6× fewer FLOPs; cost in README). Every other value is FARE⁴'s",
+            summary="ViT-B/16 instead of ViT-L/14",
+        ),
+        V(
+            "model.pretrained",
+            "weights/vit_b16_clip_openai",
+            f"{tr}:95-97",
+            "pretrained='openai'",
+            "OpenAI CLIP",
+        ),
+        V(
+            "model.mean",
+            [0.48145466, 0.4578275, 0.40821073],
+            f"{tr}:116",
+            "mean=(0.48145466, 0.4578275",
+            "from the folder's config.json (timm's pretrained_cfg of the .openai tag)",
+        ),
+        V("model.std", [0.26862954, 0.26130258, 0.27577711], f"{tr}:116", "std=(0.26862954, 0.26130258"),
+        V("model.kwargs", {}, f"{tr}:103", "load_clip_model(args.clip_model_name", "open_clip's own tower"),
+        V("pretrain.method", "fare", cmd, "--loss l2", "‖f(x+δ) − f₀(x)‖² (lines 356-360, 509-521)"),
+        V(
+            "pretrain.epochs",
+            2,
+            cmd,
+            "--steps 20000",
+            f"{per_step}: 2 epochs = 20,018 steps; on your data choose epochs ≈ 20,000 × 128 / N",
+            deviation="the reference stops after 20,000 steps, inside its second epoch; ours trains whole "
+            "epochs (20,018 steps on ImageNet, 0.09% more) and its cosine ends at the last of them",
+            summary="whole epochs: 20,018 steps on ImageNet instead of 20,000",
+        ),
+        V("pretrain.samples_per_epoch", 0, f"{tr}:147", "DataLoader(dataset", "the whole set each epoch"),
+        V("pretrain.batch_size", 128, cmd, "--batch_size 128"),
+        V("pretrain.drop_last", True, f"{tr}:147", "drop_last=True"),
+        V("pretrain.grad_accum_steps", 1, f"{tr}:362-363", "optimizer.step()", "a step per batch"),
+        V("pretrain.optim.name", "adamw", cmd, "--opt adamw"),
+        V("pretrain.optim.lr", 1e-5, cmd, "--lr 1e-5"),
+        V("pretrain.optim.betas", [0.9, 0.999], f"{tr}:197", "torch.optim.AdamW(params", "torch's default"),
+        V("pretrain.optim.weight_decay", 1e-4, cmd, "--wd 1e-4"),
+        V(
+            "pretrain.optim.decay_norm_and_bias",
+            True,
+            f"{tr}:194",
+            "params = unwrap_model(model).model.parameters()",
+            "one group: every parameter decayed",
+        ),
+        V("pretrain.optim.layer_decay", 1.0, f"{tr}:194", "model.parameters()", "one lr"),
+        V("pretrain.optim.schedule", "cosine", f"{tr}:211", "cosine_lr(optimizer, args.lr, args.warmup"),
+        V("pretrain.optim.schedule_unit", "step", f"{tr}:366", "scheduler(step_total)"),
+        V(
+            "pretrain.optim.warmup_epochs",
+            0.14,
+            cmd,
+            "--warmup 1400",
+            f"{per_step}: 0.14 epoch = 1,401 steps; on your data ≈ 1,400 / (N / 128)",
+            deviation="open_clip's cosine_lr is first called after step 1, so the reference's first step runs "
+            "at the full lr 1e-5, ours at 1e-5 / 1,401 (test_fare_parity.py); from step 2 on the two agree",
+            summary="first step at lr / warm-up steps, not the full lr",
+        ),
+        V(
+            "pretrain.optim.warmup_from_zero",
+            False,
+            f"{tr}:211",
+            "cosine_lr(",
+            "open_clip's warm-up: lr · (step + 1) / warmup",
+        ),
+        V("pretrain.optim.min_lr", 0.0, f"{tr}:211", "cosine_lr(", "open_clip's cosine ends at 0"),
+        V(
+            "pretrain.optim.cosine_sampled_at_end",
+            False,
+            f"{tr}:366",
+            "scheduler(step_total)",
+            "the lr of step s is the schedule at s",
+        ),
+        V("pretrain.attack.name", "pgd", cmd, "--attack pgd"),
+        V("pretrain.attack.norm", "Linf", cmd, "--norm linf"),
+        V("pretrain.attack.eps", 4 / 255, cmd, "--eps 4", "/ 255 at line 537; FARE²: --eps 2"),
+        V("pretrain.attack.step_size", 1 / 255, cmd, "--stepsize_adv 1", "/ 255 at line 538"),
+        V("pretrain.attack.steps", 10, cmd, "--iterations_adv 10"),
+        V("pretrain.attack.start", "uniform", f"{tr}:318", "uniform_(-args.eps, args.eps)"),
+        *_off("pretrain.rcs.fraction", f"{tr}:147", "DataLoader(dataset", "no coreset"),
+        *_off("pretrain.lpaft.enabled", f"{tr}:239", "final.pt", "no post-processing"),
+        V("pretrain.fare.attack", "pgd", cmd, "--attack pgd", "PGD with momentum (pgd_train.py)"),
+        V("pretrain.fare.momentum", 0.9, f"{pgd}:17", "momentum=0.9"),
+        V("pretrain.fare.output_normalize", False, cmd, "--output_normalize False"),
+        V("pretrain.fare.clean_weight", 0.0, f"{tr}:45", "'--clean_weight', type=float, default=0."),
+        V(
+            "pretrain.fare.update_bn_statistics",
+            False,
+            f"{tr}:338",
+            "model.train()",
+            "no effect on a ViT (no BatchNorm); for CNNs see pipeline/objectives/fare.py",
+        ),
+    ]
+
+
 # ---- MIMIR (xiaoyunxxy/MIMIR): its pretrain.py / finetune.py as script/train_cifar10.sh runs them ----------
 
 _MIMIR_SIZES = {
@@ -1202,6 +1342,13 @@ def _mimir(size: str) -> list[V]:
         V("data.sampling", "exact", f"{ft}:222", "DistributedSampler(", "each image once per epoch"),
         V("model.name", model, f"{mae}:{mae_lines}", mae_match, "patch size from model.kwargs"),
         V("model.kwargs.patch_size", 2, f"{sh}:8", "patch_size=2", "2×2 patches at 32 px: 256 tokens"),
+        V(
+            "model.kwargs.img_size",
+            32,
+            f"{sh}:9",
+            "input_size=32",
+            "data.image_size (a ViT follows the data)",
+        ),
         V(
             "model.mean",
             [0.0, 0.0, 0.0],
@@ -1802,14 +1949,12 @@ TABLE: dict[str, list[V]] = {
     ],
     "cifar10_mimir_vit_small_gpu.yaml": _mimir("small"),
     "cifar10_mimir_vit_tiny_gpu.yaml": _mimir("tiny"),
+    "fare_vit_b16_224_gpu.yaml": _fare(),
 }
 
 # configs/*_gpu.yaml that are not parity recipes (no reference code to hold them to)
 NOT_PARITY = {
     "cifar10_vit_small_gpu.yaml": "ViT-Small through ACL and TRADES: no reference recipe exists",
-    "fare_vit_b16_224_gpu.yaml": "FARE⁴ (chs20/RobustVLM README, train/adversarial_training_clip.py at 7de10ee2) "
-    "on a ViT-B/16 CLIP tower instead of the reference's ViT-L/14; its values are the reference's, not yet "
-    "tabled line by line",
 }
 
 # resolved keys that are not recipe values, by prefix, with the reason (tests/test_recipes.py: every other
@@ -1865,6 +2010,8 @@ NOT_RECIPE_VALUES = {
     "evaluate.corruptions.": "extra common-corruption accuracy, beyond the references' evaluation",
     "evaluate.transfer.": "extra transfer-attack masking check, beyond the references' evaluation",
     "evaluate.masking_checks": "extra gradient-masking checks, beyond the references' evaluation",
+    "pretrain.fare.report_": "FARE's embedding report (embedding_report.json), beyond the reference's loop (its "
+    "evaluation is zero-shot CLIP on ImageNet val, with labels)",
     "protocols.slf": "the overrides themselves: their effect is tabled as slf:/alf:/aff: keys",
     "protocols.alf": "the overrides themselves: their effect is tabled as slf:/alf:/aff: keys",
     "protocols.aff": "the overrides themselves: their effect is tabled as slf:/alf:/aff: keys",
@@ -1890,6 +2037,27 @@ INACTIVE = {
         "pretrain.dual_bn",
         "pretrain.min_crop_scale",
         "pretrain.crop_interpolation",
+    ),
+    # FARE: no contrastive objective, and the reference's run ends at the encoder (zero-shot evaluation): no
+    # classifier to fine-tune, evaluate or export, and no class count (unlabeled images)
+    "fare": (
+        "pretrain.dynacl.",
+        "pretrain.air.",
+        "pretrain.mimir.",
+        "pretrain.temperature",
+        "pretrain.head",
+        "pretrain.proj_hidden_dim",
+        "pretrain.proj_dim",
+        "pretrain.clean_weight",
+        "pretrain.adv_weight",
+        "pretrain.dual_bn",
+        "pretrain.min_crop_scale",
+        "pretrain.crop_interpolation",
+        "data.num_classes",
+        "finetune.",
+        "evaluate.",
+        "export.",
+        "protocols.",
     ),
     "no_rcs": ("pretrain.rcs.",),  # all but pretrain.rcs.fraction (0)
     "no_lpaft": ("pretrain.lpaft.",),  # all but pretrain.lpaft.enabled (false)

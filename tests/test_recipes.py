@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from pipeline import recipes
 from pipeline.config import ExperimentConfig, load_config
+from pipeline.models.pretrained import resolve_normalization
 from pipeline.objectives import pretrain_method
 from pipeline.objectives.supervised import DEFAULT_STARTS
 from stages.protocols import protocol_config
@@ -32,6 +33,12 @@ def _get(obj, dotted: str):
 def _effective(cfg: ExperimentConfig, key: str):
     """What the code uses for the keys of ``recipes.EFFECTIVE`` ("" = the method's / objective's own)."""
     if key in ("model.mean", "model.std"):
+        if cfg.model.pretrained and not Path(cfg.model.pretrained).exists():
+            # weights a recipe names but the user fetches (FARE's CLIP folder): what the tag's own folder
+            # carries, i.e. timm's pretrained_cfg for model.name's tag
+            file = Path(cfg.model.pretrained) / "model.safetensors"  # absent: only the tag can say
+            mean, std, _ = resolve_normalization(cfg.model.name, cfg.model.mean, cfg.model.std, file)
+            return list(mean if key == "model.mean" else std)
         mean, std, _ = cfg.model.normalization()
         return list(mean if key == "model.mean" else std)
     if key in ("pretrain.crop_interpolation", "pretrain.head"):

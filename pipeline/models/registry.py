@@ -73,9 +73,20 @@ class ModelConfig:
         if not self.pretrained:
             self.normalization()
 
+    def follow_image_size(self, image_size: int) -> None:
+        """A registered ViT's ``img_size`` is the data's unless ``model.kwargs`` sets it: its position
+        embedding has one entry per patch, so a ViT built for 32 px cannot take the 16 px quickstart digits.
+        Written into the resolved config (``model.kwargs.img_size``), so a run directory's config.yaml says it."""
+        info = MODELS.get(self.name) if self.name in MODELS.names() else None
+        if info is not None and info.family == "vit" and "img_size" not in self.kwargs:
+            self.kwargs["img_size"] = int(image_size)
+
     def normalization(self, key: str = "model.pretrained") -> tuple[tuple, tuple, str]:
         """(mean, std, where they came from): pipeline/models/pretrained.py's rule."""
-        weights = weights_path(self.pretrained, key) if self.pretrained else None
+        # explicit mean/std need no weights (a recipe states its statistics before the user fetches them)
+        weights = (
+            weights_path(self.pretrained, key) if self.pretrained and not (self.mean and self.std) else None
+        )
         return resolve_normalization(self.name, self.mean, self.std, weights)
 
     def build(self, num_classes: int, key: str = "model.pretrained", whole: bool = False) -> nn.Module:

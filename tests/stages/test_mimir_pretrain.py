@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import timm
@@ -51,7 +53,8 @@ def test_mimir_runs_from_the_quickstart_and_exports_a_timm_encoder(tmp_path):
     for name, value in model.state_dict().items():
         assert torch.equal(value, saved[name]), name
     with torch.no_grad():
-        assert model(torch.rand(2, 3, 32, 32)).shape == (2, model.num_features)
+        # the quickstart's 16 px digits: the ViT was built for the data's size, and its folder says so
+        assert model(torch.rand(2, 3, 16, 16)).shape == (2, model.num_features)
     # the decoder stays in the run folder
     decoder = load_file(str(stage / "decoder" / "decoder.safetensors"))
     assert any(k.startswith("decoder.") for k in decoder) and "pred.weight" in decoder
@@ -80,3 +83,44 @@ def test_mimir_with_a_non_vit_model_is_a_one_line_error(tmp_path):
     assert proc.stderr.startswith("error: pretrain.method=mimir needs a ViT") and proc.stderr.count("\n") == 1
     assert "model.name=resnet10_cifar_tiny" in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_mimir_resumes_after_kill9_with_the_weights_of_an_uninterrupted_run(tmp_path):
+    """SIGKILL once a checkpoint is on disk, re-run the same command: the run resumes from the checkpoint
+    (masks, attack noise and the loader's position included) and ends with the uninterrupted run's encoder."""
+    args = [
+        "pretrain.method=mimir",
+        "model.name=vit_micro_patch4_32",
+        "pretrain.epochs=2",
+        "pretrain.samples_per_epoch=64",
+        "pretrain.batch_size=16",
+        "pretrain.attack.steps=1",
+        "pretrain.checkpoint_every_steps=2",
+    ]
+    assert _pretrain(tmp_path / "a", *args).returncode == 0
+    backbone = Path("runs") / "quickstart" / "pretrain" / "backbone" / "model.safetensors"
+    reference = load_file(str(tmp_path / "a" / backbone))
+
+    cmd = [sys.executable, "-m", "stages.pretrain", "--config", "configs/quickstart.yaml"]
+    cmd += [f"run.root={tmp_path / 'b' / 'runs'}", "run.progress=false", "run.num_threads=1", *args]
+    stage = tmp_path / "b" / "runs" / "quickstart" / "pretrain"
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if any(not p.name.startswith(".") for p in (stage / "checkpoints").glob("step_*")):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed: give it more steps"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (stage / "backbone").exists()
+
+    resumed = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "step_" in resumed.stdout  # it said which checkpoint it resumed from
+    manifest = json.loads((stage / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["outputs"]["steps"] == 8
+    final = load_file(str(stage / "backbone" / "model.safetensors"))
+    assert final.keys() == reference.keys()
+    for name in reference:
+        torch.testing.assert_close(final[name], reference[name], rtol=0, atol=1e-6, msg=name)
