@@ -127,6 +127,19 @@ def load_backbone_weights(
             state[_branch_key(k, branch, dual)] = v
     head = {n for n, _ in model.get_classifier().named_parameters(prefix=_classifier_prefix(model))}
     state = {k: v for k, v in state.items() if k not in head}
+    own = model.state_dict()
+    wrong = [
+        (k, tuple(v.shape), tuple(own[k].shape))
+        for k, v in state.items()
+        if k in own and v.shape != own[k].shape
+    ]
+    if wrong:  # e.g. a ViT's pos_embed exported at another image size: name it instead of torch's traceback
+        k, theirs, ours = wrong[0]
+        raise UsageError(
+            f"{key}: {k} in {next(iter(folders.values()))} has shape {list(theirs)}, the model {list(ours)}; "
+            "a ViT's pos_embed follows its image size: set data.image_size (or model.kwargs.img_size) to the "
+            "size the folder was exported at"
+        )
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [m for m in missing if m not in head]
     if missing or unexpected:

@@ -17,7 +17,7 @@ def test_defaults_are_valid():
             {"dataset": "mnistx"},
             "data.dataset='mnistx' is invalid; use one of: digits, imagefolder, cifar10, cifar100, stl10, svhn, images, shards",
         ),
-        ({"wrong_size": "crop"}, "data.wrong_size='crop' is invalid; use one of: resize, error"),
+        ({"wrong_size": "pad"}, "data.wrong_size='pad' is invalid; use one of: resize, crop, error"),
         ({"on_bad_sample": "ignore"}, "data.on_bad_sample='ignore' is invalid; use one of: error, skip"),
         ({"num_classes": 1}, "data.num_classes=1 is invalid; use 2 or more classes"),
         ({"image_size": 4}, "data.image_size=4 is invalid; use 8 px or more"),

@@ -24,6 +24,7 @@ def test_protocols_freeze_or_train_the_backbone(tiny_cfg, tmp_path, model_name):
     for protocol in ("slf", "alf", "aff"):
         cfg = tiny_cfg(
             f"run.name={protocol}",
+            "data.image_size=32",  # the size build_model made the folder at (a ViT's pos_embed follows it)
             f"model.name={model_name}",
             f"finetune.protocol={protocol}",
             f"finetune.init=local-dir:{tmp_path / 'init'}",
@@ -37,6 +38,15 @@ def test_protocols_freeze_or_train_the_backbone(tiny_cfg, tmp_path, model_name):
         body = [k for k in before if k not in head_keys]
         same = all(torch.equal(before[k], after[k]) for k in body)
         assert same == (protocol != "aff"), protocol  # bit-identical when frozen, changed when not
+
+
+def test_a_vit_folder_of_another_image_size_is_a_one_line_error(tiny_cfg, tmp_path):
+    save_timm_folder(
+        build_model("vit_micro_patch4_32", 0, (0.5,) * 3, (0.5,) * 3), tmp_path / "init"
+    )  # 32 px
+    cfg = tiny_cfg("model.name=vit_micro_patch4_32", f"finetune.init=local-dir:{tmp_path / 'init'}")  # 16 px
+    with pytest.raises(UsageError, match=r"pos_embed .* set data.image_size"):
+        run_finetune(cfg)
 
 
 def test_best_checkpoint_is_the_best_validation_robust_epoch(tiny_cfg):
