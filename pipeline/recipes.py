@@ -2017,6 +2017,18 @@ NOT_RECIPE_VALUES = {
     "protocols.aff": "the overrides themselves: their effect is tabled as slf:/alf:/aff: keys",
 }
 
+# the contrastive objective's settings (views, head, loss weights): inert for the methods that have none
+_CONTRASTIVE = (
+    "pretrain.temperature",
+    "pretrain.head",
+    "pretrain.proj_hidden_dim",
+    "pretrain.proj_dim",
+    "pretrain.clean_weight",
+    "pretrain.adv_weight",
+    "pretrain.dual_bn",
+    "pretrain.min_crop_scale",
+    "pretrain.crop_interpolation",
+)
 # components a recipe does not use: every key below the prefix is inert for it (their switch is tabled)
 INACTIVE = {
     "acl": ("pretrain.dynacl.", "pretrain.air.", "pretrain.mimir.", "pretrain.fare."),
@@ -2028,15 +2040,7 @@ INACTIVE = {
         "pretrain.dynacl.",
         "pretrain.air.",
         "pretrain.fare.",
-        "pretrain.temperature",
-        "pretrain.head",
-        "pretrain.proj_hidden_dim",
-        "pretrain.proj_dim",
-        "pretrain.clean_weight",
-        "pretrain.adv_weight",
-        "pretrain.dual_bn",
-        "pretrain.min_crop_scale",
-        "pretrain.crop_interpolation",
+        *_CONTRASTIVE,
     ),
     # FARE: no contrastive objective, and the reference's run ends at the encoder (zero-shot evaluation): no
     # classifier to fine-tune, evaluate or export, and no class count (unlabeled images)
@@ -2044,15 +2048,7 @@ INACTIVE = {
         "pretrain.dynacl.",
         "pretrain.air.",
         "pretrain.mimir.",
-        "pretrain.temperature",
-        "pretrain.head",
-        "pretrain.proj_hidden_dim",
-        "pretrain.proj_dim",
-        "pretrain.clean_weight",
-        "pretrain.adv_weight",
-        "pretrain.dual_bn",
-        "pretrain.min_crop_scale",
-        "pretrain.crop_interpolation",
+        *_CONTRASTIVE,
         "data.num_classes",
         "finetune.",
         "evaluate.",
