@@ -37,6 +37,38 @@ def stage(name: str, args: list[str], manifest: Path, redo: bool = False) -> flo
     return float(json.loads(manifest.read_text())["wall_time_s"])
 
 
+def report_row(arm: str, settings: str, times: dict, evaluate_dir: Path) -> dict:
+    """One arm's numbers from its evaluation report (clean and PGD-20 on every test image, AutoAttack on the
+    fixed subset), with its stages' wall times."""
+    report = json.loads((evaluate_dir / "report.json").read_text())
+    return {
+        "arm": arm,
+        "settings": settings,
+        **times,
+        "clean": report["clean_accuracy"],
+        "pgd20": report["robust_accuracy"]["pgd"],
+        "autoattack": report["robust_accuracy"]["autoattack"],
+        "n": report["n_examples"],
+        "n_aa": (report.get("autoattack") or {}).get("n_examples"),
+        "aa_subset_clean": (report.get("autoattack") or {}).get("clean_accuracy"),
+        "warnings": report.get("warnings", []),
+    }
+
+
+def print_table(rows: list[dict], aa_examples: int) -> None:
+    print(
+        f"\n| arm | settings | pretrain s | finetune s | evaluate s | clean (n=10k) | PGD-20 (n=10k) | "
+        f"AutoAttack (n={aa_examples}) | clean on the AA subset |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['arm']} | `{r['settings']}` | {r.get('pretrain', 0):.0f} | {r['finetune']:.0f} | {r['evaluate']:.0f} | "
+            f"{100 * r['clean']:.2f}% | {100 * r['pgd20']:.2f}% | {100 * r['autoattack']:.2f}% | "
+            f"{100 * (r['aa_subset_clean'] or 0):.2f}% |"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pretrain-epochs", type=int, default=2)
@@ -76,38 +108,14 @@ def main() -> None:
         times["evaluate"] = stage(
             "evaluate", a, run_dir / "evaluate" / "manifest.json", redo=arm in args.redo_evaluate.split(",")
         )
-        report = json.loads((run_dir / "evaluate" / "report.json").read_text())
-        rows.append(
-            {
-                "arm": arm,
-                "settings": " ".join(arms[arm]),
-                **times,
-                "clean": report["clean_accuracy"],
-                "pgd20": report["robust_accuracy"]["pgd"],
-                "autoattack": report["robust_accuracy"]["autoattack"],
-                "n": report["n_examples"],
-                "n_aa": (report.get("autoattack") or {}).get("n_examples"),
-                "aa_subset_clean": (report.get("autoattack") or {}).get("clean_accuracy"),
-                "warnings": report.get("warnings", []),
-            }
-        )
+        rows.append(report_row(arm, " ".join(arms[arm]), times, run_dir / "evaluate"))
         print(json.dumps(rows[-1]), flush=True)
         (ROOT / args.root / "results.json").write_text(json.dumps(rows, indent=1))
     print(
         f"\nhardware: {platform.processor() or platform.machine()}, 2 cores; command: "
         f"python bench/experiment_cifar10.py --pretrain-epochs {pe} --finetune-epochs {fe}"
     )
-    print(
-        f"\n| arm | settings | pretrain s | finetune s | evaluate s | clean (n=10k) | PGD-20 (n=10k) | "
-        f"AutoAttack (n={args.aa_examples}) | clean on the AA subset |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['arm']} | `{r['settings']}` | {r.get('pretrain', 0):.0f} | {r['finetune']:.0f} | {r['evaluate']:.0f} | "
-            f"{100 * r['clean']:.2f}% | {100 * r['pgd20']:.2f}% | {100 * r['autoattack']:.2f}% | "
-            f"{100 * (r['aa_subset_clean'] or 0):.2f}% |"
-        )
+    print_table(rows, args.aa_examples)
 
 
 if __name__ == "__main__":

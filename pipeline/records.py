@@ -13,6 +13,10 @@ from typing import Any
 from .run import RunDir
 
 
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
 class _Record:
     @classmethod
     def from_json(cls, outputs: dict):
@@ -20,8 +24,10 @@ class _Record:
         return cls(**{k: v for k, v in outputs.items() if k in names})
 
     def to_json(self) -> dict[str, Any]:
-        """The manifest's ``outputs``: optional fields that are unset ("" / None) are left out."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if v not in ("", None)}
+        """The manifest's ``outputs``: optional fields that are unset ("" / None) are left out; a required
+        field is always written, so ``from_json`` reads back whatever ``to_json`` wrote."""
+        required = {f.name for f in dataclasses.fields(self) if _required(f)}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k in required or v not in ("", None)}
 
     @classmethod
     def read(cls, run_dir: RunDir, stage: str, make_target: str | None = None):
@@ -51,8 +57,10 @@ class PretrainOutputs(_Record):
     method: str
     dual_bn: bool
     momentum_encoder: bool  # DynACL: the backbone is the momentum copy
-    projection_head: str  # safetensors file of the head
     steps: int
+    # safetensors file of the head; "" for FARE, which has none. It must default: to_json leaves "" out,
+    # and a required field read back without it broke `make finetune` after FARE
+    projection_head: str = ""
     sampling: str = ""  # exact (every sample once per epoch) | resampled (shards drawn with replacement)
     # bad samples left out (data.on_bad_sample=skip): by the data stage's conversion (dataset.json names them)
     # plus those skipped while training, so it agrees with the data manifest

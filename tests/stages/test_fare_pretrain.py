@@ -15,6 +15,7 @@ from pipeline.errors import UsageError
 from pipeline.export import save_timm_folder
 from pipeline.models import build_model
 from pipeline.run import RunDir
+from stages.finetune import run_finetune
 from stages.pretrain import run_pretrain
 
 
@@ -69,6 +70,9 @@ def test_fare_runs_from_a_timm_folder_and_exports_a_reloadable_backbone(tiny_cfg
 
     with torch.no_grad():
         torch.testing.assert_close(reloaded(x), load_timm_folder(out / "backbone")(x))
+    # the README's next step, `make finetune`, reads FARE's manifest back and starts from its backbone
+    finetuned = run_finetune(cfg)
+    assert finetuned["protocol"] == "aff" and finetuned["steps"] > 0
 
 
 # a CLIP image tower as timm builds it (pre-norm, the tag's OpenAI statistics), shrunk to test size
