@@ -16,7 +16,7 @@ LOCK_VENV ?= $(VENV)-lock
 RUN := $(PY) -m
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lock data index protocols pretrain finetune evaluate export test test-slow bench lint format experiment clean
+.PHONY: help setup lock data index protocols pretrain finetune evaluate export test test-slow bench lint format experiment experiment-vit experiment-fare clean
 
 help: ## list the targets
 	@echo "usage: make <target> [CONFIG=configs/x.yaml] [ARGS=\"key=value ...\"]"
@@ -48,7 +48,7 @@ data: $(STAMP) ## convert the dataset of CONFIG into webdataset shards
 index: $(STAMP) ## write shards.index.json next to your shards (data.*_urls): fast start-up for big shard sets
 	$(RUN) stages index --config $(CONFIG) $(ARGS)
 
-pretrain: $(STAMP) ## self-supervised adversarial pretraining (SimCLR / ACL / DynACL / *-AIR; DynACL++ post-processing)
+pretrain: $(STAMP) ## self-supervised (adversarial) pretraining: SimCLR, ACL, DynACL(++), AIR, RCS; MIMIR (ViTs); FARE (from model.pretrained)
 	$(RUN) stages pretrain --config $(CONFIG) $(ARGS)
 
 finetune: $(STAMP) ## adversarial fine-tuning (SLF / ALF / AFF with TRADES, PGD-AT or CE)
@@ -75,6 +75,12 @@ bench: $(STAMP) ## CPU benchmarks, one after another; numbers go to BENCHMARKS.m
 EXP_ARGS ?= --pretrain-epochs 2 --finetune-epochs 3
 experiment: $(STAMP) ## the CPU-scale CIFAR-10 comparison (ACL/DynACL/SimCLR → AFF vs TRADES scratch), ~80 min
 	$(PY) bench/experiment_cifar10.py $(EXP_ARGS)
+
+experiment-vit: $(STAMP) ## the CPU-scale ViT comparison (MIMIR → AFF, ACL → AFF, TRADES scratch), ~90 min
+	$(PY) bench/experiment_vit_cifar10.py
+
+experiment-fare: $(STAMP) ## FARE vs ACL from a SimCLR backbone (SLF, embedding drift under attack), ~70 min
+	$(PY) bench/experiment_fare_cifar10.py
 
 LINT_PATHS := pipeline stages data tests bench
 

@@ -4,7 +4,8 @@ On the 20,000-image CIFAR-10 subset (configs/cifar10_shared.yaml), resnet10_cifa
 threat the evaluation measures; FARE's paper trains CLIP at 2/255 and 4/255):
   simclr  SimCLR, 5 × the ACL epochs (no attack): "someone's pretrained backbone", the original f₀
   fare    FARE from simclr's backbone (model.pretrained=<its folder>): PGD-4 of 2/255 on ‖f(x+δ) − f₀(x)‖²,
-          AdamW; 4 attack + 1 training forward+backward + 1 frozen forward of f₀ ≈ 5.5 passes/image/epoch
+          AdamW lr 1e-3, batch 128 (the reference's); 4 attack + 1 training forward+backward + 1 frozen
+          forward of f₀ ≈ 5.5 passes/image/epoch
   acl     ACL from the same weights (cifar10_shared.yaml's ACL recipe): 2 views × (3 + 2) = 10 passes/image/
           epoch, so FARE runs 2 × the ACL epochs (11 vs 10 passes per image)
 Each backbone then gets SLF (a clean linear head on the frozen backbone; ACL's adversarial BN branch, the
@@ -81,7 +82,7 @@ def main() -> None:
     args = ap.parse_args()
     pe, fe = args.pretrain_epochs, args.finetune_epochs
     root = ROOT / args.root
-    original = root / "simclr" / "pretrain" / "backbone"
+    original = Path(args.root) / "simclr" / "pretrain" / "backbone"  # the stages run in ROOT
     common = [
         f"run.root={args.root}",
         "run.progress=false",
@@ -96,6 +97,7 @@ def main() -> None:
             f"model.pretrained={original}",
             "pretrain.method=fare",
             f"pretrain.epochs={2 * pe}",
+            "pretrain.batch_size=128",  # the reference's (RobustVLM --batch_size 128); the ACL recipe's is 256
             "pretrain.attack.steps=4",
             "pretrain.attack.step_size=2/255",
             "pretrain.optim.name=adamw",
@@ -118,9 +120,12 @@ def main() -> None:
         }
         rows.append(report_row(arm, " ".join(arms[arm]), times, run_dir / "evaluate"))
         print(json.dumps(rows[-1]), flush=True)
+    # the folder each SLF started from: the adversarial BN branch where there are two (finetune.bn_branch)
     backbones = {arm: PretrainOutputs.read(RunDir(str(root), arm), "pretrain")[0].backbones for arm in arms}
-    folders = {arm: root / arm / "pretrain" / b.get("adv", b.get("clean")) for arm, b in backbones.items()}
-    report = embeddings(arm_args, folders, original)
+    folders = {
+        arm: root / arm / "pretrain" / b.get("adv", next(iter(b.values()))) for arm, b in backbones.items()
+    }
+    report = embeddings(arm_args, folders, ROOT / original)
     for r in rows:
         r["embedding"] = report[r["arm"]]
     (root / "results.json").write_text(json.dumps(rows, indent=1))

@@ -5,8 +5,9 @@ depth 4, 64 tokens), ε = 8/255, the same AdamW fine-tune for every arm. Compute
 forward+backward passes per training image, as in bench/experiment_cifar10.py:
   ACL (PGD-3):     2 views × (3 attack + 2 training) = 10 passes/image/epoch
   MIMIR (its 1-step attack of 10/255 from uniform noise): 1 attack + 1 training = 2 passes/image/epoch
-                   → 5× the ACL epochs. Its passes are cheaper still (the encoder sees 25% of the patches);
-                   the wall times say by how much.
+                   → 5× the ACL epochs. A MIMIR pass runs the encoder on 25% of the patches and the decoder
+                   (2 blocks, scaled to 64 wide: 8 heads of 8, the reference's head width) on all of them:
+                   ≈ 0.75 of an encoder pass in FLOPs; the wall times say what it costs here.
   TRADES (k=5):    ≈ 7 passes/image/epoch; the scratch arm gets the AFF epochs + the pretraining passes / 7.
 Why AdamW everywhere (not cifar10_shared.yaml's SGD): ViTs need it (configs/cifar10_vit_small_gpu.yaml); the
 same lr, warm-up and decay for both pretraining arms, and one fine-tuning recipe for all three.
@@ -65,6 +66,10 @@ def main() -> None:
             "pretrain.attack.step_size=10/255",
             "pretrain.attack.start=uniform",
             "pretrain.optim.betas=[0.9,0.95]",
+            # the decoder scaled with the encoder: the reference's (128 wide, 16 heads of 8) is for ViT-T
+            # (192 wide); at vit_micro's width 64 it would cost more than the encoder it trains
+            "pretrain.mimir.decoder_dim=64",
+            "pretrain.mimir.decoder_heads=8",
             f"pretrain.optim.warmup_epochs={0.5 * pe}",  # a tenth of the epochs, as for ACL
             f"finetune.epochs={fe}",
         ],
