@@ -76,10 +76,10 @@ EXP_ARGS ?= --pretrain-epochs 2 --finetune-epochs 3
 experiment: $(STAMP) ## the CPU-scale CIFAR-10 comparison (ACL/DynACL/SimCLR → AFF vs TRADES scratch), ~80 min
 	$(PY) bench/experiment_cifar10.py $(EXP_ARGS)
 
-experiment-vit: $(STAMP) ## the CPU-scale ViT comparison (MIMIR → AFF, ACL → AFF, TRADES scratch), ~90 min
+experiment-vit: $(STAMP) ## the CPU-scale ViT comparison (MIMIR → AFF, ACL → AFF, TRADES scratch), ~2-3 h
 	$(PY) bench/experiment_vit_cifar10.py
 
-experiment-fare: $(STAMP) ## FARE vs ACL from a SimCLR backbone (SLF, embedding drift under attack), ~70 min
+experiment-fare: $(STAMP) ## FARE vs ACL from a SimCLR backbone (SLF, embedding drift under attack), ~90 min
 	$(PY) bench/experiment_fare_cifar10.py
 
 LINT_PATHS := pipeline stages data tests bench

@@ -48,6 +48,10 @@ def report_row(arm: str, settings: str, times: dict, evaluate_dir: Path) -> dict
         "clean": report["clean_accuracy"],
         "pgd20": report["robust_accuracy"]["pgd"],
         "autoattack": report["robust_accuracy"]["autoattack"],
+        # 95% Clopper-Pearson intervals, as the report computes them
+        "clean_ci": report["clean_accuracy_ci"],
+        "pgd20_ci": report["robust_accuracy_ci"]["pgd"],
+        "autoattack_ci": report["robust_accuracy_ci"]["autoattack"],
         "n": report["n_examples"],
         "n_aa": (report.get("autoattack") or {}).get("n_examples"),
         "aa_subset_clean": (report.get("autoattack") or {}).get("clean_accuracy"),
@@ -64,9 +68,15 @@ def print_table(rows: list[dict], aa_examples: int) -> None:
     for r in rows:
         print(
             f"| {r['arm']} | `{r['settings']}` | {r.get('pretrain', 0):.0f} | {r['finetune']:.0f} | {r['evaluate']:.0f} | "
-            f"{100 * r['clean']:.2f}% | {100 * r['pgd20']:.2f}% | {100 * r['autoattack']:.2f}% | "
-            f"{100 * (r['aa_subset_clean'] or 0):.2f}% |"
+            f"{_pct(r, 'clean')} | {_pct(r, 'pgd20')} | {_pct(r, 'autoattack', 1)} | "
+            f"{100 * (r['aa_subset_clean'] or 0):.1f}% |"
         )
+
+
+def _pct(row: dict, key: str, digits: int = 2) -> str:
+    """``31.56% [30.6, 32.5]``: the accuracy and its 95% interval, in percent."""
+    lo, hi = row[f"{key}_ci"]
+    return f"{100 * row[key]:.{digits}f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
 def main() -> None:
