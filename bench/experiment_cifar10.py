@@ -37,6 +37,21 @@ def stage(name: str, args: list[str], manifest: Path, redo: bool = False) -> flo
     return float(json.loads(manifest.read_text())["wall_time_s"])
 
 
+def run_arm(
+    arm: str, args: list[str], settings: list[str], run_dir: Path, redo_evaluate: bool = False
+) -> dict:
+    """An arm's stages (pretrain unless it starts from scratch, finetune, evaluate), each skipped when its
+    manifest says it completed; returns its report row, printed as it finishes."""
+    times = {}
+    if "finetune.init=scratch" not in settings:
+        times["pretrain"] = stage("pretrain", args, run_dir / "pretrain" / "manifest.json")
+    times["finetune"] = stage("finetune", args, run_dir / "finetune" / "manifest.json")
+    times["evaluate"] = stage("evaluate", args, run_dir / "evaluate" / "manifest.json", redo=redo_evaluate)
+    row = report_row(arm, " ".join(settings), times, run_dir / "evaluate")
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def report_row(arm: str, settings: str, times: dict, evaluate_dir: Path) -> dict:
     """One arm's numbers from its evaluation report (clean and PGD-20 on every test image, AutoAttack on the
     fixed subset), with its stages' wall times."""
@@ -110,16 +125,8 @@ def main() -> None:
     rows = []
     for arm in args.arms.split(","):
         a = [*common, f"run.name={arm}", *arms[arm]]
-        run_dir = ROOT / args.root / arm
-        times = {}
-        if arm != "scratch":
-            times["pretrain"] = stage("pretrain", a, run_dir / "pretrain" / "manifest.json")
-        times["finetune"] = stage("finetune", a, run_dir / "finetune" / "manifest.json")
-        times["evaluate"] = stage(
-            "evaluate", a, run_dir / "evaluate" / "manifest.json", redo=arm in args.redo_evaluate.split(",")
-        )
-        rows.append(report_row(arm, " ".join(arms[arm]), times, run_dir / "evaluate"))
-        print(json.dumps(rows[-1]), flush=True)
+        redo = arm in args.redo_evaluate.split(",")
+        rows.append(run_arm(arm, a, arms[arm], ROOT / args.root / arm, redo_evaluate=redo))
         (ROOT / args.root / "results.json").write_text(json.dumps(rows, indent=1))
     print(
         f"\nhardware: {platform.processor() or platform.machine()}, 2 cores; command: "

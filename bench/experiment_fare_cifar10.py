@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.experiment_cifar10 import ROOT, print_table, report_row, stage  # noqa: E402
+from bench.experiment_cifar10 import ROOT, print_table, run_arm  # noqa: E402
 from data.prepare import ensure_run_data  # noqa: E402
 from data.readers import held_out_images  # noqa: E402
 from pipeline.config import load_config, to_yaml  # noqa: E402
@@ -110,16 +110,7 @@ def main() -> None:
     arm_args = {
         arm: [*common, f"run.name={arm}", *settings, *args.overrides] for arm, settings in arms.items()
     }
-    rows = []
-    for arm in arms:
-        run_dir = root / arm
-        times = {
-            "pretrain": stage("pretrain", arm_args[arm], run_dir / "pretrain" / "manifest.json"),
-            "finetune": stage("finetune", arm_args[arm], run_dir / "finetune" / "manifest.json"),
-            "evaluate": stage("evaluate", arm_args[arm], run_dir / "evaluate" / "manifest.json"),
-        }
-        rows.append(report_row(arm, " ".join(arms[arm]), times, run_dir / "evaluate"))
-        print(json.dumps(rows[-1]), flush=True)
+    rows = [run_arm(arm, arm_args[arm], arms[arm], root / arm) for arm in arms]
     # the folder each SLF started from: the adversarial BN branch where there are two (finetune.bn_branch)
     backbones = {arm: PretrainOutputs.read(RunDir(str(root), arm), "pretrain")[0].backbones for arm in arms}
     folders = {

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.experiment_cifar10 import ROOT, print_table, report_row, stage  # noqa: E402
+from bench.experiment_cifar10 import ROOT, print_table, run_arm  # noqa: E402
 
 
 def main() -> None:
@@ -84,14 +84,7 @@ def main() -> None:
     rows = []
     for arm in args.arms.split(","):
         a = [*common, f"run.name={arm}", *arms[arm], *args.overrides]
-        run_dir = ROOT / args.root / arm
-        times = {}
-        if arm != "scratch":
-            times["pretrain"] = stage("pretrain", a, run_dir / "pretrain" / "manifest.json")
-        times["finetune"] = stage("finetune", a, run_dir / "finetune" / "manifest.json")
-        times["evaluate"] = stage("evaluate", a, run_dir / "evaluate" / "manifest.json")
-        rows.append(report_row(arm, " ".join(arms[arm]), times, run_dir / "evaluate"))
-        print(json.dumps(rows[-1]), flush=True)
+        rows.append(run_arm(arm, a, arms[arm], ROOT / args.root / arm))
         (ROOT / args.root / "results.json").write_text(json.dumps(rows, indent=1))
     print(
         f"\nhardware: {platform.processor() or platform.machine()}, {args.threads} threads; command: python "
